@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/pcapflow/pcapflow/index"
+	"github.com/pcapflow/pcapflow/pcapio"
+	"github.com/pcapflow/pcapflow/query"
+)
+
+const extractUsage = `usage: pcapflow extract [-i INDEX] [CAPTURE...] -w OUT [FILTER...]
+
+Write the packets of the flows that match FILTER to OUT, byte for byte as
+they are in the capture, in capture order (merged by timestamp across
+captures). From an index only those packets are read. OUT is pcap, or
+pcapng when a capture is pcapng or link types differ; -w - writes to
+standard output.
+
+options:
+  -w OUT            output file ("-" for standard output)
+  --format pcap|pcapng   force the output format
+  --force           overwrite OUT if it exists
+  -i INDEX          answer from this index
+`
+
+func runExtract(ctx context.Context, e *env, args []string) error {
+	var cf commonFlags
+	var out, format string
+	var force bool
+	fs := flag.NewFlagSet("extract", flag.ContinueOnError)
+	fs.StringVar(&out, "w", "", "")
+	fs.StringVar(&format, "format", "", "")
+	fs.BoolVar(&force, "force", false, "")
+	if out == "" {
+		// -w is checked after parsing; prepare parses.
+	}
+	src, expr, err := prepare(ctx, e, fs, &cf, args, true)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if out == "" {
+		return usagef("extract needs -w OUT")
+	}
+	ids, err := query.SelectIDs(ctx, src.r, expr)
+	if err != nil {
+		return err
+	}
+	layouts := index.Layouts(src.r)
+	of := pcapio.OutputFormat(layouts)
+	switch format {
+	case "":
+	case "pcap":
+		of = pcapio.FormatPcap
+	case "pcapng":
+		of = pcapio.FormatPcapNG
+	default:
+		return usagef("--format %q: want pcap or pcapng", format)
+	}
+	n, err := writeOutput(out, force, e.stdout, func(w io.Writer) (int64, error) {
+		return index.Extract(ctx, src.r, ids, pcapio.NewCopier(w, of, layouts))
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "extracted %d packets of %d flows to %s (%s)\n", n, len(ids), out, of)
+	return src.finish(nil)
+}
+
+// writeOutput writes a file through a temporary name and renames it into
+// place on success, so a failed run never leaves a truncated file that
+// looks complete. An existing file is kept unless force is set.
+func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer) (int64, error)) (int64, error) {
+	if path == "-" {
+		bw := newBufWriter(stdout)
+		n, err := write(bw)
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+		return n, err
+	}
+	if _, err := os.Stat(path); err == nil && !force {
+		return 0, usagef("%s exists; use --force to overwrite it", path)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name())
+	bw := newBufWriter(tmp)
+	n, err := write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, os.Rename(tmp.Name(), path)
+}

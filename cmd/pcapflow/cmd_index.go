@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/pcapflow/pcapflow/index"
+)
+
+const indexUsage = `usage: pcapflow index [-i INDEX] CAPTURE...
+
+Read each capture once and write its flows, per-flow packet offsets and
+lookup keys into a Pebble index. Without -i, a single capture gets
+CAPTURE.pfidx beside it. Several captures (or directories of captures)
+go into one index, flow IDs continuing from one to the next; running
+index again adds only captures the index does not hold.
+
+options:
+  -i INDEX          index directory (required for several captures)
+  --progress        show progress on stderr even when it is not a terminal
+`
+
+func runIndex(ctx context.Context, e *env, args []string) error {
+	var cf commonFlags
+	fs := flag.NewFlagSet("index", flag.ContinueOnError)
+	cf.register(fs)
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
+	}
+	if len(rest) == 0 {
+		return usagef("no capture given")
+	}
+	captures, err := expandCaptures(rest)
+	if err != nil {
+		return err
+	}
+	dir := cf.indexDir
+	if dir == "" {
+		if len(captures) != 1 || len(rest) != 1 {
+			return usagef("several captures go into one index: give it with -i DIR")
+		}
+		dir = index.DefaultPath(captures[0])
+	}
+	if cf.idleTimeout != 0 {
+		return usagef("--idle-timeout applies to scans; an index keeps the default flow semantics")
+	}
+	opts := index.Options{Warn: e.warn}
+	stop := e.startProgress(&cf, &opts.Progress)
+	start := time.Now()
+	res, err := index.Build(ctx, dir, captures, opts)
+	stop()
+	if res != nil {
+		var flows, packets uint64
+		var bytes int64
+		for _, c := range res.Added {
+			flows += c.Flows
+			packets += c.Packets
+			if c.Size > 0 {
+				bytes += c.Size
+			}
+		}
+		el := time.Since(start)
+		fmt.Fprintf(e.stderr, "indexed %d capture(s) into %s: %d flows, %d packets, %.1f MB in %.2fs (%.0f MB/s)",
+			len(res.Added), dir, flows, packets, float64(bytes)/1e6, el.Seconds(), float64(bytes)/1e6/el.Seconds())
+		if len(res.Skipped) > 0 {
+			fmt.Fprintf(e.stderr, "; %d already indexed", len(res.Skipped))
+		}
+		fmt.Fprintln(e.stderr)
+		if err == nil && len(res.Errors) > 0 {
+			for _, xe := range res.Errors[:len(res.Errors)-1] {
+				fmt.Fprintf(e.stderr, "pcapflow index: %v\n", xe)
+			}
+			err = res.Errors[len(res.Errors)-1]
+		}
+	}
+	if errors.Is(err, index.ErrInUse) {
+		return fmt.Errorf("%w; wait for it to finish", err)
+	}
+	return err
+}

@@ -1,0 +1,199 @@
+// Command pcapflow turns packet captures into an indexed flow database:
+// list flows, count them, extract their packets or reassembled streams,
+// from a one-time index or straight from the capture.
+//
+// See `pcapflow help` and docs/ for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitInput = 1 // input or I/O error
+	exitUsage = 2 // usage or filter syntax error
+)
+
+// usageError marks errors that exit with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// env is what a command runs with; tests replace its fields.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	progress       bool // forced progress display
+	warned         int  // warnings printed
+}
+
+func (e *env) warn(err error) {
+	e.warned++
+	fmt.Fprintf(e.stderr, "pcapflow: warning: %v\n", err)
+}
+
+type command struct {
+	name  string
+	usage string
+	run   func(ctx context.Context, e *env, args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"index", indexUsage, runIndex},
+		{"flows", flowsUsage, runFlows},
+		{"count", countUsage, runCount},
+		{"explain", explainUsage, runExplain},
+		{"extract", extractUsage, runExtract},
+		{"streams", streamsUsage, runStreams},
+		{"compat", compatUsage, runCompat},
+	}
+}
+
+const mainUsage = `pcapflow: index packet captures by flow; list, count and extract flows.
+
+usage:
+  pcapflow index   [-i INDEX] CAPTURE...                      build or extend an index
+  pcapflow flows   [-i INDEX] [CAPTURE...] [options] [FILTER...]
+  pcapflow count   [-i INDEX] [CAPTURE...] [FILTER...]        flows, packets, bytes that match
+  pcapflow explain [-i INDEX] [CAPTURE...] FILTER...          the parsed filter and the plan
+  pcapflow extract [-i INDEX] [CAPTURE...] -w OUT [FILTER...] packets of matching flows
+  pcapflow streams [-i INDEX] [CAPTURE...] (-w FILE | -O DIR) [FILTER...]
+  pcapflow compat  [pcap_flow options] CAPTURE                the pcap_flow command line
+
+Run 'pcapflow COMMAND -h' for a command's options. A capture with a fresh
+index beside it (CAPTURE.pfidx/) is answered from the index; otherwise it
+is scanned. FILTER is every remaining argument, as in tcpdump:
+  pcapflow flows x.pcap port 80 and not host 10.0.0.1
+`
+
+func main() {
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, e, os.Args))
+}
+
+// run executes a command line and returns the exit status.
+func run(ctx context.Context, e *env, argv []string) int {
+	prog := filepath.Base(argv[0])
+	args := argv[1:]
+	var cmd *command
+	if prog == "pcap_flow" || prog == "pcap_flows" {
+		cmd = &commands[len(commands)-1]
+	} else {
+		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+			fmt.Fprint(e.stdout, mainUsage)
+			if len(args) == 0 {
+				return exitUsage
+			}
+			return exitOK
+		}
+		for i := range commands {
+			if commands[i].name == args[0] {
+				cmd = &commands[i]
+			}
+		}
+		if cmd == nil {
+			fmt.Fprintf(e.stderr, "pcapflow: unknown command %q\n\n%s", args[0], mainUsage)
+			return exitUsage
+		}
+		args = args[1:]
+	}
+	err := cmd.run(ctx, e, args)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(e.stdout, cmd.usage)
+		return exitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(e.stderr, "pcapflow %s: %v\n", cmd.name, err)
+		if !strings.Contains(ue.msg, "\n") {
+			fmt.Fprintf(e.stderr, "run 'pcapflow %s -h' for usage\n", cmd.name)
+		}
+		return exitUsage
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(e.stderr, "pcapflow %s: interrupted\n", cmd.name)
+		return exitInput
+	}
+	fmt.Fprintf(e.stderr, "pcapflow %s: %v\n", cmd.name, err)
+	return exitInput
+}
+
+// parseArgs parses flags that may appear anywhere before "--" and returns
+// the remaining arguments in order. Arguments after "--" are returned as
+// they are, after a "--" marker, so that callers can tell where the
+// capture list ended.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var rest, tail []string
+	for i, a := range args {
+		if a == "--" {
+			tail = append([]string{"--"}, args[i+1:]...)
+			args = args[:i]
+			break
+		}
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+	return append(rest, tail...), nil
+}
+
+// splitCaptures separates leading capture arguments (existing files or
+// directories, or "-") from the filter words that follow. "--" ends the
+// capture list explicitly.
+func splitCaptures(args []string) (captures []string, filter string) {
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return captures, strings.Join(args[i+1:], " ")
+		}
+		if a == "-" {
+			captures = append(captures, a)
+			continue
+		}
+		if _, err := os.Stat(a); err != nil {
+			break
+		}
+		captures = append(captures, a)
+	}
+	rest := args[i:]
+	for j, a := range rest {
+		if a == "--" { // a "--" after filter words separates nothing
+			rest = append(rest[:j:j], rest[j+1:]...)
+			break
+		}
+	}
+	return captures, strings.Join(rest, " ")
+}

@@ -1,0 +1,274 @@
+package flow
+
+import (
+	"bufio"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Writer prints flows in one of the output formats.
+type Writer interface {
+	Write(f *Flow) error
+	// Flush writes buffered output; call it once at the end.
+	Flush() error
+}
+
+// Format names an output format.
+type Format string
+
+const (
+	FormatText Format = "text"
+	FormatJSON Format = "json"
+	FormatCSV  Format = "csv"
+)
+
+// NewWriter returns a writer of the given format. captureName maps a
+// flow's Capture index to the name printed in the "capture" field.
+func NewWriter(w io.Writer, format Format, captureName func(int) string) (Writer, error) {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	switch format {
+	case FormatText:
+		return &textWriter{w: bw}, nil
+	case FormatJSON:
+		return &jsonWriter{w: bw, name: captureName}, nil
+	case FormatCSV:
+		cw := csv.NewWriter(bw)
+		return &csvWriter{bw: bw, w: cw, name: captureName}, nil
+	}
+	return nil, fmt.Errorf("unknown format %q (want text, json or csv)", format)
+}
+
+// JSONFields are the names of the JSON object members and CSV columns,
+// in order.
+var JSONFields = []string{"id", "peer", "proto", "src", "dst", "sport", "dport", "src_mac", "dst_mac",
+	"vlan", "packets", "bytes", "payload_bytes", "first", "last", "capture", "flags", "state", "history",
+	"missing_bytes", "retrans_bytes", "overlap_bytes", "community_id"}
+
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// AppendTime formats ns since the epoch as RFC 3339 in UTC with all nine
+// fractional digits.
+func AppendTime(b []byte, ns int64) []byte {
+	return time.Unix(0, ns).UTC().AppendFormat(b, timeLayout)
+}
+
+func macString(m [6]byte, ok bool) string {
+	if !ok {
+		return ""
+	}
+	return net.HardwareAddr(m[:]).String()
+}
+
+type jsonWriter struct {
+	w    *bufio.Writer
+	name func(int) string
+	b    []byte
+}
+
+func appendJSONString(b []byte, s string) []byte { return strconv.AppendQuote(b, s) }
+
+func (j *jsonWriter) Write(f *Flow) error {
+	k := &f.Key
+	b := j.b[:0]
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, f.ID, 10)
+	b = append(b, `,"peer":`...)
+	b = strconv.AppendUint(b, f.Peer, 10)
+	b = append(b, `,"proto":`...)
+	b = appendJSONString(b, ProtoName(k.Proto))
+	b = append(b, `,"src":"`...)
+	b = k.SrcAddr().AppendTo(b)
+	b = append(b, `","dst":"`...)
+	b = k.DstAddr().AppendTo(b)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(k.SrcPort), 10)
+	b = append(b, `,"dport":`...)
+	b = strconv.AppendUint(b, uint64(k.DstPort), 10)
+	b = append(b, `,"src_mac":`...)
+	b = appendJSONString(b, macString(f.SrcMAC, f.HasSrcMAC))
+	b = append(b, `,"dst_mac":`...)
+	b = appendJSONString(b, macString(f.DstMAC, f.HasDstMAC))
+	b = append(b, `,"vlan":[`...)
+	for i, v := range k.VLANs() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(v), 10)
+	}
+	b = append(b, `],"packets":`...)
+	b = strconv.AppendUint(b, f.Packets, 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendUint(b, f.Bytes, 10)
+	b = append(b, `,"payload_bytes":`...)
+	b = strconv.AppendUint(b, f.PayloadBytes, 10)
+	b = append(b, `,"first":"`...)
+	b = AppendTime(b, f.First)
+	b = append(b, `","last":"`...)
+	b = AppendTime(b, f.Last)
+	b = append(b, `","capture":`...)
+	b = appendJSONString(b, j.name(f.Capture))
+	if k.Proto == 6 {
+		b = append(b, `,"flags":"`...)
+		b = append(b, FlagLetters(f.TCPFlags)...)
+		b = append(b, `","state":"`...)
+		b = append(b, f.State...)
+		b = append(b, `","history":`...)
+		b = appendJSONString(b, f.History)
+		b = append(b, `,"missing_bytes":`...)
+		b = strconv.AppendUint(b, f.MissingBytes, 10)
+		b = append(b, `,"retrans_bytes":`...)
+		b = strconv.AppendUint(b, f.RetransBytes, 10)
+		b = append(b, `,"overlap_bytes":`...)
+		b = strconv.AppendUint(b, f.OverlapBytes, 10)
+	}
+	b = append(b, `,"community_id":"`...)
+	b = append(b, f.CommunityID...)
+	b = append(b, "\"}\n"...)
+	j.b = b
+	_, err := j.w.Write(b)
+	return err
+}
+
+func (j *jsonWriter) Flush() error { return j.w.Flush() }
+
+type csvWriter struct {
+	bw     *bufio.Writer
+	w      *csv.Writer
+	name   func(int) string
+	header bool
+	rec    []string
+}
+
+func (c *csvWriter) Write(f *Flow) error {
+	if !c.header {
+		c.header = true
+		if err := c.w.Write(JSONFields); err != nil {
+			return err
+		}
+	}
+	k := &f.Key
+	vl := ""
+	for i, v := range k.VLANs() {
+		if i > 0 {
+			vl += ";"
+		}
+		vl += strconv.Itoa(int(v))
+	}
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	var flags, missing, retrans, overlap string
+	if k.Proto == 6 {
+		flags, missing, retrans, overlap = FlagLetters(f.TCPFlags), u(f.MissingBytes), u(f.RetransBytes), u(f.OverlapBytes)
+	}
+	c.rec = append(c.rec[:0], u(f.ID), u(f.Peer), ProtoName(k.Proto), k.SrcAddr().String(), k.DstAddr().String(),
+		u(uint64(k.SrcPort)), u(uint64(k.DstPort)), macString(f.SrcMAC, f.HasSrcMAC), macString(f.DstMAC, f.HasDstMAC),
+		vl, u(f.Packets), u(f.Bytes), u(f.PayloadBytes), string(AppendTime(nil, f.First)), string(AppendTime(nil, f.Last)),
+		c.name(f.Capture), flags, f.State, f.History, missing, retrans, overlap, f.CommunityID)
+	return c.w.Write(c.rec)
+}
+
+func (c *csvWriter) Flush() error {
+	if !c.header {
+		c.header = true
+		c.w.Write(JSONFields)
+	}
+	c.w.Flush()
+	if err := c.w.Error(); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// textWriter prints the seed tool's line layout:
+//
+//	FlowID:        1 | TCP  02:00:00:00:00:01 -> 02:00:00:00:00:02 |  10.  0.  0.  1 ->  10.  0.  0.  2 |  40000 ->     80  |   10 Pkts   3500 Bytes  | 10:00:00.000.000.000 -> 10:00:00.022.002.000 : 00:00:00.022.002.000
+//
+// IPv4 octets are padded as the seed pads them; IPv6 addresses are printed
+// in their compressed form. Times are UTC.
+type textWriter struct {
+	w *bufio.Writer
+	b []byte
+}
+
+func (t *textWriter) Write(f *Flow) error {
+	t.b = AppendText(t.b[:0], f)
+	t.b = append(t.b, '\n')
+	_, err := t.w.Write(t.b)
+	return err
+}
+
+func (t *textWriter) Flush() error { return t.w.Flush() }
+
+// AppendText appends the seed-style text line of a flow (without newline).
+func AppendText(b []byte, f *Flow) []byte {
+	k := &f.Key
+	b = fmt.Appendf(b, "FlowID: %8d | %-4s ", f.ID, upperProto(k.Proto))
+	b = fmt.Appendf(b, "%s -> %s | ", textMAC(f.SrcMAC, f.HasSrcMAC), textMAC(f.DstMAC, f.HasDstMAC))
+	b = appendPaddedAddr(b, k.SrcAddr())
+	b = append(b, " -> "...)
+	b = appendPaddedAddr(b, k.DstAddr())
+	b = fmt.Appendf(b, " | %6d -> %6d  | %16d Pkts %16d Bytes  | ", k.SrcPort, k.DstPort, f.Packets, f.Bytes)
+	b = AppendClock(b, f.First)
+	b = append(b, " -> "...)
+	b = AppendClock(b, f.Last)
+	b = append(b, " : "...)
+	b = AppendDuration(b, f.Last-f.First)
+	if k.NumVLAN > 0 {
+		b = fmt.Appendf(b, " | VLAN %v", k.VLANs())
+	}
+	return b
+}
+
+func upperProto(p uint8) string {
+	switch p {
+	case 6:
+		return "TCP"
+	case 17:
+		return "UDP"
+	case 1:
+		return "ICMP"
+	case 58:
+		return "ICMP6"
+	case 132:
+		return "SCTP"
+	}
+	return strconv.Itoa(int(p))
+}
+
+func textMAC(m [6]byte, ok bool) string {
+	if !ok {
+		return "--:--:--:--:--:--"
+	}
+	return net.HardwareAddr(m[:]).String()
+}
+
+// appendPaddedAddr writes IPv4 with each octet right-aligned in 3 columns,
+// as the seed does; IPv6 as usual.
+func appendPaddedAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		o := a.As4()
+		return fmt.Appendf(b, "%3d.%3d.%3d.%3d", o[0], o[1], o[2], o[3])
+	}
+	return a.AppendTo(b)
+}
+
+// AppendClock writes the time of day (UTC) as HH:MM:SS.mmm.uuu.nnn.
+func AppendClock(b []byte, ns int64) []byte {
+	t := time.Unix(0, ns).UTC()
+	sub := t.Nanosecond()
+	return fmt.Appendf(b, "%02d:%02d:%02d.%03d.%03d.%03d", t.Hour(), t.Minute(), t.Second(), sub/1e6, sub/1e3%1e3, sub%1e3)
+}
+
+// AppendDuration writes a duration as HH:MM:SS.mmm.uuu.nnn.
+func AppendDuration(b []byte, ns int64) []byte {
+	if ns < 0 {
+		ns = 0
+	}
+	s := ns / 1e9
+	sub := ns % 1e9
+	return fmt.Appendf(b, "%02d:%02d:%02d.%03d.%03d.%03d", s/3600, s/60%60, s%60, sub/1e6, sub/1e3%1e3, sub%1e3)
+}

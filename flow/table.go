@@ -1,0 +1,313 @@
+package flow
+
+import (
+	"time"
+
+	"github.com/pcapflow/pcapflow/pcapio"
+)
+
+// Options configure a Table.
+type Options struct {
+	// FirstID is the ID of the table's first flow (IDs continue across
+	// the captures of one run or index). 0 means 1.
+	FirstID uint64
+	// Capture is stored in every flow of the table.
+	Capture int
+	// IdleTimeout, when positive, starts a new flow for a key whose
+	// previous packet is older than this (capture time).
+	IdleTimeout time.Duration
+	// OnAttach is called for packets that were held back (fragments that
+	// arrived before their datagram's first fragment) once the flow they
+	// belong to is known. The counters of the flow already include them.
+	OnAttach func(flow int32, h Held)
+	// MaxHeld bounds held fragments; beyond it, an unplaceable fragment
+	// goes straight to its portless flow. 0 means 65536.
+	MaxHeld int
+}
+
+// Held is a packet the table held back until its flow was known.
+type Held struct {
+	Offset int64
+	Length int32
+	TS     int64
+	wire   int32
+}
+
+// Stats counts the packets a table saw.
+type Stats struct {
+	Packets  uint64                     // every packet given to Add
+	Problems [pcapio.NumProblems]uint64 // packets that decoded to no IP flow, by reason
+	Held     uint64                     // fragments held until their first fragment
+	Orphans  uint64                     // fragments whose first fragment never came
+}
+
+const chunkBits = 12
+
+type fragKey struct {
+	src, dst [16]byte
+	id       uint32
+	proto    uint8
+	ver      uint8
+	vlan     uint16
+}
+
+type fragEntry struct {
+	flow int32
+	ts   int64
+}
+
+// Table tracks the flows of one capture. Memory grows with the number of
+// flows (about 250 bytes each), never with the number of packets. It is
+// not safe for concurrent use.
+type Table struct {
+	opts    Options
+	index   map[Key]int32 // current flow of each key
+	chunks  [][]Flow      // flows in creation order, in fixed-size chunks so pointers stay valid
+	n       int32
+	fconn   []int32 // flow index -> conn index
+	conns   []conn
+	frags   map[fragKey]fragEntry
+	held    map[fragKey][]Held
+	nheld   int
+	sweepAt int64
+	stats   Stats
+}
+
+// NewTable returns an empty table.
+func NewTable(opts Options) *Table {
+	if opts.FirstID == 0 {
+		opts.FirstID = 1
+	}
+	if opts.MaxHeld == 0 {
+		opts.MaxHeld = 65536
+	}
+	return &Table{
+		opts:  opts,
+		index: make(map[Key]int32, 1024),
+		frags: make(map[fragKey]fragEntry),
+		held:  make(map[fragKey][]Held),
+	}
+}
+
+// Len is the number of flows.
+func (t *Table) Len() int { return int(t.n) }
+
+// Flow returns flow i (0-based, in ID order). The pointer stays valid.
+func (t *Table) Flow(i int32) *Flow { return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
+
+// Stats reports what the table has seen.
+func (t *Table) Stats() Stats { return t.stats }
+
+// NextID is the ID the next new flow would get.
+func (t *Table) NextID() uint64 { return t.opts.FirstID + uint64(t.n) }
+
+// Add accounts one packet and returns the index of its flow, or -1 when
+// the packet belongs to no flow (not IP) or is held back until its flow
+// is known (see Options.OnAttach).
+func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 {
+	t.stats.Packets++
+	if p.IPVersion == 0 {
+		t.stats.Problems[p.Problem]++
+		return -1
+	}
+	ts := rec.Timestamp
+	if p.Fragment {
+		fk := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto, ver: p.IPVersion}
+		if p.NumVLAN > 0 {
+			fk.vlan = p.VLAN[0]
+		}
+		if p.FragOffset != 0 {
+			e, ok := t.frags[fk]
+			if !ok {
+				if t.nheld < t.opts.MaxHeld {
+					t.held[fk] = append(t.held[fk], Held{rec.Offset, int32(rec.Length), ts, int32(rec.OrigLen)})
+					t.nheld++
+					t.stats.Held++
+					return -1
+				}
+				t.stats.Orphans++
+				k := KeyOf(p)
+				k.SrcPort, k.DstPort = 0, 0
+				fi := t.lookup(k, p, ts)
+				t.account(fi, p, ts, rec.OrigLen)
+				return fi
+			}
+			e.ts = ts
+			t.frags[fk] = e
+			t.account(e.flow, p, ts, rec.OrigLen)
+			return e.flow
+		}
+		fi := t.lookup(KeyOf(p), p, ts)
+		t.account(fi, p, ts, rec.OrigLen)
+		t.frags[fk] = fragEntry{fi, ts}
+		if hs, ok := t.held[fk]; ok {
+			delete(t.held, fk)
+			t.nheld -= len(hs)
+			t.attach(fi, hs)
+		}
+		t.sweepFrags(ts)
+		return fi
+	}
+	fi := t.lookup(KeyOf(p), p, ts)
+	t.account(fi, p, ts, rec.OrigLen)
+	return fi
+}
+
+func (t *Table) attach(fi int32, hs []Held) {
+	f := t.Flow(fi)
+	for _, h := range hs {
+		f.Packets++
+		f.Bytes += uint64(h.wire)
+		if h.TS < f.First {
+			f.First = h.TS
+		}
+		if h.TS > f.Last {
+			f.Last = h.TS
+		}
+		if t.opts.OnAttach != nil {
+			t.opts.OnAttach(fi, h)
+		}
+	}
+}
+
+// sweepFrags forgets fragment groups idle for a minute of capture time,
+// so the fragment map stays small.
+func (t *Table) sweepFrags(now int64) {
+	if now < t.sweepAt || len(t.frags) < 1024 {
+		return
+	}
+	t.sweepAt = now + 10e9
+	for k, e := range t.frags {
+		if now-e.ts > 60e9 {
+			delete(t.frags, k)
+		}
+	}
+}
+
+// lookup finds or creates the current flow for k.
+func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
+	fi, ok := t.index[k]
+	if ok {
+		f := t.Flow(fi)
+		c := &t.conns[t.fconn[fi]]
+		switch {
+		case t.opts.IdleTimeout > 0 && ts-f.Last > int64(t.opts.IdleTimeout):
+			ok = false
+		case k.Proto == pcapio.ProtoTCP && c.ended:
+			if p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn {
+				ok = false // port reuse: a new connection on an ended one's key
+			} else if ri, rok := t.index[k.Reverse()]; rok && t.fconn[ri] != t.fconn[fi] && t.fconn[ri] > t.fconn[fi] {
+				// The other direction already started a newer connection
+				// (its SYN came first); this packet belongs to that one.
+				return t.newFlow(k, p, ts, t.fconn[ri])
+			}
+		}
+		if ok {
+			return fi
+		}
+	}
+	ci := int32(-1)
+	if ri, rok := t.index[k.Reverse()]; rok {
+		rc := &t.conns[t.fconn[ri]]
+		side := 1 - t.sideOf(rc, ri)
+		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) &&
+			!(t.opts.IdleTimeout > 0 && ts-t.Flow(ri).Last > int64(t.opts.IdleTimeout)) {
+			ci = t.fconn[ri]
+		}
+	}
+	return t.newFlow(k, p, ts, ci)
+}
+
+func (t *Table) sideOf(c *conn, fi int32) int {
+	if c.flows[0] == fi {
+		return 0
+	}
+	return 1
+}
+
+// newFlow creates a flow for k, joining connection ci (or a new one).
+func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
+	fi := t.n
+	if int(fi>>chunkBits) == len(t.chunks) {
+		t.chunks = append(t.chunks, make([]Flow, 1<<chunkBits))
+	}
+	t.n++
+	f := t.Flow(fi)
+	*f = Flow{ID: t.opts.FirstID + uint64(fi), Key: k, Capture: t.opts.Capture, First: ts, Last: ts,
+		SrcMAC: p.SrcMAC, DstMAC: p.DstMAC, HasSrcMAC: p.HasSrcMAC, HasDstMAC: p.HasDstMAC}
+	if ci < 0 {
+		ci = int32(len(t.conns))
+		c := conn{flows: [2]int32{fi, -1}, proto: k.Proto}
+		if k.Proto == pcapio.ProtoTCP && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn|pcapio.TCPAck {
+			// The first packet is a SYN-ACK: the other side opened it.
+			c.origIdx, c.flipped = 1, true
+		}
+		t.conns = append(t.conns, c)
+	} else {
+		c := &t.conns[ci]
+		if c.flows[0] < 0 {
+			c.flows[0] = fi
+		} else {
+			c.flows[1] = fi
+		}
+	}
+	t.fconn = append(t.fconn, ci)
+	t.index[k] = fi
+	return fi
+}
+
+func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
+	f := t.Flow(fi)
+	f.Packets++
+	f.Bytes += uint64(wire)
+	if p.Proto == pcapio.ProtoTCP || p.Proto == pcapio.ProtoUDP {
+		f.PayloadBytes += uint64(p.PayloadLen)
+	}
+	if ts < f.First {
+		f.First = ts
+	}
+	if ts > f.Last {
+		f.Last = ts
+	}
+	if p.HasTCPHeader && p.Proto == pcapio.ProtoTCP && p.FragOffset == 0 {
+		f.TCPFlags |= p.TCPFlags
+		c := &t.conns[t.fconn[fi]]
+		c.tcp(t.sideOf(c, fi), p)
+	} else if p.Proto == pcapio.ProtoUDP && p.PayloadLen > 0 && p.FragOffset == 0 {
+		c := &t.conns[t.fconn[fi]]
+		c.note(t.sideOf(c, fi), hData)
+	}
+}
+
+// Finish places fragments whose first fragment never came (in a flow
+// with ports 0) and fills in peers, Zeek state and history, and Community
+// IDs. Call it once, after the last Add.
+func (t *Table) Finish() {
+	for fk, hs := range t.held {
+		k := Key{Src: fk.src, Dst: fk.dst, Proto: fk.proto, IPVersion: fk.ver}
+		if fk.vlan != 0 {
+			k.VLAN[0], k.NumVLAN = fk.vlan, 1
+		}
+		fi, ok := t.index[k]
+		if !ok {
+			var p pcapio.Packet
+			fi = t.newFlow(k, &p, hs[0].TS, -1)
+		}
+		t.stats.Orphans += uint64(len(hs))
+		t.attach(fi, hs)
+	}
+	clear(t.held)
+	t.nheld = 0
+	for i := int32(0); i < t.n; i++ {
+		f := t.Flow(i)
+		c := &t.conns[t.fconn[i]]
+		if o := c.flows[1-t.sideOf(c, i)]; o >= 0 {
+			f.Peer = t.Flow(o).ID
+		}
+		if f.Key.Proto == pcapio.ProtoTCP {
+			f.State = c.zeekState()
+			f.History = c.historyString()
+		}
+		f.CommunityID = CommunityID(&f.Key, 0)
+	}
+}

@@ -1,0 +1,198 @@
+package flow
+
+import "github.com/pcapflow/pcapflow/pcapio"
+
+// Zeek's TCP endpoint states, as used by its conn_state function.
+type epState uint8
+
+const (
+	epInactive epState = iota
+	epSynSent
+	epSynAckSent
+	epPartial
+	epEstablished
+	epClosed
+	epReset
+)
+
+// conn is the state two flows of one connection share.
+type conn struct {
+	flows   [2]int32 // flow index of side 0 (first seen) and side 1, -1 if none
+	origIdx uint8    // which side is Zeek's originator
+	flipped bool     // the first packet came from the responder
+	ended   bool     // a FIN or RST was seen
+	state   [2]epState
+	sawData [2]bool
+	seen    [2]uint16 // history letters already recorded, per side
+	history [24]byte
+	histLen uint8
+	proto   uint8
+}
+
+// Zeek history letters, in the bit order of conn.seen.
+const historyLetters = "SHADFRWIQ"
+
+const (
+	hSyn = 1 << iota
+	hSynAck
+	hAck
+	hData
+	hFin
+	hRst
+	hZeroWin
+	hInconsistent
+	hMultiFlag
+)
+
+func (c *conn) note(side int, bit uint16) {
+	if c.seen[side]&bit != 0 {
+		return
+	}
+	c.seen[side] |= bit
+	if int(c.histLen) >= len(c.history) {
+		return
+	}
+	i := 0
+	for bit>>i != 1 {
+		i++
+	}
+	l := historyLetters[i]
+	if side != int(c.origIdx) {
+		l += 'a' - 'A'
+	}
+	c.history[c.histLen] = l
+	c.histLen++
+}
+
+// tcp advances the Zeek endpoint states for a segment sent by side.
+func (c *conn) tcp(side int, p *pcapio.Packet) {
+	other := 1 - side
+	f := p.TCPFlags
+	syn, ack, fin, rst := f&pcapio.TCPSyn != 0, f&pcapio.TCPAck != 0, f&pcapio.TCPFin != 0, f&pcapio.TCPRst != 0
+	switch {
+	case syn && (fin || rst):
+		c.note(side, hMultiFlag)
+	case syn && ack:
+		c.note(side, hSynAck)
+	case syn:
+		c.note(side, hSyn)
+	}
+	if syn && rst {
+		c.note(side, hInconsistent)
+	}
+	if p.PayloadLen > 0 {
+		c.note(side, hData)
+		c.sawData[side] = true
+	} else if ack && !syn && !fin && !rst {
+		c.note(side, hAck)
+	}
+	if fin {
+		c.note(side, hFin)
+	}
+	if rst {
+		c.note(side, hRst)
+	}
+	if p.Window == 0 && !rst && !syn && p.HasTCPHeader {
+		c.note(side, hZeroWin)
+	}
+	s := &c.state[side]
+	switch {
+	case rst:
+		*s = epReset
+		c.ended = true
+	case fin:
+		if *s != epReset {
+			*s = epClosed
+		}
+		c.ended = true
+	case syn && !ack:
+		if *s == epInactive {
+			*s = epSynSent
+		}
+	case syn && ack:
+		if *s == epInactive || *s == epSynSent {
+			*s = epSynAckSent
+		}
+	default:
+		switch *s {
+		case epInactive:
+			if c.state[other] == epSynSent || c.state[other] == epSynAckSent {
+				*s = epEstablished
+			} else {
+				*s = epPartial
+			}
+		case epSynSent, epSynAckSent:
+			*s = epEstablished
+		}
+		if *s == epEstablished && (c.state[other] == epSynSent || c.state[other] == epSynAckSent) {
+			c.state[other] = epEstablished
+		}
+	}
+}
+
+// zeekState is Zeek's conn_state for the connection.
+func (c *conn) zeekState() string {
+	o, r := c.state[c.origIdx], c.state[1-c.origIdx]
+	oInactive := o == epInactive || o == epPartial
+	rInactive := r == epInactive || r == epPartial
+	switch c.proto {
+	case pcapio.ProtoTCP:
+		switch {
+		case r == epReset:
+			if o == epSynSent || o == epSynAckSent || (o == epReset && !c.sawData[0] && !c.sawData[1]) {
+				return "REJ"
+			}
+			if oInactive {
+				return "RSTRH"
+			}
+			return "RSTR"
+		case o == epReset:
+			if rInactive {
+				if c.seen[c.origIdx]&hSyn != 0 && c.seen[c.origIdx]&^(hSyn|hRst|hZeroWin) == 0 {
+					return "RSTOS0"
+				}
+				return "OTH"
+			}
+			return "RSTO"
+		case r == epClosed && o == epClosed:
+			return "SF"
+		case o == epClosed:
+			if rInactive {
+				return "SH"
+			}
+			return "S2"
+		case r == epClosed:
+			if oInactive {
+				return "SHR"
+			}
+			return "S3"
+		case o == epSynSent && r == epInactive:
+			return "S0"
+		case o == epEstablished && r == epEstablished:
+			return "S1"
+		}
+		return "OTH"
+	case pcapio.ProtoUDP:
+		oActive, rActive := c.flows[c.origIdx] >= 0, c.flows[1-c.origIdx] >= 0
+		switch {
+		case oActive && rActive:
+			return "SF"
+		case oActive:
+			return "S0"
+		case rActive:
+			return "SHR"
+		}
+	}
+	return "OTH"
+}
+
+func (c *conn) historyString() string {
+	if c.histLen == 0 && !c.flipped {
+		return ""
+	}
+	h := string(c.history[:c.histLen])
+	if c.flipped {
+		h = "^" + h
+	}
+	return h
+}

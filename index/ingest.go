@@ -1,0 +1,219 @@
+package index
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/pcapio"
+)
+
+// CaptureInfo describes one capture of an index or a scan.
+type CaptureInfo struct {
+	Name        string // base name, printed as a flow's "capture"
+	Path        string // absolute path ("-" for standard input)
+	RelPath     string // path relative to the index directory, to find a moved archive
+	Size        int64
+	ModTime     int64  // ns since the epoch
+	Identity    string // hash of size, head and tail; see Identify
+	Compression string // "", "gzip" or "zstd"
+	Layout      pcapio.Layout
+	FirstID     uint64 // ID of the capture's first flow
+	Flows       uint64
+	Packets     uint64
+	Bytes       uint64 // sum of wire lengths
+	NonIP       uint64 // frames that decoded to no IP flow
+	Warning     string // the problem that ended reading early, if any
+}
+
+// Progress is updated while captures are read, for a progress display.
+// Its fields are safe to read from another goroutine.
+type Progress struct {
+	Capture atomic.Value // string: name of the capture being read
+	Bytes   atomic.Int64 // bytes of the current capture read
+	Total   atomic.Int64 // size of the current capture, -1 if unknown
+	Packets atomic.Int64 // packets read in all captures
+	Flows   atomic.Int64 // flows found in all captures
+}
+
+// Options configure reading captures.
+type Options struct {
+	IdleTimeout time.Duration
+	// Warn receives problems that do not stop the work: a capture cut
+	// short, skipped records, undecodable link types. Nil discards them.
+	Warn     func(error)
+	Progress *Progress
+}
+
+func (o *Options) warn(err error) {
+	if o.Warn != nil {
+		o.Warn(err)
+	}
+}
+
+// packetSink receives the records of flows as they are read: flow is the
+// index in the capture's table.
+type packetSink func(flow int32, off int64, length int32)
+
+// OpenCapture opens a capture file, or standard input for "-".
+func OpenCapture(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	return os.Open(path)
+}
+
+// identityBytes is how much of each end of a capture Identify hashes.
+const identityBytes = 64 << 10
+
+// Identify hashes a capture's size, first and last 64 KiB. A capture that
+// is appended to, truncated, rewritten or replaced gets a different
+// identity (short of an edit confined to its middle with the same size,
+// which the modification time then catches).
+func Identify(f *os.File) (size, mtime int64, id string, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, "", err
+	}
+	size, mtime = fi.Size(), fi.ModTime().UnixNano()
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", size)
+	buf := make([]byte, identityBytes)
+	n, err := f.ReadAt(buf[:min(int64(len(buf)), size)], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, "", err
+	}
+	h.Write(buf[:n])
+	if size > identityBytes {
+		tail := max(size-identityBytes, identityBytes)
+		n, err = f.ReadAt(buf[:size-tail], tail)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, 0, "", err
+		}
+		h.Write(buf[:n])
+	}
+	return size, mtime, hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// readCapture reads one capture through the decoder into a new flow
+// table whose IDs start at firstID. It returns the table (finished) even
+// when reading stopped at an error, so that the flows before the damage
+// are kept; the error then names the file and offset.
+func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, firstID uint64, opts *Options, sink packetSink) (*CaptureInfo, *flow.Table, error) {
+	info := &CaptureInfo{Name: filepath.Base(path), Path: path, Size: -1, FirstID: firstID}
+	if path == "-" {
+		info.Name = "-"
+	} else if abs, err := filepath.Abs(path); err == nil {
+		info.Path = abs
+	}
+	var rc io.ReadCloser
+	if src != nil {
+		rc = io.NopCloser(src)
+	} else {
+		var err error
+		if rc, err = OpenCapture(path); err != nil {
+			return info, nil, err
+		}
+	}
+	defer rc.Close()
+	var err error
+	if f, ok := rc.(*os.File); ok && path != "-" {
+		info.Size, info.ModTime, info.Identity, err = Identify(f)
+		if err != nil {
+			return info, nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	pr := opts.Progress
+	if pr != nil {
+		pr.Capture.Store(info.Name)
+		pr.Bytes.Store(0)
+		pr.Total.Store(info.Size)
+	}
+	r, err := pcapio.NewReader(rc, path)
+	if err != nil {
+		return info, nil, err
+	}
+	defer r.Close()
+	info.Compression = r.Compression()
+	r.OnWarning = opts.Warn
+	topts := flow.Options{FirstID: firstID, Capture: capIdx, IdleTimeout: opts.IdleTimeout}
+	if sink != nil {
+		topts.OnAttach = func(fi int32, h flow.Held) { sink(fi, h.Offset, h.Length) }
+	}
+	t := flow.NewTable(topts)
+	var (
+		rec      pcapio.Record
+		p        pcapio.Packet
+		badLinks map[pcapio.LinkType]int
+		readErr  error
+		n        int64
+	)
+	for {
+		err := r.Next(&rec)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if pcapio.IsWarning(err) {
+				opts.warn(err)
+				info.Warning = err.Error()
+			} else {
+				readErr = err
+				info.Warning = err.Error()
+			}
+			break
+		}
+		info.Packets++
+		info.Bytes += uint64(rec.OrigLen)
+		p.Decode(rec.LinkType, rec.Data)
+		if p.Problem == pcapio.ProblemUnsupportedLink {
+			if badLinks == nil {
+				badLinks = map[pcapio.LinkType]int{}
+			}
+			badLinks[rec.LinkType]++
+		}
+		fi := t.Add(&rec, &p)
+		if fi >= 0 && sink != nil {
+			sink(fi, rec.Offset, int32(rec.Length))
+		}
+		if n++; n&4095 == 0 {
+			if err := ctx.Err(); err != nil {
+				return info, nil, err
+			}
+			if pr != nil {
+				pr.Bytes.Store(r.Offset())
+				pr.Packets.Add(4096)
+				pr.Flows.Store(int64(t.NextID() - 1))
+			}
+		}
+	}
+	if pr != nil {
+		pr.Bytes.Store(r.Offset())
+		pr.Packets.Add(n & 4095)
+	}
+	t.Finish()
+	st := t.Stats()
+	for _, c := range st.Problems {
+		info.NonIP += c
+	}
+	links := make([]int, 0, len(badLinks))
+	for l := range badLinks {
+		links = append(links, int(l))
+	}
+	sort.Ints(links)
+	for _, l := range links {
+		opts.warn(fmt.Errorf("%s: %d packets of unsupported link type %v were counted but not decoded", path, badLinks[pcapio.LinkType(l)], pcapio.LinkType(l)))
+	}
+	info.Flows = uint64(t.Len())
+	info.Layout = *r.Layout()
+	return info, t, readErr
+}

@@ -1,0 +1,263 @@
+package index
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+
+	"github.com/pcapflow/pcapflow/pcapio"
+)
+
+// capturePather is implemented by readers that can locate their captures
+// for reading records (both Store and Mem).
+type capturePather interface {
+	CapturePath(i int) (string, error)
+}
+
+// FlowRef is one record of a selected flow.
+type FlowRef struct {
+	PacketRef
+	Flow uint64
+}
+
+// RecordFunc receives records in capture order. rec.Data and rec.Raw are
+// valid only during the call.
+type RecordFunc func(capture int, flow uint64, rec *pcapio.Record) error
+
+// Records calls fn for every record of the flows ids (ascending), in
+// capture order: file order within a capture, and across captures merged
+// by timestamp (ties keep capture order). Only those records are read,
+// by offset; a compressed capture is decompressed up to its last wanted
+// record instead.
+func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
+	caps := r.Captures()
+	per := make([][]FlowRef, len(caps))
+	var refs []PacketRef
+	for _, id := range ids {
+		ci := captureOf(caps, id)
+		if ci < 0 {
+			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+		}
+		var err error
+		refs, err = r.Packets(id, refs[:0])
+		if err != nil {
+			return err
+		}
+		for _, p := range refs {
+			per[ci] = append(per[ci], FlowRef{p, id})
+		}
+	}
+	cp, ok := r.(capturePather)
+	if !ok {
+		return errors.New("this index cannot locate its captures")
+	}
+	var curs []*cursor
+	defer func() {
+		for _, c := range curs {
+			c.close()
+		}
+	}()
+	for ci, list := range per {
+		if len(list) == 0 {
+			continue
+		}
+		sort.SliceStable(list, func(i, j int) bool { return list[i].Offset < list[j].Offset })
+		path, err := cp.CapturePath(ci)
+		if err != nil {
+			return err
+		}
+		c, err := newCursor(path, &caps[ci], ci, list)
+		if err != nil {
+			return err
+		}
+		curs = append(curs, c)
+	}
+	h := &cursorHeap{}
+	for _, c := range curs {
+		ok, err := c.next()
+		if err != nil {
+			return err
+		}
+		if ok {
+			heap.Push(h, c)
+		}
+	}
+	n := 0
+	for h.Len() > 0 {
+		if n++; n&1023 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c := (*h)[0]
+		if err := fn(c.capture, c.refs[c.pos-1].Flow, &c.rec); err != nil {
+			return err
+		}
+		ok, err := c.next()
+		if err != nil {
+			return err
+		}
+		if ok {
+			heap.Fix(h, 0)
+		} else {
+			heap.Pop(h)
+		}
+	}
+	return nil
+}
+
+// captureOf returns the index of the capture holding flow id.
+func captureOf(caps []CaptureInfo, id uint64) int {
+	i := sort.Search(len(caps), func(i int) bool { return caps[i].FirstID+caps[i].Flows > id })
+	if i == len(caps) || id < caps[i].FirstID {
+		return -1
+	}
+	return i
+}
+
+// cursor walks the wanted records of one capture.
+type cursor struct {
+	capture int
+	refs    []FlowRef
+	pos     int
+	rec     pcapio.Record
+	file    *os.File
+	rr      *pcapio.RecordReader // plain captures: random access
+	seq     *pcapio.Reader       // compressed captures: sequential
+	name    string
+}
+
+func newCursor(path string, info *CaptureInfo, ci int, refs []FlowRef) (*cursor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	c := &cursor{capture: ci, refs: refs, file: f, name: path}
+	if info.Compression != "" {
+		c.seq, err = pcapio.NewReader(f, path)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+	} else {
+		c.rr = pcapio.NewRecordReader(newWindowReader(f), path, &info.Layout)
+	}
+	return c, nil
+}
+
+func (c *cursor) close() {
+	if c.seq != nil {
+		c.seq.Close()
+	}
+	c.file.Close()
+}
+
+// next reads the next wanted record; false at the end.
+func (c *cursor) next() (bool, error) {
+	if c.pos >= len(c.refs) {
+		return false, nil
+	}
+	ref := c.refs[c.pos]
+	c.pos++
+	if c.rr != nil {
+		return true, c.rr.ReadRecord(ref.Offset, int(ref.Length), &c.rec)
+	}
+	for {
+		if err := c.seq.Next(&c.rec); err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("%s: no record at offset %d (capture shorter than indexed)", c.name, ref.Offset)
+			}
+			return false, err
+		}
+		if c.rec.Offset == ref.Offset {
+			return true, nil
+		}
+		if c.rec.Offset > ref.Offset {
+			return false, fmt.Errorf("%s: no record starts at offset %d", c.name, ref.Offset)
+		}
+	}
+}
+
+type cursorHeap []*cursor
+
+func (h cursorHeap) Len() int { return len(h) }
+func (h cursorHeap) Less(i, j int) bool {
+	if h[i].rec.Timestamp != h[j].rec.Timestamp {
+		return h[i].rec.Timestamp < h[j].rec.Timestamp
+	}
+	return h[i].capture < h[j].capture
+}
+func (h cursorHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *cursorHeap) Push(x any)   { *h = append(*h, x.(*cursor)) }
+func (h *cursorHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// windowReader serves ReadAt from a cached window of the file, so that
+// reading the records of a flow, which cluster, costs one system call
+// per window rather than one per record.
+type windowReader struct {
+	f     io.ReaderAt
+	buf   []byte
+	start int64
+	n     int
+}
+
+const windowSize = 256 << 10
+
+func newWindowReader(f io.ReaderAt) *windowReader { return &windowReader{f: f, start: -1} }
+
+func (w *windowReader) ReadAt(p []byte, off int64) (int, error) {
+	if w.start >= 0 && off >= w.start && off+int64(len(p)) <= w.start+int64(w.n) {
+		return copy(p, w.buf[off-w.start:]), nil
+	}
+	if len(p) > windowSize/2 {
+		return w.f.ReadAt(p, off)
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, windowSize)
+	}
+	n, err := w.f.ReadAt(w.buf, off)
+	w.start, w.n = off, n
+	if n >= len(p) {
+		return copy(p, w.buf[:n]), nil
+	}
+	copy(p, w.buf[:n])
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// Layouts returns the layouts of the captures, for an output Copier.
+func Layouts(r Reader) []*pcapio.Layout {
+	caps := r.Captures()
+	out := make([]*pcapio.Layout, len(caps))
+	for i := range caps {
+		out[i] = &caps[i].Layout
+	}
+	return out
+}
+
+// Extract writes the records of flows ids to cp (see Records for the
+// order) and returns how many it wrote.
+func Extract(ctx context.Context, r Reader, ids []uint64, cp *pcapio.Copier) (int64, error) {
+	var n int64
+	err := Records(ctx, r, ids, func(ci int, _ uint64, rec *pcapio.Record) error {
+		n++
+		return cp.Write(ci, rec)
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, cp.Finish()
+}
+
+// sortedIDs reports whether ids ascend (a precondition of Flows).
+func sortedIDs(ids []uint64) bool { return slices.IsSorted(ids) }

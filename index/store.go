@@ -1,0 +1,333 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/pcapflow/pcapflow/flow"
+)
+
+// Store is an index on disk, opened read-only. It is safe for concurrent
+// use, and several processes may open one index at the same time.
+type Store struct {
+	dir      string
+	db       *pebble.DB
+	lock     *os.File
+	captures []CaptureInfo
+	nflows   uint64
+	pathMu   sync.Mutex
+	paths    []string // located capture files, by capture index ("" until checked)
+}
+
+// ErrIncomplete means the index was being written when its writer stopped.
+var ErrIncomplete = errors.New("incomplete index: its ingest did not finish (killed or failed)")
+
+// Open opens the index in dir for reading. It refuses an index whose
+// ingest did not complete and one of another schema version; call Check
+// to also verify that the captures did not change.
+func Open(dir string) (*Store, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, err
+	}
+	db, lf, err := openLocked(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, db: db, lock: lf}
+	fail := func(err error) (*Store, error) {
+		s.Close()
+		return nil, err
+	}
+	version, err := getMeta(db, metaVersion)
+	if err != nil {
+		return fail(err)
+	}
+	if version != SchemaVersion {
+		return fail(fmt.Errorf("%s: index schema %q, this pcapflow reads %q; rebuild it (remove the directory and run index again)", dir, version, SchemaVersion))
+	}
+	if state, _ := getMeta(db, metaState); state != "complete" {
+		return fail(fmt.Errorf("%s: %w; re-run 'pcapflow index -i %s CAPTURE...' to finish it", dir, ErrIncomplete, dir))
+	}
+	caps, next, err := readCommitted(db)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", dir, err))
+	}
+	s.captures, s.nflows = caps, next-1
+	s.paths = make([]string, len(caps))
+	return s, nil
+}
+
+// Dir is the index directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) Close() error {
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+		s.db = nil
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+	return err
+}
+
+func (s *Store) Captures() []CaptureInfo { return s.captures }
+func (s *Store) NumFlows() uint64         { return s.nflows }
+
+// Check verifies that every indexed capture is where it was and did not
+// change. A changed capture gives a *StaleError.
+func (s *Store) Check() error {
+	for i := range s.captures {
+		if _, err := s.CapturePath(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CapturePath locates capture i and checks it is unchanged.
+func (s *Store) CapturePath(i int) (string, error) {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	if s.paths[i] != "" {
+		return s.paths[i], nil
+	}
+	p, err := locateCapture(s.dir, &s.captures[i])
+	if err != nil {
+		return "", err
+	}
+	s.paths[i] = p
+	return p, nil
+}
+
+// blockOf finds the key of the block (tag F or Q) that holds flow id.
+func (s *Store) blockOf(it *pebble.Iterator, tag byte, id uint64) (first uint64, val []byte, err error) {
+	if !it.SeekLT(blockKey(tag, id+1)) || it.Key()[0] != tag {
+		return 0, nil, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+	}
+	first = binary.BigEndian.Uint64(it.Key()[1:])
+	if id-first >= flowBlock {
+		return 0, nil, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+	}
+	return first, it.Value(), nil
+}
+
+func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) error) error {
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagFlows}, UpperBound: []byte{tagFlows + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var f flow.Flow
+	if ids == nil {
+		for ok := it.First(); ok; ok = it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			first := binary.BigEndian.Uint64(it.Key()[1:])
+			d := recordDecoder{b: it.Value()}
+			for i := uint64(0); len(d.b) > 0; i++ {
+				if err := d.next(&f); err != nil {
+					return fmt.Errorf("%s: flow %d: %w", s.dir, first+i, err)
+				}
+				f.ID = first + i
+				if err := fn(&f); err != nil {
+					return err
+				}
+			}
+		}
+		return it.Error()
+	}
+	var (
+		curFirst uint64
+		cur      []byte
+		d        recordDecoder
+		pos      uint64
+	)
+	for n, id := range ids {
+		if n&1023 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if id == 0 || id > s.nflows {
+			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+		}
+		if cur == nil || id < curFirst+pos || id >= curFirst+flowBlock {
+			first, val, err := s.blockOf(it, tagFlows, id)
+			if err != nil {
+				return err
+			}
+			curFirst, cur = first, slices.Clone(val)
+			d, pos = recordDecoder{b: cur}, 0
+		}
+		for ; curFirst+pos <= id; pos++ {
+			if len(d.b) == 0 {
+				return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+			}
+			if err := d.next(&f); err != nil {
+				return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
+			}
+		}
+		f.ID = id
+		if err := fn(&f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) Packets(id uint64, out []PacketRef) ([]PacketRef, error) {
+	if id == 0 || id > s.nflows {
+		return out, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+	}
+	start := len(out)
+	pre := chunkPrefix(id)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: append(slices.Clone(pre), 0xff, 0xff, 0xff, 0xff, 0xff)})
+	if err != nil {
+		return out, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if out, err = decodeChunk(it.Value(), out); err != nil {
+			it.Close()
+			return out, fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return out, err
+	}
+	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTails}, UpperBound: []byte{tagTails + 1}})
+	if err != nil {
+		return out, err
+	}
+	defer it.Close()
+	first, val, err := s.blockOf(it, tagTails, id)
+	if err != nil {
+		return out, err
+	}
+	for i := first; ; i++ {
+		l, k := binary.Uvarint(val)
+		if k <= 0 || uint64(len(val)-k) < l {
+			return out, fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+		}
+		if i == id {
+			out, err = decodeChunk(val[k:k+int(l)], out)
+			if err != nil {
+				return out, fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
+			}
+			break
+		}
+		val = val[k+int(l):]
+	}
+	sortRefs(out[start:])
+	return out, nil
+}
+
+// Lookup reads the attribute lists of l's range and unites them.
+func (s *Store) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
+	lo, hi, exact, err := lookupRange(&l)
+	if err != nil {
+		return nil, false, err
+	}
+	pre := attrPrefix(l.Field)
+	lower := append(slices.Clone(pre), lo...)
+	upper := append(append(slices.Clone(pre), hi...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	var ids []uint64
+	runs := 0
+	var last uint64
+	sorted := true
+	for ok := it.First(); ok; ok = it.Next() {
+		v, first := splitAttrKey(it.Key())
+		if len(v) != len(lo) || bytes.Compare(v, lo) < 0 || bytes.Compare(v, hi) > 0 {
+			continue // another width (IPv6 under an IPv4 range) or beyond the range
+		}
+		n := len(ids)
+		ids, err = decodeIDs(it.Value(), first, ids)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", s.dir, err)
+		}
+		if n > 0 && len(ids) > n && ids[n] <= last {
+			sorted = false
+		}
+		if len(ids) > 0 {
+			last = ids[len(ids)-1]
+		}
+		runs++
+	}
+	if err := it.Error(); err != nil {
+		return nil, false, err
+	}
+	if !sorted {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+	}
+	return ids, exact, nil
+}
+
+// lookupRange turns a lookup into the range of attribute values to read
+// and says whether the values decide the lookup exactly.
+func lookupRange(l *Lookup) (lo, hi []byte, exact bool, err error) {
+	switch l.Field {
+	case FieldSrcAddr, FieldDstAddr:
+		return addrValue(l.AddrLo), addrValue(l.AddrHi), true, nil
+	case FieldSrcPort, FieldDstPort, FieldVLAN:
+		if l.Hi > 0xffff {
+			l.Hi = 0xffff
+		}
+		return u16Value(uint16(l.Lo)), u16Value(uint16(l.Hi)), true, nil
+	case FieldProto:
+		return []byte{byte(min(l.Lo, 255))}, []byte{byte(min(l.Hi, 255))}, true, nil
+	case FieldSrcMAC, FieldDstMAC:
+		return l.MAC[:], l.MAC[:], true, nil
+	case FieldFirst, FieldLast:
+		return timeValue(int64(l.Lo)), timeValue(int64(l.Hi)), false, nil
+	case FieldPackets, FieldBytes:
+		return log2Value(l.Lo), log2Value(l.Hi), false, nil
+	case FieldCommunity:
+		v := communityValue(l.Community)
+		return v, v, false, nil
+	}
+	return nil, nil, false, fmt.Errorf("unknown lookup field %d", l.Field)
+}
+
+// Estimate returns how many flows a lookup would return (at most),
+// reading only the counts at the head of each ID list: a cheap way for a
+// planner to order lookups.
+func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
+	lo, hi, _, err := lookupRange(&l)
+	if err != nil {
+		return 0, err
+	}
+	pre := attrPrefix(l.Field)
+	lower := append(slices.Clone(pre), lo...)
+	upper := append(append(slices.Clone(pre), hi...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var n uint64
+	for ok := it.First(); ok; ok = it.Next() {
+		v, _ := splitAttrKey(it.Key())
+		if len(v) != len(lo) {
+			continue
+		}
+		c, k := binary.Uvarint(it.Value())
+		if k > 0 {
+			n += c
+		}
+	}
+	return n, it.Error()
+}
