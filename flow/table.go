@@ -62,6 +62,10 @@ type fragEntry struct {
 type Table struct {
 	opts    Options
 	index   map[Key]int32 // current flow of each key
+	// tagged holds flows with VLAN tags under their key without tags, so
+	// that a direction tagged on the wire finds its untagged reverse (SPAN
+	// ports often see one direction of a routed conversation tagged).
+	tagged map[Key]int32
 	chunks  [][]Flow      // flows in creation order, in fixed-size chunks so pointers stay valid
 	n       int32
 	fconn   []int32 // flow index -> conn index
@@ -83,7 +87,8 @@ func NewTable(opts Options) *Table {
 	}
 	return &Table{
 		opts:  opts,
-		index: make(map[Key]int32, 1024),
+		index:  make(map[Key]int32, 1024),
+		tagged: make(map[Key]int32),
 		frags: make(map[fragKey]fragEntry),
 		held:  make(map[fragKey][]Held),
 	}
@@ -194,9 +199,13 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 		case t.opts.IdleTimeout > 0 && ts-f.Last > int64(t.opts.IdleTimeout):
 			ok = false
 		case k.Proto == pcapio.ProtoTCP && c.ended:
-			if p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn {
-				ok = false // port reuse: a new connection on an ended one's key
-			} else if ri, rok := t.index[k.Reverse()]; rok && t.fconn[ri] != t.fconn[fi] && t.fconn[ri] > t.fconn[fi] {
+			side := t.sideOf(c, fi)
+			if p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn && !(c.hasBase[side] && c.base[side] == p.Seq) {
+				// Port reuse: a new connection on an ended one's key. A SYN
+				// with the old connection's initial sequence number is a
+				// late retransmission and stays in it.
+				ok = false
+			} else if ri, rok := t.reverse(k); rok && t.fconn[ri] != t.fconn[fi] && t.fconn[ri] > t.fconn[fi] {
 				// The other direction already started a newer connection
 				// (its SYN came first); this packet belongs to that one.
 				return t.newFlow(k, p, ts, t.fconn[ri])
@@ -207,7 +216,7 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 		}
 	}
 	ci := int32(-1)
-	if ri, rok := t.index[k.Reverse()]; rok {
+	if ri, rok := t.reverse(k); rok {
 		rc := &t.conns[t.fconn[ri]]
 		side := 1 - t.sideOf(rc, ri)
 		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) &&
@@ -216,6 +225,23 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 		}
 	}
 	return t.newFlow(k, p, ts, ci)
+}
+
+// reverse finds the current flow of the opposite direction: the exact
+// reverse key, else the same reverse key with or without VLAN tags.
+func (t *Table) reverse(k Key) (int32, bool) {
+	r := k.Reverse()
+	if fi, ok := t.index[r]; ok {
+		return fi, true
+	}
+	if r.NumVLAN > 0 {
+		r.NumVLAN, r.VLAN = 0, [MaxVLAN]uint16{}
+		if fi, ok := t.index[r]; ok {
+			return fi, true
+		}
+	}
+	fi, ok := t.tagged[r]
+	return fi, ok
 }
 
 func (t *Table) sideOf(c *conn, fi int32) int {
@@ -253,6 +279,11 @@ func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 	}
 	t.fconn = append(t.fconn, ci)
 	t.index[k] = fi
+	if k.NumVLAN > 0 {
+		u := k
+		u.NumVLAN, u.VLAN = 0, [MaxVLAN]uint16{}
+		t.tagged[u] = fi
+	}
 	return fi
 }
 

@@ -27,6 +27,10 @@ type conn struct {
 	history [24]byte
 	histLen uint8
 	proto   uint8
+	// base is each side's initial sequence number: a SYN's, or one less
+	// than the first segment's when no SYN was seen (as Wireshark does).
+	base    [2]uint32
+	hasBase [2]bool
 }
 
 // Zeek history letters, in the bit order of conn.seen.
@@ -68,6 +72,13 @@ func (c *conn) note(side int, bit uint16) {
 func (c *conn) tcp(side int, p *pcapio.Packet) {
 	other := 1 - side
 	f := p.TCPFlags
+	if !c.hasBase[side] {
+		c.hasBase[side] = true
+		c.base[side] = p.Seq
+		if f&pcapio.TCPSyn == 0 {
+			c.base[side]--
+		}
+	}
 	syn, ack, fin, rst := f&pcapio.TCPSyn != 0, f&pcapio.TCPAck != 0, f&pcapio.TCPFin != 0, f&pcapio.TCPRst != 0
 	switch {
 	case syn && (fin || rst):

@@ -372,8 +372,12 @@ walk:
 			if len(d)-cur < 2 {
 				break walk
 			}
+			hl := (int(d[cur+1]) + 1) * 8
+			if next == 43 && len(d)-cur >= hl {
+				p.routingDst(d[cur : cur+hl])
+			}
 			next = d[cur]
-			cur += (int(d[cur+1]) + 1) * 8
+			cur += hl
 		case 51: // authentication header
 			if len(d)-cur < 2 {
 				break walk
@@ -400,6 +404,27 @@ walk:
 		cur = end
 	}
 	p.transport(d, cur, end)
+}
+
+// routingDst makes the final destination of a routing header with
+// segments left the packet's destination, as the transport checksum and
+// the conversation see it (RFC 8200 4.4): types 0 and 2 list it last,
+// segment routing (type 4) lists it first.
+func (p *Packet) routingDst(rh []byte) {
+	if len(rh) < 8 || rh[3] == 0 {
+		return
+	}
+	n := (len(rh) - 8) / 16
+	switch rh[2] {
+	case 0, 2:
+		if n > 0 {
+			copy(p.Dst[:], rh[8+16*(n-1):8+16*n])
+		}
+	case 4:
+		if n > 0 {
+			copy(p.Dst[:], rh[8:24])
+		}
+	}
 }
 
 // transport decodes the TCP, UDP or ICMP header at l4, in an IP datagram
