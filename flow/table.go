@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"sort"
 	"time"
 
 	"github.com/pcapflow/pcapflow/pcapio"
@@ -314,7 +315,14 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 // with ports 0) and fills in peers, Zeek state and history, and Community
 // IDs. Call it once, after the last Add.
 func (t *Table) Finish() {
-	for fk, hs := range t.held {
+	// Place orphans in file order, so that IDs do not depend on map order.
+	orphans := make([]fragKey, 0, len(t.held))
+	for fk := range t.held {
+		orphans = append(orphans, fk)
+	}
+	sort.Slice(orphans, func(i, j int) bool { return t.held[orphans[i]][0].Offset < t.held[orphans[j]][0].Offset })
+	for _, fk := range orphans {
+		hs := t.held[fk]
 		k := Key{Src: fk.src, Dst: fk.dst, Proto: fk.proto, IPVersion: fk.ver}
 		if fk.vlan != 0 {
 			k.VLAN[0], k.NumVLAN = fk.vlan, 1

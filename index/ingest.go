@@ -52,6 +52,15 @@ type Options struct {
 	// short, skipped records, undecodable link types. Nil discards them.
 	Warn     func(error)
 	Progress *Progress
+	// Stdin is read for the capture "-" (os.Stdin when nil).
+	Stdin io.Reader
+}
+
+func (o *Options) stdin() io.Reader {
+	if o.Stdin != nil {
+		return o.Stdin
+	}
+	return os.Stdin
 }
 
 func (o *Options) warn(err error) {
@@ -116,6 +125,9 @@ func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, fi
 		info.Path = abs
 	}
 	var rc io.ReadCloser
+	if src == nil && path == "-" {
+		src = opts.stdin()
+	}
 	if src != nil {
 		rc = io.NopCloser(src)
 	} else {

@@ -23,7 +23,7 @@ import (
 //
 //	address      version u8 (4 or 6), address (4 or 16 bytes)
 //	port         u16            VLAN  u16           protocol  u8
-//	MAC          6 bytes        first/last time: minute bucket, int64 with the sign bit flipped
+//	MAC          6 bytes        first/last time: minute number (ns / 60e9, floored), int64 with the sign bit flipped
 //	packets/bytes: bit length of the value (log2 bucket), u8
 //	community ID: the first two bytes of its SHA-1
 //
@@ -100,12 +100,10 @@ func u16Value(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
 func timeValue(ns int64) []byte {
 	b := ns / timeBucket
 	if ns < 0 && ns%timeBucket != 0 {
-		b--
+		b-- // floor, so that buckets keep time order across the epoch
 	}
-	return binary.BigEndian.AppendUint64(nil, uint64(b*timeBucket)^(1<<63))
+	return binary.BigEndian.AppendUint64(nil, uint64(b)^(1<<63))
 }
-
-func timeOfValue(v []byte) int64 { return int64(binary.BigEndian.Uint64(v) ^ (1 << 63)) }
 
 // log2Value buckets a count by its bit length: 0, 1, 2-3, 4-7, ...
 func log2Value(n uint64) []byte { return []byte{byte(bits.Len64(n))} }

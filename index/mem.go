@@ -56,7 +56,7 @@ func Scan(ctx context.Context, paths []string, opts ScanOptions) (*Mem, error) {
 			}
 			m.spools[i] = tmp.Name()
 			defer tmp.Close()
-			src = io.TeeReader(os.Stdin, tmp)
+			src = io.TeeReader(opts.stdin(), tmp)
 		}
 		info, t, err := readCapture(ctx, path, src, i, uint64(len(m.flows))+1, &opts.Options, sink)
 		if t != nil {

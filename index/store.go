@@ -160,7 +160,9 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 		if id == 0 || id > s.nflows {
 			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 		}
-		if cur == nil || id < curFirst+pos || id >= curFirst+flowBlock {
+		// Blocks hold up to flowBlock flows, but a capture's last block
+		// may hold fewer: reload when id is behind us or past the block.
+		if cur == nil || id < curFirst+pos || id >= curFirst+flowBlock || (len(d.b) == 0 && curFirst+pos <= id) {
 			first, val, err := s.blockOf(it, tagFlows, id)
 			if err != nil {
 				return err
@@ -170,7 +172,15 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 		}
 		for ; curFirst+pos <= id; pos++ {
 			if len(d.b) == 0 {
-				return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+				first, val, err := s.blockOf(it, tagFlows, id)
+				if err != nil {
+					return err
+				}
+				if first == curFirst {
+					return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+				}
+				curFirst, cur = first, slices.Clone(val)
+				d, pos = recordDecoder{b: cur}, 0
 			}
 			if err := d.next(&f); err != nil {
 				return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)

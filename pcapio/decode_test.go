@@ -48,6 +48,11 @@ func crossCheck(t *testing.T, where string, link pcapio.LinkType, data []byte) {
 				gproto = e.NextHeader
 			case *layers.IPv6Routing:
 				gproto = e.NextHeader
+				// With segments left, the final destination is the last
+				// listed address (type 0); our decoder keys flows by it.
+				if e.SegmentsLeft > 0 && e.RoutingType == 0 && len(e.SourceRoutingIPs) > 0 {
+					gdst, _ = netip.AddrFromSlice(e.SourceRoutingIPs[len(e.SourceRoutingIPs)-1])
+				}
 			case *layers.IPv6Destination:
 				gproto = e.NextHeader
 			case *layers.IPv6Fragment:

@@ -192,14 +192,21 @@ func (p *planner) eval(e Expr) (set, bool, error) {
 		p.trace.add("%s: every flow checked", e)
 		return set{all: true}, false, nil
 	}
+	// "src and dst" needs both lookups; every other qualifier either.
+	both := dirOf(e) == DirBoth
 	var out set
 	exact := true
-	for _, l := range ls {
+	for i, l := range ls {
 		ids, ex, err := p.r.Lookup(p.ctx, l)
 		if err != nil {
 			return set{}, false, err
 		}
-		out = union(out, set{ids: ids})
+		switch {
+		case both && i > 0:
+			out = intersect(out, set{ids: ids})
+		default:
+			out = union(out, set{ids: ids})
+		}
 		exact = exact && ex
 	}
 	how := "exact"
@@ -345,4 +352,16 @@ func intersect(a, b set) set {
 		}
 	}
 	return set{ids: out}
+}
+
+func dirOf(e Expr) Dir {
+	switch e := e.(type) {
+	case *Net:
+		return e.Dir
+	case *Port:
+		return e.Dir
+	case *Ether:
+		return e.Dir
+	}
+	return DirEither
 }

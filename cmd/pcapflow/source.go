@@ -142,6 +142,7 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 	opts := index.ScanOptions{KeepPackets: keepPackets}
 	opts.IdleTimeout = cf.idleTimeout
 	opts.Warn = e.warn
+	opts.Stdin = e.stdin
 	stop := e.startProgress(cf, &opts.Progress)
 	m, err := index.Scan(ctx, captures, opts)
 	stop()
