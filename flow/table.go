@@ -61,13 +61,13 @@ type fragEntry struct {
 // flows (about 250 bytes each), never with the number of packets. It is
 // not safe for concurrent use.
 type Table struct {
-	opts    Options
-	index   map[Key]int32 // current flow of each key
+	opts  Options
+	index map[Key]int32 // current flow of each key
 	// tagged holds flows with VLAN tags under their key without tags, so
 	// that a direction tagged on the wire finds its untagged reverse (SPAN
 	// ports often see one direction of a routed conversation tagged).
-	tagged map[Key]int32
-	chunks  [][]Flow      // flows in creation order, in fixed-size chunks so pointers stay valid
+	tagged  map[Key]int32
+	chunks  [][]Flow // flows in creation order, in fixed-size chunks so pointers stay valid
 	n       int32
 	fconn   []int32 // flow index -> conn index
 	conns   []conn
@@ -87,11 +87,11 @@ func NewTable(opts Options) *Table {
 		opts.MaxHeld = 65536
 	}
 	return &Table{
-		opts:  opts,
+		opts:   opts,
 		index:  make(map[Key]int32, 1024),
 		tagged: make(map[Key]int32),
-		frags: make(map[fragKey]fragEntry),
-		held:  make(map[fragKey][]Held),
+		frags:  make(map[fragKey]fragEntry),
+		held:   make(map[fragKey][]Held),
 	}
 }
 

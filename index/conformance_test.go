@@ -16,10 +16,10 @@ import (
 
 // convRow is one conversation as tshark's conv tables print it.
 type convRow struct {
-	proto            string
-	a, b             string // addr:port
+	proto              string
+	a, b               string // addr:port
 	framesAB, framesBA int
-	bytesAB, bytesBA string // exact integers, or tshark's rounded "55kB"
+	bytesAB, bytesBA   string // exact integers, or tshark's rounded "55kB"
 }
 
 func (r convRow) String() string {

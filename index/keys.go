@@ -60,7 +60,9 @@ func metaKey(name string) []byte { return append([]byte{tagMeta}, name...) }
 
 func captureKey(i int) []byte { return binary.BigEndian.AppendUint32([]byte{tagCapture}, uint32(i)) }
 
-func blockKey(tag byte, first uint64) []byte { return binary.BigEndian.AppendUint64([]byte{tag}, first) }
+func blockKey(tag byte, first uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tag}, first)
+}
 
 func chunkKey(id uint64, chunk uint32) []byte {
 	k := binary.BigEndian.AppendUint64([]byte{tagChunk}, id)

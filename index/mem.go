@@ -16,7 +16,7 @@ import (
 type Mem struct {
 	captures []CaptureInfo
 	flows    []flow.Flow
-	posts    []postingBuf // per flow, nil unless packets are kept
+	posts    []postingBuf   // per flow, nil unless packets are kept
 	spools   map[int]string // capture index -> temporary copy of standard input
 }
 
@@ -78,7 +78,8 @@ func Scan(ctx context.Context, paths []string, opts ScanOptions) (*Mem, error) {
 }
 
 func (m *Mem) Captures() []CaptureInfo { return m.captures }
-func (m *Mem) NumFlows() uint64         { return uint64(len(m.flows)) }
+func (m *Mem) NumFlows() uint64        { return uint64(len(m.flows)) }
+
 // Close removes the temporary copy of standard input, if any.
 func (m *Mem) Close() error {
 	for _, p := range m.spools {

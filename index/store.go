@@ -81,7 +81,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) Captures() []CaptureInfo { return s.captures }
-func (s *Store) NumFlows() uint64         { return s.nflows }
+func (s *Store) NumFlows() uint64        { return s.nflows }
 
 // Check verifies that every indexed capture is where it was and did not
 // change. A changed capture gives a *StaleError.

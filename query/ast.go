@@ -297,7 +297,7 @@ func (e *Count) bounds() (lo, hi uint64, ok bool) {
 // Community selects the flows of a connection by its Community ID.
 type Community struct{ ID string }
 
-func (e *Community) String() string            { return "community " + e.ID }
+func (e *Community) String() string          { return "community " + e.ID }
 func (e *Community) Match(f *flow.Flow) bool { return f.CommunityID == e.ID }
 
 // services maps the port names tcpdump users type to numbers.

@@ -69,15 +69,15 @@ type gDir struct {
 
 type gPred struct {
 	Pos       lexer.Position
-	Flow      *gValue     `parser:"  'flow' @@"`
-	Ether     *gEther     `parser:"| 'ether' @@"`
-	Addr      *gAddr      `parser:"| @@"`
-	IPProto   *gIPProto   `parser:"| @@"`
-	Word      string      `parser:"| @( 'tcp' | 'udp' | 'icmp' | 'icmp6' | 'sctp' | 'ip' | 'ip6' )"`
-	Vlan      *gVlan      `parser:"| @@"`
-	Time      *gTime      `parser:"| @@"`
-	Count     *gCount     `parser:"| @@"`
-	Community *gValue     `parser:"| 'community' @@"`
+	Flow      *gValue   `parser:"  'flow' @@"`
+	Ether     *gEther   `parser:"| 'ether' @@"`
+	Addr      *gAddr    `parser:"| @@"`
+	IPProto   *gIPProto `parser:"| @@"`
+	Word      string    `parser:"| @( 'tcp' | 'udp' | 'icmp' | 'icmp6' | 'sctp' | 'ip' | 'ip6' )"`
+	Vlan      *gVlan    `parser:"| @@"`
+	Time      *gTime    `parser:"| @@"`
+	Count     *gCount   `parser:"| @@"`
+	Community *gValue   `parser:"| 'community' @@"`
 }
 
 type gAddr struct {

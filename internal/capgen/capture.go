@@ -208,13 +208,13 @@ type Endpoint struct {
 // TCPConn generates the segments of one TCP connection, tracking each
 // side's next sequence number.
 type TCPConn struct {
-	C      *Capture
-	A, B   Endpoint
-	VLANs  []uint16
-	QinQ   bool
-	NextA  uint32 // next sequence number A sends
-	NextB  uint32
-	ipid   uint16
+	C     *Capture
+	A, B  Endpoint
+	VLANs []uint16
+	QinQ  bool
+	NextA uint32 // next sequence number A sends
+	NextB uint32
+	ipid  uint16
 }
 
 // NewTCP starts a connection from a to b with the given initial sequence
