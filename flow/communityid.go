@@ -11,6 +11,12 @@ import (
 // that a flow with this key belongs to; both directions give the same ID.
 // See https://github.com/corelight/community-id-spec.
 func CommunityID(k *Key, seed uint16) string {
+	sum := CommunityHash(k, seed)
+	return "1:" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// CommunityHash is the SHA-1 behind CommunityID.
+func CommunityHash(k *Key, seed uint16) [20]byte {
 	var buf [2 + 16 + 16 + 2 + 4]byte
 	alen := 4
 	if k.IPVersion == 6 {
@@ -42,6 +48,5 @@ func CommunityID(k *Key, seed uint16) string {
 		b = binary.BigEndian.AppendUint16(b, sport)
 		b = binary.BigEndian.AppendUint16(b, dport)
 	}
-	sum := sha1.Sum(b)
-	return "1:" + base64.StdEncoding.EncodeToString(sum[:])
+	return sha1.Sum(b)
 }

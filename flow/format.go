@@ -116,9 +116,10 @@ func (j *jsonWriter) Write(f *Flow) error {
 		b = append(b, `,"flags":"`...)
 		b = append(b, FlagLetters(f.TCPFlags)...)
 		b = append(b, `","state":"`...)
-		b = append(b, f.State...)
-		b = append(b, `","history":`...)
-		b = appendJSONString(b, f.History)
+		b = append(b, f.State.String()...)
+		b = append(b, `","history":"`...)
+		b = f.History.Append(b)
+		b = append(b, '"')
 		b = append(b, `,"missing_bytes":`...)
 		b = strconv.AppendUint(b, f.MissingBytes, 10)
 		b = append(b, `,"retrans_bytes":`...)
@@ -127,7 +128,7 @@ func (j *jsonWriter) Write(f *Flow) error {
 		b = strconv.AppendUint(b, f.OverlapBytes, 10)
 	}
 	b = append(b, `,"community_id":"`...)
-	b = append(b, f.CommunityID...)
+	b = append(b, f.CommunityID()...)
 	b = append(b, "\"}\n"...)
 	j.b = b
 	_, err := j.w.Write(b)
@@ -167,7 +168,7 @@ func (c *csvWriter) Write(f *Flow) error {
 	c.rec = append(c.rec[:0], u(f.ID), u(f.Peer), ProtoName(k.Proto), k.SrcAddr().String(), k.DstAddr().String(),
 		u(uint64(k.SrcPort)), u(uint64(k.DstPort)), macString(f.SrcMAC, f.HasSrcMAC), macString(f.DstMAC, f.HasDstMAC),
 		vl, u(f.Packets), u(f.Bytes), u(f.PayloadBytes), string(AppendTime(nil, f.First)), string(AppendTime(nil, f.Last)),
-		c.name(f.Capture), flags, f.State, f.History, missing, retrans, overlap, f.CommunityID)
+		c.name(f.Capture), flags, f.State.String(), f.History.String(), missing, retrans, overlap, f.CommunityID())
 	return c.w.Write(c.rec)
 }
 

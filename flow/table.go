@@ -61,15 +61,14 @@ type fragEntry struct {
 // flows (about 250 bytes each), never with the number of packets. It is
 // not safe for concurrent use.
 type Table struct {
-	opts  Options
-	index map[Key]int32 // current flow of each key
+	opts Options
+	keys keyIndex // current flow of each key
 	// tagged holds flows with VLAN tags under their key without tags, so
 	// that a direction tagged on the wire finds its untagged reverse (SPAN
 	// ports often see one direction of a routed conversation tagged).
 	tagged  map[Key]int32
 	chunks  [][]Flow // flows in creation order, in fixed-size chunks so pointers stay valid
 	n       int32
-	fconn   []int32 // flow index -> conn index
 	conns   []conn
 	frags   map[fragKey]fragEntry
 	held    map[fragKey][]Held
@@ -86,13 +85,14 @@ func NewTable(opts Options) *Table {
 	if opts.MaxHeld == 0 {
 		opts.MaxHeld = 65536
 	}
-	return &Table{
+	t := &Table{
 		opts:   opts,
-		index:  make(map[Key]int32, 1024),
 		tagged: make(map[Key]int32),
 		frags:  make(map[fragKey]fragEntry),
 		held:   make(map[fragKey][]Held),
 	}
+	t.keys.init()
+	return t
 }
 
 // Len is the number of flows.
@@ -192,10 +192,11 @@ func (t *Table) sweepFrags(now int64) {
 
 // lookup finds or creates the current flow for k.
 func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
-	fi, ok := t.index[k]
+	fi := t.get(&k)
+	ok := fi >= 0
 	if ok {
 		f := t.Flow(fi)
-		c := &t.conns[t.fconn[fi]]
+		c := &t.conns[t.Flow(fi).conn]
 		switch {
 		case t.opts.IdleTimeout > 0 && ts-f.Last > int64(t.opts.IdleTimeout):
 			ok = false
@@ -206,10 +207,10 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 				// with the old connection's initial sequence number is a
 				// late retransmission and stays in it.
 				ok = false
-			} else if ri, rok := t.reverse(k); rok && t.fconn[ri] != t.fconn[fi] && t.fconn[ri] > t.fconn[fi] {
+			} else if ri, rok := t.reverse(k); rok && t.Flow(ri).conn != t.Flow(fi).conn && t.Flow(ri).conn > t.Flow(fi).conn {
 				// The other direction already started a newer connection
 				// (its SYN came first); this packet belongs to that one.
-				return t.newFlow(k, p, ts, t.fconn[ri])
+				return t.newFlow(k, p, ts, t.Flow(ri).conn)
 			}
 		}
 		if ok {
@@ -218,11 +219,11 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 	}
 	ci := int32(-1)
 	if ri, rok := t.reverse(k); rok {
-		rc := &t.conns[t.fconn[ri]]
+		rc := &t.conns[t.Flow(ri).conn]
 		side := 1 - t.sideOf(rc, ri)
 		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) &&
 			!(t.opts.IdleTimeout > 0 && ts-t.Flow(ri).Last > int64(t.opts.IdleTimeout)) {
-			ci = t.fconn[ri]
+			ci = t.Flow(ri).conn
 		}
 	}
 	return t.newFlow(k, p, ts, ci)
@@ -232,12 +233,12 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 // reverse key, else the same reverse key with or without VLAN tags.
 func (t *Table) reverse(k Key) (int32, bool) {
 	r := k.Reverse()
-	if fi, ok := t.index[r]; ok {
+	if fi := t.get(&r); fi >= 0 {
 		return fi, true
 	}
 	if r.NumVLAN > 0 {
 		r.NumVLAN, r.VLAN = 0, [MaxVLAN]uint16{}
-		if fi, ok := t.index[r]; ok {
+		if fi := t.get(&r); fi >= 0 {
 			return fi, true
 		}
 	}
@@ -278,8 +279,8 @@ func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 			c.flows[1] = fi
 		}
 	}
-	t.fconn = append(t.fconn, ci)
-	t.index[k] = fi
+	f.conn = ci
+	t.put(fi)
 	if k.NumVLAN > 0 {
 		u := k
 		u.NumVLAN, u.VLAN = 0, [MaxVLAN]uint16{}
@@ -303,10 +304,10 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 	}
 	if p.HasTCPHeader && p.Proto == pcapio.ProtoTCP && p.FragOffset == 0 {
 		f.TCPFlags |= p.TCPFlags
-		c := &t.conns[t.fconn[fi]]
+		c := &t.conns[t.Flow(fi).conn]
 		c.tcp(t.sideOf(c, fi), p)
 	} else if p.Proto == pcapio.ProtoUDP && p.PayloadLen > 0 && p.FragOffset == 0 {
-		c := &t.conns[t.fconn[fi]]
+		c := &t.conns[t.Flow(fi).conn]
 		c.note(t.sideOf(c, fi), hData)
 	}
 }
@@ -327,8 +328,8 @@ func (t *Table) Finish() {
 		if fk.vlan != 0 {
 			k.VLAN[0], k.NumVLAN = fk.vlan, 1
 		}
-		fi, ok := t.index[k]
-		if !ok {
+		fi := t.get(&k)
+		if fi < 0 {
 			var p pcapio.Packet
 			fi = t.newFlow(k, &p, hs[0].TS, -1)
 		}
@@ -339,14 +340,13 @@ func (t *Table) Finish() {
 	t.nheld = 0
 	for i := int32(0); i < t.n; i++ {
 		f := t.Flow(i)
-		c := &t.conns[t.fconn[i]]
+		c := &t.conns[t.Flow(i).conn]
 		if o := c.flows[1-t.sideOf(c, i)]; o >= 0 {
 			f.Peer = t.Flow(o).ID
 		}
 		if f.Key.Proto == pcapio.ProtoTCP {
 			f.State = c.zeekState()
-			f.History = c.historyString()
+			f.History = c.zeekHistory()
 		}
-		f.CommunityID = CommunityID(&f.Key, 0)
 	}
 }

@@ -24,7 +24,7 @@ type conn struct {
 	state   [2]epState
 	sawData [2]bool
 	seen    [2]uint16 // history letters already recorded, per side
-	history [24]byte
+	history [22]byte
 	histLen uint8
 	proto   uint8
 	// base is each side's initial sequence number: a SYN's, or one less
@@ -142,7 +142,7 @@ func (c *conn) tcp(side int, p *pcapio.Packet) {
 }
 
 // zeekState is Zeek's conn_state for the connection.
-func (c *conn) zeekState() string {
+func (c *conn) zeekState() State {
 	o, r := c.state[c.origIdx], c.state[1-c.origIdx]
 	oInactive := o == epInactive || o == epPartial
 	rInactive := r == epInactive || r == epPartial
@@ -151,59 +151,57 @@ func (c *conn) zeekState() string {
 		switch {
 		case r == epReset:
 			if o == epSynSent || o == epSynAckSent || (o == epReset && !c.sawData[0] && !c.sawData[1]) {
-				return "REJ"
+				return StateREJ
 			}
 			if oInactive {
-				return "RSTRH"
+				return StateRSTRH
 			}
-			return "RSTR"
+			return StateRSTR
 		case o == epReset:
 			if rInactive {
 				if c.seen[c.origIdx]&hSyn != 0 && c.seen[c.origIdx]&^(hSyn|hRst|hZeroWin) == 0 {
-					return "RSTOS0"
+					return StateRSTOS0
 				}
-				return "OTH"
+				return StateOTH
 			}
-			return "RSTO"
+			return StateRSTO
 		case r == epClosed && o == epClosed:
-			return "SF"
+			return StateSF
 		case o == epClosed:
 			if rInactive {
-				return "SH"
+				return StateSH
 			}
-			return "S2"
+			return StateS2
 		case r == epClosed:
 			if oInactive {
-				return "SHR"
+				return StateSHR
 			}
-			return "S3"
+			return StateS3
 		case o == epSynSent && r == epInactive:
-			return "S0"
+			return StateS0
 		case o == epEstablished && r == epEstablished:
-			return "S1"
+			return StateS1
 		}
-		return "OTH"
+		return StateOTH
 	case pcapio.ProtoUDP:
 		oActive, rActive := c.flows[c.origIdx] >= 0, c.flows[1-c.origIdx] >= 0
 		switch {
 		case oActive && rActive:
-			return "SF"
+			return StateSF
 		case oActive:
-			return "S0"
+			return StateS0
 		case rActive:
-			return "SHR"
+			return StateSHR
 		}
 	}
-	return "OTH"
+	return StateOTH
 }
 
-func (c *conn) historyString() string {
-	if c.histLen == 0 && !c.flipped {
-		return ""
-	}
-	h := string(c.history[:c.histLen])
+func (c *conn) zeekHistory() History {
+	var h History
 	if c.flipped {
-		h = "^" + h
+		h.b[0], h.n = '^', 1
 	}
+	h.n += uint8(copy(h.b[h.n:], c.history[:c.histLen]))
 	return h
 }

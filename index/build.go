@@ -2,14 +2,12 @@ package index
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -40,7 +38,7 @@ func Build(ctx context.Context, dir string, paths []string, opts Options) (*Buil
 		return nil, err
 	}
 	defer lf.Close()
-	b := &builder{db: db, dir: dir, opts: &opts}
+	b := &builder{writer: writer{db: db}, dir: dir, opts: &opts}
 	res, err := b.run(ctx, paths)
 	if cerr := db.Close(); err == nil && cerr != nil {
 		err = cerr
@@ -48,12 +46,21 @@ func Build(ctx context.Context, dir string, paths []string, opts Options) (*Buil
 	return res, err
 }
 
+// batchSize is how much a write batch collects before it is committed.
+const batchSize = 16 << 20
+
 type builder struct {
+	writer
+	dir  string
+	opts *Options
+	buf  []byte
+}
+
+// writer batches writes to the store; each goroutine that writes has
+// its own.
+type writer struct {
 	db    *pebble.DB
-	dir   string
-	opts  *Options
 	batch *pebble.Batch
-	buf   []byte
 }
 
 // KillPoint, when set (by tests), is called at named points of Build;
@@ -66,14 +73,14 @@ func killPoint(p string) {
 	}
 }
 
-func (b *builder) flush() error {
+func (b *writer) flush() error {
 	if err := b.commit(); err != nil {
 		return err
 	}
 	return b.db.Flush()
 }
 
-func (b *builder) commit() error {
+func (b *writer) commit() error {
 	if b.batch == nil || b.batch.Empty() {
 		return nil
 	}
@@ -83,14 +90,14 @@ func (b *builder) commit() error {
 	return err
 }
 
-func (b *builder) set(k, v []byte) error {
+func (b *writer) set(k, v []byte) error {
 	if b.batch == nil {
-		b.batch = b.db.NewBatch()
+		b.batch = b.db.NewBatchWithSize(batchSize + batchSize/4)
 	}
 	if err := b.batch.Set(k, v, nil); err != nil {
 		return err
 	}
-	if b.batch.Len() > 16<<20 {
+	if b.batch.Len() > batchSize {
 		return b.commit()
 	}
 	return nil
@@ -268,13 +275,14 @@ func (b *builder) addCapture(ctx context.Context, path string, capIdx int, first
 	var posts []postingBuf
 	var chunks []uint32
 	var werr error
+	var sl slab
 	sink := func(fi int32, off int64, length int32) {
 		for int(fi) >= len(posts) {
 			posts = append(posts, postingBuf{})
 			chunks = append(chunks, 0)
 		}
 		p := &posts[fi]
-		p.add(off, length)
+		p.add(off, length, &sl)
 		if p.n == ChunkSize {
 			b.buf = p.chunk(b.buf[:0])
 			if err := b.set(chunkKey(firstID+uint64(fi), chunks[fi]), b.buf); err != nil && werr == nil {
@@ -300,17 +308,35 @@ func (b *builder) addCapture(ctx context.Context, path string, capIdx int, first
 	return info, err
 }
 
+// writeFlows writes the flow records and posting tails of a finished
+// table while another goroutine builds and writes its attribute keys.
 func (b *builder) writeFlows(t *flow.Table, firstID uint64, posts []postingBuf) error {
 	n := t.Len()
-	attrs := newAttrBuilder(b)
+	attrErr := make(chan error, 1)
+	go func() {
+		w := &writer{db: b.db}
+		attrs := newAttrBuilder(w, firstID)
+		var err error
+		for i := 0; i < n && err == nil; i++ {
+			err = attrs.add(t.Flow(int32(i)))
+		}
+		if err == nil {
+			err = attrs.finish()
+		}
+		if err == nil {
+			err = w.commit()
+		}
+		attrErr <- err
+	}()
 	var tails []byte
-	for start := 0; start < n; start += flowBlock {
+	var err error
+	enc := &blockEncoder{}
+	for start := 0; start < n && err == nil; start += flowBlock {
 		end := min(start+flowBlock, n)
-		b.buf = b.buf[:0]
+		enc.reset(firstID+uint64(start), t.Flow(int32(start)).Capture)
 		tails = tails[:0]
 		for i := start; i < end; i++ {
-			f := t.Flow(int32(i))
-			b.buf = appendFlow(b.buf, f)
+			enc.add(t.Flow(int32(i)))
 			mark := len(tails)
 			tails = append(tails, 0)
 			tails = posts[i].chunk(tails)
@@ -322,170 +348,16 @@ func (b *builder) writeFlows(t *flow.Table, firstID uint64, posts []postingBuf) 
 				tails = binary.AppendUvarint(tails[:mark], uint64(l))
 				tails = append(tails, chunk...)
 			}
-			if err := attrs.add(f); err != nil {
-				return err
-			}
 		}
-		if err := b.set(blockKey(tagFlows, firstID+uint64(start)), b.buf); err != nil {
-			return err
-		}
-		if err := b.set(blockKey(tagTails, firstID+uint64(start)), tails); err != nil {
-			return err
+		err = b.set(blockKey(tagFlows, firstID+uint64(start)), enc.b)
+		if err == nil {
+			err = b.set(blockKey(tagTails, firstID+uint64(start)), tails)
 		}
 	}
-	return attrs.finish()
-}
-
-// idBuf accumulates one attribute value's ID list.
-type idBuf struct {
-	first, last uint64
-	n           int
-	buf         []byte
-}
-
-// maxListIDs splits long ID lists over several keys.
-const maxListIDs = 1 << 16
-
-// attrBuilder collects the attribute lists of one capture's flows. Flows
-// arrive in ID order, so every list is sorted.
-type attrBuilder struct {
-	b     *builder
-	lists map[string]*idBuf
-	small [256]*idBuf // protocol lists, the most used
-	key   []byte
-}
-
-func newAttrBuilder(b *builder) *attrBuilder {
-	return &attrBuilder{b: b, lists: make(map[string]*idBuf)}
-}
-
-func (a *attrBuilder) addValue(f Field, v []byte, id uint64) error {
-	a.key = append(append(a.key[:0], byte(f)), v...)
-	l := a.lists[string(a.key)]
-	if l == nil {
-		l = &idBuf{}
-		a.lists[string(a.key)] = l
+	if aerr := <-attrErr; err == nil {
+		err = aerr
 	}
-	return a.addTo(l, f, v, id)
-}
-
-func (a *attrBuilder) addTo(l *idBuf, f Field, v []byte, id uint64) error {
-	if l.n == 0 {
-		l.first, l.last = id, id
-	}
-	l.buf = binary.AppendUvarint(l.buf, id-l.last)
-	l.last = id
-	l.n++
-	if l.n == maxListIDs {
-		return a.emit(f, v, l)
-	}
-	return nil
-}
-
-func (a *attrBuilder) emit(f Field, v []byte, l *idBuf) error {
-	val := binary.AppendUvarint(make([]byte, 0, len(l.buf)+4), uint64(l.n))
-	val = append(val, l.buf...)
-	err := a.b.set(attrKey(f, v, l.first), val)
-	l.n, l.buf = 0, l.buf[:0]
 	return err
-}
-
-func (a *attrBuilder) add(f *flow.Flow) error {
-	k := &f.Key
-	id := f.ID
-	var v [32]byte
-	if err := a.addValue(FieldSrcAddr, addrValue(k.SrcAddr()), id); err != nil {
-		return err
-	}
-	if err := a.addValue(FieldDstAddr, addrValue(k.DstAddr()), id); err != nil {
-		return err
-	}
-	if portProto(k.Proto) {
-		if err := a.addValue(FieldSrcPort, binary.BigEndian.AppendUint16(v[:0], k.SrcPort), id); err != nil {
-			return err
-		}
-		if err := a.addValue(FieldDstPort, binary.BigEndian.AppendUint16(v[:0], k.DstPort), id); err != nil {
-			return err
-		}
-	}
-	if a.small[k.Proto] == nil {
-		a.small[k.Proto] = &idBuf{}
-	}
-	if err := a.addTo(a.small[k.Proto], FieldProto, []byte{k.Proto}, id); err != nil {
-		return err
-	}
-	for i, vl := range k.VLANs() {
-		dup := false
-		for _, o := range k.VLANs()[:i] {
-			dup = dup || o == vl
-		}
-		if !dup {
-			if err := a.addValue(FieldVLAN, u16Value(vl), id); err != nil {
-				return err
-			}
-		}
-	}
-	if f.HasSrcMAC {
-		if err := a.addValue(FieldSrcMAC, f.SrcMAC[:], id); err != nil {
-			return err
-		}
-	}
-	if f.HasDstMAC {
-		if err := a.addValue(FieldDstMAC, f.DstMAC[:], id); err != nil {
-			return err
-		}
-	}
-	for _, x := range []struct {
-		f Field
-		v []byte
-	}{
-		{FieldFirst, timeValue(f.First)},
-		{FieldLast, timeValue(f.Last)},
-		{FieldPackets, log2Value(f.Packets)},
-		{FieldBytes, log2Value(f.Bytes)},
-		{FieldCommunity, communityValue(f.CommunityID)},
-	} {
-		if err := a.addValue(x.f, x.v, id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// communityValue is the bucket of a Community ID: the first two bytes of
-// its hash.
-func communityValue(cid string) []byte {
-	if len(cid) < 6 {
-		return []byte{0, 0}
-	}
-	raw, err := base64.StdEncoding.DecodeString(cid[2:])
-	if err != nil || len(raw) < 2 {
-		return []byte{0, 0}
-	}
-	return raw[:2]
-}
-
-func (a *attrBuilder) finish() error {
-	keys := make([]string, 0, len(a.lists)+len(a.small))
-	for k := range a.lists {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for p, l := range a.small {
-		if l != nil && l.n > 0 {
-			if err := a.emit(FieldProto, []byte{byte(p)}, l); err != nil {
-				return err
-			}
-		}
-	}
-	for _, k := range keys {
-		if l := a.lists[k]; l.n > 0 {
-			if err := a.emit(Field(k[0]), []byte(k[1:]), l); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // checkCapture verifies that a capture still is what was indexed.

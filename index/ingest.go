@@ -113,6 +113,15 @@ func Identify(f *os.File) (size, mtime int64, id string, err error) {
 	return size, mtime, hex.EncodeToString(h.Sum(nil)[:16]), nil
 }
 
+// decodedBatch carries decoded packets from the reading goroutine to the
+// flow table.
+type decodedBatch struct {
+	n      int
+	offset int64
+	ps     [256]pcapio.Packet
+	meta   [256]pcapio.Record // without Data and Raw
+}
+
 // readCapture reads one capture through the decoder into a new flow
 // table whose IDs start at firstID. It returns the table (finished) even
 // when reading stopped at an error, so that the flows before the damage
@@ -162,55 +171,96 @@ func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, fi
 		topts.OnAttach = func(fi int32, h flow.Held) { sink(fi, h.Offset, h.Length) }
 	}
 	t := flow.NewTable(topts)
+	// Reading and decoding run in their own goroutine, a batch ahead of
+	// the flow table: the two overlap on two cores.
+	batches := make(chan *decodedBatch, 4)
+	free := make(chan *decodedBatch, 6)
+	for i := 0; i < cap(free); i++ {
+		free <- &decodedBatch{}
+	}
 	var (
-		rec      pcapio.Record
-		p        pcapio.Packet
 		badLinks map[pcapio.LinkType]int
 		readErr  error
-		n        int64
+		endErr   error // the error that ended reading
 	)
-	for {
-		err := r.Next(&rec)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if pcapio.IsWarning(err) {
-				opts.warn(err)
-				info.Warning = err.Error()
-			} else {
-				readErr = err
-				info.Warning = err.Error()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(batches)
+		var rec pcapio.Record
+		for {
+			var b *decodedBatch
+			select {
+			case b = <-free:
+			case <-stop:
+				return
 			}
-			break
-		}
-		info.Packets++
-		info.Bytes += uint64(rec.OrigLen)
-		p.Decode(rec.LinkType, rec.Data)
-		if p.Problem == pcapio.ProblemUnsupportedLink {
-			if badLinks == nil {
-				badLinks = map[pcapio.LinkType]int{}
+			b.n = 0
+			for b.n < len(b.ps) {
+				err := r.Next(&rec)
+				if err != nil {
+					if err != io.EOF {
+						endErr = err
+					}
+					break
+				}
+				p := &b.ps[b.n]
+				p.Decode(rec.LinkType, rec.Data)
+				if p.Problem == pcapio.ProblemUnsupportedLink {
+					if badLinks == nil {
+						badLinks = map[pcapio.LinkType]int{}
+					}
+					badLinks[rec.LinkType]++
+				}
+				m := &b.meta[b.n]
+				*m = rec
+				m.Data, m.Raw = nil, nil
+				b.n++
 			}
-			badLinks[rec.LinkType]++
-		}
-		fi := t.Add(&rec, &p)
-		if fi >= 0 && sink != nil {
-			sink(fi, rec.Offset, int32(rec.Length))
-		}
-		if n++; n&4095 == 0 {
-			if err := ctx.Err(); err != nil {
-				return info, nil, err
+			b.offset = r.Offset()
+			last := b.n < len(b.ps)
+			select {
+			case batches <- b:
+			case <-stop:
+				return
 			}
-			if pr != nil {
-				pr.Bytes.Store(r.Offset())
-				pr.Packets.Add(4096)
-				pr.Flows.Store(int64(t.NextID() - 1))
+			if last {
+				return
 			}
 		}
+	}()
+	for b := range batches {
+		for i := 0; i < b.n; i++ {
+			m := &b.meta[i]
+			info.Packets++
+			info.Bytes += uint64(m.OrigLen)
+			fi := t.Add(m, &b.ps[i])
+			if fi >= 0 && sink != nil {
+				sink(fi, m.Offset, int32(m.Length))
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return info, nil, err
+		}
+		if pr != nil {
+			pr.Bytes.Store(b.offset)
+			pr.Packets.Add(int64(b.n))
+			pr.Flows.Store(int64(t.NextID() - 1))
+		}
+		free <- b
+	}
+	// The reader goroutine has finished (batches is closed): its results
+	// are safe to read.
+	if endErr != nil {
+		if pcapio.IsWarning(endErr) {
+			opts.warn(endErr)
+		} else {
+			readErr = endErr
+		}
+		info.Warning = endErr.Error()
 	}
 	if pr != nil {
 		pr.Bytes.Store(r.Offset())
-		pr.Packets.Add(n & 4095)
 	}
 	t.Finish()
 	st := t.Stats()

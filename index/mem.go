@@ -15,9 +15,11 @@ import (
 // packets are kept, posting lists about 5 bytes per packet.
 type Mem struct {
 	captures []CaptureInfo
-	flows    []flow.Flow
+	tables   []*flow.Table // per capture; capture i holds IDs captures[i].FirstID...
+	nflows   uint64
 	posts    []postingBuf   // per flow, nil unless packets are kept
 	spools   map[int]string // capture index -> temporary copy of standard input
+	slab     slab
 }
 
 // ScanOptions configure Scan.
@@ -35,13 +37,13 @@ func Scan(ctx context.Context, paths []string, opts ScanOptions) (*Mem, error) {
 	m := &Mem{}
 	for i, path := range paths {
 		var sink packetSink
-		base := len(m.flows)
+		base := int(m.nflows)
 		if opts.KeepPackets {
 			sink = func(fi int32, off int64, length int32) {
 				for int(fi)+base >= len(m.posts) {
 					m.posts = append(m.posts, postingBuf{})
 				}
-				m.posts[base+int(fi)].add(off, length)
+				m.posts[base+int(fi)].add(off, length, &m.slab)
 			}
 		}
 		var src io.Reader
@@ -58,13 +60,12 @@ func Scan(ctx context.Context, paths []string, opts ScanOptions) (*Mem, error) {
 			defer tmp.Close()
 			src = io.TeeReader(opts.stdin(), tmp)
 		}
-		info, t, err := readCapture(ctx, path, src, i, uint64(len(m.flows))+1, &opts.Options, sink)
+		info, t, err := readCapture(ctx, path, src, i, m.nflows+1, &opts.Options, sink)
 		if t != nil {
-			for j := 0; j < t.Len(); j++ {
-				m.flows = append(m.flows, *t.Flow(int32(j)))
-			}
+			m.tables = append(m.tables, t)
+			m.nflows += uint64(t.Len())
 			if opts.KeepPackets {
-				for len(m.posts) < len(m.flows) {
+				for uint64(len(m.posts)) < m.nflows {
 					m.posts = append(m.posts, postingBuf{})
 				}
 			}
@@ -78,7 +79,13 @@ func Scan(ctx context.Context, paths []string, opts ScanOptions) (*Mem, error) {
 }
 
 func (m *Mem) Captures() []CaptureInfo { return m.captures }
-func (m *Mem) NumFlows() uint64        { return uint64(len(m.flows)) }
+func (m *Mem) NumFlows() uint64        { return m.nflows }
+
+// flow returns the record of flow id (1 <= id <= nflows).
+func (m *Mem) flow(id uint64) *flow.Flow {
+	ci := captureOf(m.captures, id)
+	return m.tables[ci].Flow(int32(id - m.captures[ci].FirstID))
+}
 
 // Close removes the temporary copy of standard input, if any.
 func (m *Mem) Close() error {
@@ -102,24 +109,26 @@ func (m *Mem) CapturePath(i int) (string, error) {
 
 func (m *Mem) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) error) error {
 	if ids == nil {
-		for i := range m.flows {
-			if i&1023 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err := fn(&m.flows[i]); err != nil {
-				return err
+		for _, t := range m.tables {
+			for i := 0; i < t.Len(); i++ {
+				if i&1023 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err := fn(t.Flow(int32(i))); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
 	for n, id := range ids {
-		if id == 0 || id > uint64(len(m.flows)) {
+		if id == 0 || id > m.nflows {
 			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 		}
 		if n&1023 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := fn(&m.flows[id-1]); err != nil {
+		if err := fn(m.flow(id)); err != nil {
 			return err
 		}
 	}
@@ -130,16 +139,17 @@ func (m *Mem) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) error
 // its lookups are exact but cost a pass over the flows.
 func (m *Mem) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
 	var ids []uint64
-	for i := range m.flows {
-		if l.Matches(&m.flows[i]) {
-			ids = append(ids, uint64(i+1))
+	err := m.Flows(ctx, nil, func(f *flow.Flow) error {
+		if l.Matches(f) {
+			ids = append(ids, f.ID)
 		}
-	}
-	return ids, true, nil
+		return nil
+	})
+	return ids, true, err
 }
 
 func (m *Mem) Packets(id uint64, out []PacketRef) ([]PacketRef, error) {
-	if id == 0 || id > uint64(len(m.flows)) {
+	if id == 0 || id > m.nflows {
 		return out, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 	}
 	if m.posts == nil {

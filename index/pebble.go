@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -53,7 +52,7 @@ func pebbleOptions(readOnly bool) *pebble.Options {
 		o.MemTableSize = 64 << 20
 	}
 	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
-		return pebble.UniformDBCompressionSettings(sstable.ZstdCompression)
+		return pebble.DBCompressionFastest
 	})
 	o.EnsureDefaults()
 	return o

@@ -29,7 +29,25 @@ type postingBuf struct {
 	last int64
 }
 
-func (p *postingBuf) add(off int64, length int32) {
+// slab hands out small buffers carved from large allocations, so that a
+// million short posting lists cost a few allocations, not a million.
+type slab struct{ free []byte }
+
+const slabPiece = 32
+
+func (s *slab) take() []byte {
+	if len(s.free) < slabPiece {
+		s.free = make([]byte, 1<<20)
+	}
+	b := s.free[:0:slabPiece]
+	s.free = s.free[slabPiece:]
+	return b
+}
+
+func (p *postingBuf) add(off int64, length int32, s *slab) {
+	if p.buf == nil {
+		p.buf = s.take()
+	}
 	p.buf = binary.AppendVarint(p.buf, off-p.last)
 	p.buf = binary.AppendUvarint(p.buf, uint64(length))
 	p.last = off

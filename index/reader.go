@@ -96,7 +96,7 @@ func (l *Lookup) Matches(f *flow.Flow) bool {
 	case FieldBytes:
 		return f.Bytes >= l.Lo && f.Bytes <= l.Hi
 	case FieldCommunity:
-		return f.CommunityID == l.Community
+		return f.CommunityID() == l.Community
 	}
 	return false
 }

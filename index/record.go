@@ -8,35 +8,65 @@ import (
 	"github.com/pcapflow/pcapflow/flow"
 )
 
-// Flow record encoding, one after another in a block (IDs are implicit:
-// the block's first ID plus the position):
+// Flow records are stored in blocks of up to flowBlock flows with
+// consecutive IDs (the key holds the first ID). A block is
 //
-//	flags u16: bit 0-2 VLAN count, 3 IPv6, 4 src MAC, 5 dst MAC, 6 tunnel
-//	proto u8, src, dst (4 or 16 bytes), uvarint sport, dport
-//	uvarint VLAN IDs, [uvarint tunnel], uvarint capture, [src MAC], [dst MAC]
-//	uvarint peer (0 = none), packets, bytes, payload bytes
-//	varint first, uvarint last-first, u8 TCP flags, u8 state code
-//	uvarint len(history), history, uvarint missing, retrans, overlap bytes
+//	uvarint(capture) record*
 //
-// The Community ID is a function of the key and is recomputed on reading.
+// and a record is
+//
+//	uvarint flags: bits 0-2 VLAN count, 3 IPv6, 4 src MAC, 5 dst MAC,
+//	        6 tunnel, 7 key mirrors peer, 8 MACs mirror peer,
+//	        9 state and history mirror peer, 10 has peer
+//	[varint(peer - ID)]
+//	[proto u8, src, dst (4 or 16 bytes), uvarint sport, dport, VLAN IDs, [tunnel]]   unless key mirrors
+//	[src MAC] [dst MAC]                                                              unless MACs mirror
+//	uvarint packets, bytes, payload bytes
+//	varint(first - previous record's first), uvarint(last - first)
+//	u8 TCP flags, [u8 state, uvarint len(history), history]                          unless they mirror
+//	uvarint missing, retrans, overlap bytes
+//
+// "Mirrors peer" means the peer is earlier in the same block and this
+// flow's key is its reverse, its MACs are the peer's swapped, or its
+// connection state and history are the peer's: the second direction of a
+// conversation costs about a third of the first. The Community ID is a
+// function of the key and is recomputed on reading.
 
 var errCorrupt = errors.New("corrupt index record")
 
-// stateCodes lists the Zeek states a record can hold; index 0 is "".
-var stateCodes = []string{"", "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"}
+const (
+	recKeyMirror  = 1 << 7
+	recMACMirror  = 1 << 8
+	recConnMirror = 1 << 9
+	recHasPeer    = 1 << 10
+)
 
-func stateCode(s string) byte {
-	for i, c := range stateCodes {
-		if c == s {
-			return byte(i)
-		}
-	}
-	return byte(len(stateCodes) - 1)
+// blockEncoder encodes one block of flow records.
+type blockEncoder struct {
+	b         []byte
+	first     uint64
+	n         int
+	prevFirst int64
+	flows     [flowBlock]flow.Flow
 }
 
-func appendFlow(b []byte, f *flow.Flow) []byte {
+func (e *blockEncoder) reset(first uint64, capture int) {
+	e.b = binary.AppendUvarint(e.b[:0], uint64(capture))
+	e.first, e.n, e.prevFirst = first, 0, 0
+}
+
+// peerInBlock returns the peer of f when it was encoded earlier in the block.
+func peerInBlock(flows []flow.Flow, first uint64, f *flow.Flow, n int) *flow.Flow {
+	if f.Peer < first || f.Peer >= f.ID || f.Peer-first >= uint64(n) {
+		return nil
+	}
+	return &flows[f.Peer-first]
+}
+
+func (e *blockEncoder) add(f *flow.Flow) {
+	b := e.b
 	k := &f.Key
-	fl := uint16(k.NumVLAN)
+	fl := uint64(k.NumVLAN)
 	if k.IPVersion == 6 {
 		fl |= 1 << 3
 	}
@@ -49,52 +79,102 @@ func appendFlow(b []byte, f *flow.Flow) []byte {
 	if k.Tunnel != 0 {
 		fl |= 1 << 6
 	}
-	b = binary.LittleEndian.AppendUint16(b, fl)
-	b = append(b, k.Proto)
-	alen := 4
-	if k.IPVersion == 6 {
-		alen = 16
+	if f.Peer != 0 {
+		fl |= recHasPeer
 	}
-	b = append(b, k.Src[:alen]...)
-	b = append(b, k.Dst[:alen]...)
-	b = binary.AppendUvarint(b, uint64(k.SrcPort))
-	b = binary.AppendUvarint(b, uint64(k.DstPort))
-	for _, v := range k.VLANs() {
-		b = binary.AppendUvarint(b, uint64(v))
+	if p := peerInBlock(e.flows[:], e.first, f, e.n); p != nil {
+		if p.Key.Reverse() == *k {
+			fl |= recKeyMirror
+		}
+		if f.HasSrcMAC == p.HasDstMAC && f.HasDstMAC == p.HasSrcMAC && f.SrcMAC == p.DstMAC && f.DstMAC == p.SrcMAC {
+			fl |= recMACMirror
+		}
+		if f.State == p.State && f.History == p.History {
+			fl |= recConnMirror
+		}
 	}
-	if k.Tunnel != 0 {
-		b = binary.AppendUvarint(b, uint64(k.Tunnel))
+	b = binary.AppendUvarint(b, fl)
+	if f.Peer != 0 {
+		b = binary.AppendVarint(b, int64(f.Peer-f.ID))
 	}
-	b = binary.AppendUvarint(b, uint64(f.Capture))
-	if f.HasSrcMAC {
-		b = append(b, f.SrcMAC[:]...)
+	if fl&recKeyMirror == 0 {
+		b = append(b, k.Proto)
+		alen := 4
+		if k.IPVersion == 6 {
+			alen = 16
+		}
+		b = append(b, k.Src[:alen]...)
+		b = append(b, k.Dst[:alen]...)
+		b = binary.AppendUvarint(b, uint64(k.SrcPort))
+		b = binary.AppendUvarint(b, uint64(k.DstPort))
+		for _, v := range k.VLANs() {
+			b = binary.AppendUvarint(b, uint64(v))
+		}
+		if k.Tunnel != 0 {
+			b = binary.AppendUvarint(b, uint64(k.Tunnel))
+		}
 	}
-	if f.HasDstMAC {
-		b = append(b, f.DstMAC[:]...)
+	if fl&recMACMirror == 0 {
+		if f.HasSrcMAC {
+			b = append(b, f.SrcMAC[:]...)
+		}
+		if f.HasDstMAC {
+			b = append(b, f.DstMAC[:]...)
+		}
 	}
-	b = binary.AppendUvarint(b, f.Peer)
 	b = binary.AppendUvarint(b, f.Packets)
 	b = binary.AppendUvarint(b, f.Bytes)
 	b = binary.AppendUvarint(b, f.PayloadBytes)
-	b = binary.AppendVarint(b, f.First)
+	b = binary.AppendVarint(b, f.First-e.prevFirst)
 	b = binary.AppendUvarint(b, uint64(f.Last-f.First))
-	b = append(b, f.TCPFlags, stateCode(f.State))
-	b = binary.AppendUvarint(b, uint64(len(f.History)))
-	b = append(b, f.History...)
+	b = append(b, f.TCPFlags)
+	if fl&recConnMirror == 0 {
+		b = append(b, byte(f.State))
+		b = binary.AppendUvarint(b, uint64(f.History.Len()))
+		b = f.History.Append(b)
+	}
 	b = binary.AppendUvarint(b, f.MissingBytes)
 	b = binary.AppendUvarint(b, f.RetransBytes)
 	b = binary.AppendUvarint(b, f.OverlapBytes)
-	return b
+	e.b = b
+	e.prevFirst = f.First
+	e.flows[e.n] = *f
+	e.n++
 }
 
-// recordDecoder decodes the records of one block.
+// recordDecoder decodes the records of one block in order.
 type recordDecoder struct {
-	b   []byte
-	err error
+	b         []byte
+	err       error
+	first     uint64
+	capture   int
+	n         int
+	prevFirst int64
+	flows     [flowBlock]flow.Flow
 }
+
+// start begins decoding block b whose first flow is first.
+func (d *recordDecoder) start(b []byte, first uint64) {
+	d.b, d.err, d.first, d.n, d.prevFirst = b, nil, first, 0, 0
+	d.capture = int(d.uvarint())
+}
+
+// more reports whether records remain.
+func (d *recordDecoder) more() bool { return len(d.b) > 0 && d.err == nil }
 
 func (d *recordDecoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *recordDecoder) varint() int64 {
+	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.err = errCorrupt
 		d.b = nil
@@ -115,70 +195,86 @@ func (d *recordDecoder) bytes(n int) []byte {
 	return v
 }
 
-// next decodes one record into f, whose ID the caller sets.
+// next decodes the next record into f.
 func (d *recordDecoder) next(f *flow.Flow) error {
-	hdr := d.bytes(3)
-	fl := binary.LittleEndian.Uint16(hdr)
-	*f = flow.Flow{}
-	k := &f.Key
-	k.Proto = hdr[2]
-	k.IPVersion = 4
-	alen := 4
-	if fl&(1<<3) != 0 {
-		k.IPVersion, alen = 6, 16
-	}
-	copy(k.Src[:], d.bytes(alen))
-	copy(k.Dst[:], d.bytes(alen))
-	k.SrcPort = uint16(d.uvarint())
-	k.DstPort = uint16(d.uvarint())
-	k.NumVLAN = uint8(fl & 7)
-	if k.NumVLAN > flow.MaxVLAN {
+	if d.n >= flowBlock {
 		return errCorrupt
 	}
-	for i := 0; i < int(k.NumVLAN); i++ {
-		k.VLAN[i] = uint16(d.uvarint())
+	fl := d.uvarint()
+	*f = flow.Flow{ID: d.first + uint64(d.n), Capture: d.capture}
+	if fl&recHasPeer != 0 {
+		f.Peer = uint64(int64(f.ID) + d.varint())
 	}
-	if fl&(1<<6) != 0 {
-		k.Tunnel = uint32(d.uvarint())
+	var p *flow.Flow
+	if fl&(recKeyMirror|recMACMirror|recConnMirror) != 0 {
+		if p = peerInBlock(d.flows[:], d.first, f, d.n); p == nil {
+			return errCorrupt
+		}
 	}
-	f.Capture = int(d.uvarint())
-	if fl&(1<<4) != 0 {
-		f.HasSrcMAC = true
-		copy(f.SrcMAC[:], d.bytes(6))
+	k := &f.Key
+	if fl&recKeyMirror != 0 {
+		*k = p.Key.Reverse()
+	} else {
+		k.Proto = d.bytes(1)[0]
+		k.IPVersion = 4
+		alen := 4
+		if fl&(1<<3) != 0 {
+			k.IPVersion, alen = 6, 16
+		}
+		copy(k.Src[:], d.bytes(alen))
+		copy(k.Dst[:], d.bytes(alen))
+		k.SrcPort = uint16(d.uvarint())
+		k.DstPort = uint16(d.uvarint())
+		k.NumVLAN = uint8(fl & 7)
+		if k.NumVLAN > flow.MaxVLAN {
+			return errCorrupt
+		}
+		for i := 0; i < int(k.NumVLAN); i++ {
+			k.VLAN[i] = uint16(d.uvarint())
+		}
+		if fl&(1<<6) != 0 {
+			k.Tunnel = uint32(d.uvarint())
+		}
 	}
-	if fl&(1<<5) != 0 {
-		f.HasDstMAC = true
-		copy(f.DstMAC[:], d.bytes(6))
+	f.HasSrcMAC, f.HasDstMAC = fl&(1<<4) != 0, fl&(1<<5) != 0
+	if fl&recMACMirror != 0 {
+		f.SrcMAC, f.DstMAC = p.DstMAC, p.SrcMAC
+	} else {
+		if f.HasSrcMAC {
+			copy(f.SrcMAC[:], d.bytes(6))
+		}
+		if f.HasDstMAC {
+			copy(f.DstMAC[:], d.bytes(6))
+		}
 	}
-	f.Peer = d.uvarint()
 	f.Packets = d.uvarint()
 	f.Bytes = d.uvarint()
 	f.PayloadBytes = d.uvarint()
-	first, n := binary.Varint(d.b)
-	if n <= 0 {
-		return errCorrupt
+	f.First = d.prevFirst + d.varint()
+	f.Last = f.First + int64(d.uvarint())
+	f.TCPFlags = d.bytes(1)[0]
+	if fl&recConnMirror != 0 {
+		f.State, f.History = p.State, p.History
+	} else {
+		f.State = flow.State(d.bytes(1)[0])
+		if !f.State.Valid() {
+			return errCorrupt
+		}
+		hl := d.uvarint()
+		if hl > 23 {
+			return errCorrupt
+		}
+		f.History = flow.MakeHistory(string(d.bytes(int(hl))))
 	}
-	d.b = d.b[n:]
-	f.First = first
-	f.Last = first + int64(d.uvarint())
-	fs := d.bytes(2)
-	f.TCPFlags = fs[0]
-	if int(fs[1]) >= len(stateCodes) {
-		return errCorrupt
-	}
-	f.State = stateCodes[fs[1]]
-	hl := d.uvarint()
-	if hl > 64 {
-		return errCorrupt
-	}
-	f.History = string(d.bytes(int(hl)))
 	f.MissingBytes = d.uvarint()
 	f.RetransBytes = d.uvarint()
 	f.OverlapBytes = d.uvarint()
 	if d.err != nil {
 		return d.err
 	}
-	f.CommunityID = flow.CommunityID(k, 0)
+	d.prevFirst = f.First
+	d.flows[d.n] = *f
+	d.n++
 	return nil
 }
 

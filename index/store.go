@@ -128,21 +128,24 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 	}
 	defer it.Close()
 	var f flow.Flow
+	d := &recordDecoder{}
 	if ids == nil {
 		for ok := it.First(); ok; ok = it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			first := binary.BigEndian.Uint64(it.Key()[1:])
-			d := recordDecoder{b: it.Value()}
-			for i := uint64(0); len(d.b) > 0; i++ {
+			d.start(it.Value(), first)
+			for i := uint64(0); d.more(); i++ {
 				if err := d.next(&f); err != nil {
 					return fmt.Errorf("%s: flow %d: %w", s.dir, first+i, err)
 				}
-				f.ID = first + i
 				if err := fn(&f); err != nil {
 					return err
 				}
+			}
+			if d.err != nil {
+				return fmt.Errorf("%s: block %d: %w", s.dir, first, d.err)
 			}
 		}
 		return it.Error()
@@ -150,7 +153,6 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 	var (
 		curFirst uint64
 		cur      []byte
-		d        recordDecoder
 		pos      uint64
 	)
 	for n, id := range ids {
@@ -162,16 +164,17 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 		}
 		// Blocks hold up to flowBlock flows, but a capture's last block
 		// may hold fewer: reload when id is behind us or past the block.
-		if cur == nil || id < curFirst+pos || id >= curFirst+flowBlock || (len(d.b) == 0 && curFirst+pos <= id) {
+		if cur == nil || id < curFirst+pos || id >= curFirst+flowBlock || (!d.more() && curFirst+pos <= id) {
 			first, val, err := s.blockOf(it, tagFlows, id)
 			if err != nil {
 				return err
 			}
 			curFirst, cur = first, slices.Clone(val)
-			d, pos = recordDecoder{b: cur}, 0
+			d.start(cur, first)
+			pos = 0
 		}
 		for ; curFirst+pos <= id; pos++ {
-			if len(d.b) == 0 {
+			if !d.more() {
 				first, val, err := s.blockOf(it, tagFlows, id)
 				if err != nil {
 					return err
@@ -180,13 +183,13 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 					return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
 				}
 				curFirst, cur = first, slices.Clone(val)
-				d, pos = recordDecoder{b: cur}, 0
+				d.start(cur, first)
+				pos = 0
 			}
 			if err := d.next(&f); err != nil {
 				return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
 			}
 		}
-		f.ID = id
 		if err := fn(&f); err != nil {
 			return err
 		}
@@ -242,6 +245,10 @@ func (s *Store) Packets(id uint64, out []PacketRef) ([]PacketRef, error) {
 
 // Lookup reads the attribute lists of l's range and unites them.
 func (s *Store) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
+	if isAddrField(l.Field) {
+		ids, _, err := s.lookupAddr(ctx, l, false)
+		return ids, true, err
+	}
 	lo, hi, exact, err := lookupRange(&l)
 	if err != nil {
 		return nil, false, err
@@ -316,6 +323,10 @@ func lookupRange(l *Lookup) (lo, hi []byte, exact bool, err error) {
 // reading only the counts at the head of each ID list: a cheap way for a
 // planner to order lookups.
 func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
+	if isAddrField(l.Field) {
+		_, n, err := s.lookupAddr(ctx, l, true)
+		return n, err
+	}
 	lo, hi, _, err := lookupRange(&l)
 	if err != nil {
 		return 0, err
@@ -340,4 +351,59 @@ func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
 		}
 	}
 	return n, it.Error()
+}
+
+// lookupAddr reads the address blocks covering [AddrLo, AddrHi]. With
+// estimate set it decodes nothing and returns an upper bound of the
+// pairs in range instead.
+func (s *Store) lookupAddr(ctx context.Context, l Lookup, estimate bool) ([]uint64, uint64, error) {
+	lo, hi := addrValue(l.AddrLo), addrValue(l.AddrHi)
+	if lo[0] != hi[0] {
+		return nil, 0, fmt.Errorf("address range %v-%v mixes IPv4 and IPv6", l.AddrLo, l.AddrHi)
+	}
+	alen := len(lo) - 1
+	var ids []uint64
+	var n uint64
+	for _, c := range s.captures {
+		pre := addrCapturePrefix(l.Field, alen, c.FirstID)
+		it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: pre, UpperBound: addrCapturePrefix(l.Field, alen, c.FirstID+1)})
+		if err != nil {
+			return nil, 0, err
+		}
+		start := binary.BigEndian.AppendUint64(append(slices.Clone(pre), lo[1:]...), 0)
+		ok := it.SeekLT(start)
+		if !ok {
+			ok = it.First()
+		}
+		for blocks := 0; ok; ok = it.Next() {
+			first := it.Key()[len(pre) : len(pre)+alen]
+			if string(first) > string(hi[1:]) {
+				break
+			}
+			blocks++
+			if estimate && blocks > 2 {
+				n += addrBlock // a wide range: count whole blocks
+				continue
+			}
+			var past bool
+			mark := len(ids)
+			ids, past, err = decodeAddrBlock(it.Value(), alen, lo[1:], hi[1:], ids)
+			if estimate {
+				n += uint64(len(ids) - mark)
+				ids = ids[:mark]
+			}
+			if err != nil {
+				it.Close()
+				return nil, 0, fmt.Errorf("%s: %w", s.dir, err)
+			}
+			if past {
+				break
+			}
+		}
+		if err := it.Close(); err != nil {
+			return nil, 0, err
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), n, nil
 }

@@ -298,7 +298,7 @@ func (e *Count) bounds() (lo, hi uint64, ok bool) {
 type Community struct{ ID string }
 
 func (e *Community) String() string          { return "community " + e.ID }
-func (e *Community) Match(f *flow.Flow) bool { return f.CommunityID == e.ID }
+func (e *Community) Match(f *flow.Flow) bool { return f.CommunityID() == e.ID }
 
 // services maps the port names tcpdump users type to numbers.
 var services = map[string]uint16{
@@ -336,10 +336,6 @@ func lookups(e Expr) ([]index.Lookup, bool) {
 	case *Port:
 		return addr(e.Dir, index.FieldSrcPort, index.FieldDstPort, func(f index.Field) index.Lookup {
 			return index.Lookup{Field: f, Lo: uint64(e.Lo), Hi: uint64(e.Hi)}
-		}), true
-	case *Ether:
-		return addr(e.Dir, index.FieldSrcMAC, index.FieldDstMAC, func(f index.Field) index.Lookup {
-			return index.Lookup{Field: f, MAC: e.MAC}
 		}), true
 	case *Proto:
 		return []index.Lookup{{Field: index.FieldProto, Lo: uint64(e.N), Hi: uint64(e.N)}}, true

@@ -117,7 +117,7 @@ func (g *filterGen) prim() string {
 	case 14:
 		return fmt.Sprintf("bytes %s %d", []string{">", ">=", "<", "<=", "==", "!="}[g.r.Intn(6)], f.Bytes)
 	case 15:
-		return "community " + f.CommunityID
+		return "community " + f.CommunityID()
 	}
 	return fmt.Sprintf("flow %d", 1+g.r.Intn(len(g.flows)))
 }

@@ -1,0 +1,379 @@
+package index
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"slices"
+
+	"github.com/pcapflow/pcapflow/flow"
+)
+
+// Attribute keys come in two encodings.
+//
+// ID lists, for fields with few distinct values (ports, protocol, VLAN,
+// time and count buckets, Community ID buckets): one key per value (per
+// 64Ki IDs), value = uvarint(count) then the IDs delta-encoded.
+//
+// Sorted pair blocks, for addresses, whose values are as many as the
+// hosts: each capture's (address, flow ID) pairs sorted by address then
+// ID, cut into blocks of about addrBlock pairs. The key is
+//
+//	A <field> <IP version> <capture's first flow ID u64> <address> <ID u64>
+//
+// of the block's first pair (captures have disjoint key ranges, so that a
+// block's neighbours are its own capture's); the value is a sequence of
+// runs, one per address:
+//
+//	address (4 or 16 bytes), uvarint(n), uvarint(first ID), n-1 uvarint ID deltas
+//
+// A range lookup seeks to the block holding the low address and reads
+// blocks until an address passes the high one. Keys grow with flows/512,
+// not with distinct hosts.
+
+// maxListIDs splits long ID lists over several keys.
+const maxListIDs = 1 << 16
+
+// addrBlock is the number of (address, ID) pairs per block.
+const addrBlock = 512
+
+// idBuf accumulates one value's ID list.
+type idBuf struct {
+	first, last uint64
+	n           int
+	buf         []byte
+}
+
+// attrBuilder collects the attribute keys of one capture's flows, which
+// arrive in ID order.
+type attrBuilder struct {
+	b         *writer
+	firstID   uint64
+	ports     [2][]*idBuf // by port, source and destination
+	proto     [256]*idBuf
+	vlan      map[uint16]*idBuf
+	times     [2]map[int64]*idBuf // first, last: by minute
+	counts    [2][65]*idBuf       // packets, bytes: by bit length
+	community []*idBuf            // by 16-bit hash bucket
+	v4        [2][]uint64         // address<<32 | (ID - firstID)
+	v6        [2][]v6pair
+}
+
+type v6pair struct {
+	hi, lo uint64
+	id     uint32
+}
+
+func newAttrBuilder(b *writer, firstID uint64) *attrBuilder {
+	return &attrBuilder{b: b, firstID: firstID, vlan: map[uint16]*idBuf{},
+		times: [2]map[int64]*idBuf{{}, {}}}
+}
+
+func (a *attrBuilder) list(p **idBuf) *idBuf {
+	if *p == nil {
+		*p = &idBuf{}
+	}
+	return *p
+}
+
+func (a *attrBuilder) add(f *flow.Flow) error {
+	k := &f.Key
+	id := f.ID
+	rel := uint32(id - a.firstID)
+	if k.IPVersion == 4 {
+		a.v4[0] = append(a.v4[0], uint64(binary.BigEndian.Uint32(k.Src[:4]))<<32|uint64(rel))
+		a.v4[1] = append(a.v4[1], uint64(binary.BigEndian.Uint32(k.Dst[:4]))<<32|uint64(rel))
+	} else {
+		a.v6[0] = append(a.v6[0], v6pair{binary.BigEndian.Uint64(k.Src[:8]), binary.BigEndian.Uint64(k.Src[8:]), rel})
+		a.v6[1] = append(a.v6[1], v6pair{binary.BigEndian.Uint64(k.Dst[:8]), binary.BigEndian.Uint64(k.Dst[8:]), rel})
+	}
+	var err error
+	add := func(f Field, v []byte, l *idBuf) {
+		if err == nil {
+			err = a.addTo(l, f, v, id)
+		}
+	}
+	if portProto(k.Proto) {
+		for d, port := range [2]uint16{k.SrcPort, k.DstPort} {
+			if a.ports[d] == nil {
+				a.ports[d] = make([]*idBuf, 1<<16)
+			}
+			add([]Field{FieldSrcPort, FieldDstPort}[d], u16Value(port), a.list(&a.ports[d][port]))
+		}
+	}
+	add(FieldProto, []byte{k.Proto}, a.list(&a.proto[k.Proto]))
+	for i, v := range k.VLANs() {
+		if !slices.Contains(k.VLANs()[:i], v) {
+			l := a.vlan[v]
+			if l == nil {
+				l = &idBuf{}
+				a.vlan[v] = l
+			}
+			add(FieldVLAN, u16Value(v), l)
+		}
+	}
+	for i, ts := range [2]int64{f.First, f.Last} {
+		m := minute(ts)
+		l := a.times[i][m]
+		if l == nil {
+			l = &idBuf{}
+			a.times[i][m] = l
+		}
+		add([]Field{FieldFirst, FieldLast}[i], timeValue(ts), l)
+	}
+	for i, c := range [2]uint64{f.Packets, f.Bytes} {
+		v := log2Value(c)
+		add([]Field{FieldPackets, FieldBytes}[i], v, a.list(&a.counts[i][v[0]]))
+	}
+	if a.community == nil {
+		a.community = make([]*idBuf, 1<<16)
+	}
+	cv := communityBucket(&f.Key)
+	add(FieldCommunity, cv, a.list(&a.community[binary.BigEndian.Uint16(cv)]))
+	return err
+}
+
+func minute(ns int64) int64 {
+	m := ns / timeBucket
+	if ns < 0 && ns%timeBucket != 0 {
+		m--
+	}
+	return m
+}
+
+func (a *attrBuilder) addTo(l *idBuf, f Field, v []byte, id uint64) error {
+	if l.n == 0 {
+		l.first, l.last = id, id
+	}
+	l.buf = binary.AppendUvarint(l.buf, id-l.last)
+	l.last = id
+	l.n++
+	if l.n == maxListIDs {
+		return a.emit(f, v, l)
+	}
+	return nil
+}
+
+func (a *attrBuilder) emit(f Field, v []byte, l *idBuf) error {
+	if l == nil || l.n == 0 {
+		return nil
+	}
+	val := binary.AppendUvarint(make([]byte, 0, len(l.buf)+4), uint64(l.n))
+	val = append(val, l.buf...)
+	err := a.b.set(attrKey(f, v, l.first), val)
+	l.n, l.buf = 0, l.buf[:0]
+	return err
+}
+
+// communityBucket is the bucket of a flow's Community ID.
+func communityBucket(k *flow.Key) []byte {
+	h := flow.CommunityHash(k, 0)
+	return h[:2]
+}
+
+// communityValue is the bucket of a Community ID: the first two bytes of
+// its hash.
+func communityValue(cid string) []byte {
+	if len(cid) < 6 {
+		return []byte{0, 0}
+	}
+	raw, err := base64.StdEncoding.DecodeString(cid[2:])
+	if err != nil || len(raw) < 2 {
+		return []byte{0, 0}
+	}
+	return raw[:2]
+}
+
+func (a *attrBuilder) finish() error {
+	for d, ports := range a.ports {
+		for p, l := range ports {
+			if err := a.emit([]Field{FieldSrcPort, FieldDstPort}[d], u16Value(uint16(p)), l); err != nil {
+				return err
+			}
+		}
+	}
+	for p, l := range a.proto {
+		if err := a.emit(FieldProto, []byte{byte(p)}, l); err != nil {
+			return err
+		}
+	}
+	for v, l := range a.vlan {
+		if err := a.emit(FieldVLAN, u16Value(v), l); err != nil {
+			return err
+		}
+	}
+	for i, m := range a.times {
+		for min, l := range m {
+			if err := a.emit([]Field{FieldFirst, FieldLast}[i], timeValue(min*timeBucket), l); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range a.counts {
+		for b, l := range a.counts[i] {
+			if err := a.emit([]Field{FieldPackets, FieldBytes}[i], []byte{byte(b)}, l); err != nil {
+				return err
+			}
+		}
+	}
+	for b, l := range a.community {
+		if err := a.emit(FieldCommunity, u16Value(uint16(b)), l); err != nil {
+			return err
+		}
+	}
+	for d := 0; d < 2; d++ {
+		f := []Field{FieldSrcAddr, FieldDstAddr}[d]
+		slices.Sort(a.v4[d])
+		w := addrBlockWriter{a: a, f: f, alen: 4}
+		for _, x := range a.v4[d] {
+			var addr [16]byte
+			binary.BigEndian.PutUint32(addr[:], uint32(x>>32))
+			if err := w.add(addr, a.firstID+uint64(uint32(x))); err != nil {
+				return err
+			}
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		slices.SortFunc(a.v6[d], func(x, y v6pair) int {
+			switch {
+			case x.hi != y.hi:
+				return cmpU64(x.hi, y.hi)
+			case x.lo != y.lo:
+				return cmpU64(x.lo, y.lo)
+			}
+			return cmpU64(uint64(x.id), uint64(y.id))
+		})
+		w = addrBlockWriter{a: a, f: f, alen: 16}
+		for _, x := range a.v6[d] {
+			var addr [16]byte
+			binary.BigEndian.PutUint64(addr[:], x.hi)
+			binary.BigEndian.PutUint64(addr[8:], x.lo)
+			if err := w.add(addr, a.firstID+uint64(x.id)); err != nil {
+				return err
+			}
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// addrBlockWriter cuts sorted (address, ID) pairs into blocks.
+type addrBlockWriter struct {
+	a      *attrBuilder
+	f      Field
+	alen   int
+	n      int      // pairs in the block
+	key    []byte   // the block's first pair, as a key
+	buf    []byte   // finished runs
+	run    [16]byte // address of the open run
+	runIDs []uint64
+	inRun  bool
+}
+
+func (w *addrBlockWriter) add(addr [16]byte, id uint64) error {
+	if w.inRun && addr != w.run {
+		w.closeRun()
+	}
+	if w.n == 0 {
+		w.key = addrBlockKey(w.f, w.alen, w.a.firstID, addr[:w.alen], id)
+	}
+	if !w.inRun {
+		w.run, w.inRun = addr, true
+	}
+	w.runIDs = append(w.runIDs, id)
+	w.n++
+	if w.n >= addrBlock {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *addrBlockWriter) closeRun() {
+	w.buf = append(w.buf, w.run[:w.alen]...)
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(w.runIDs)))
+	prev := uint64(0)
+	for _, id := range w.runIDs {
+		w.buf = binary.AppendUvarint(w.buf, id-prev)
+		prev = id
+	}
+	w.runIDs, w.inRun = w.runIDs[:0], false
+}
+
+func (w *addrBlockWriter) flush() error {
+	if w.inRun {
+		w.closeRun()
+	}
+	if w.n == 0 {
+		return nil
+	}
+	err := w.a.b.set(w.key, w.buf)
+	w.n, w.buf = 0, w.buf[:0]
+	return err
+}
+
+// isAddrField reports whether a field is stored as sorted pair blocks.
+func isAddrField(f Field) bool { return f == FieldSrcAddr || f == FieldDstAddr }
+
+// decodeAddrBlock appends the IDs of the runs whose address lies in
+// [lo, hi] (both alen bytes) and reports whether an address above hi was
+// seen (the lookup can stop).
+func decodeAddrBlock(b []byte, alen int, lo, hi []byte, out []uint64) ([]uint64, bool, error) {
+	for len(b) > 0 {
+		if len(b) < alen {
+			return out, false, errCorrupt
+		}
+		addr := b[:alen]
+		b = b[alen:]
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)) {
+			return out, false, errCorrupt
+		}
+		b = b[k:]
+		past := string(addr) > string(hi)
+		in := !past && string(addr) >= string(lo)
+		prev := uint64(0)
+		for i := uint64(0); i < n; i++ {
+			d, k := binary.Uvarint(b)
+			if k <= 0 {
+				return out, false, errCorrupt
+			}
+			b = b[k:]
+			prev += d
+			if in {
+				out = append(out, prev)
+			}
+		}
+		if past {
+			return out, true, nil
+		}
+	}
+	return out, false, nil
+}
+
+// addrBlockKey is the key of an address block.
+func addrBlockKey(f Field, alen int, capFirst uint64, addr []byte, id uint64) []byte {
+	k := addrCapturePrefix(f, alen, capFirst)
+	k = append(k, addr...)
+	return binary.BigEndian.AppendUint64(k, id)
+}
+
+// addrCapturePrefix is the key prefix of one capture's address blocks.
+func addrCapturePrefix(f Field, alen int, capFirst uint64) []byte {
+	ver := byte(4)
+	if alen == 16 {
+		ver = 6
+	}
+	return binary.BigEndian.AppendUint64([]byte{tagAttr, byte(f), ver}, capFirst)
+}
