@@ -102,6 +102,20 @@ type Packet struct {
 	// Truncated reports that the capture holds less of the IP datagram
 	// than its header declares.
 	Truncated bool
+	// IPPayloadOffset and IPPayloadLen locate the IP payload (what
+	// follows the IP header and its extension headers): for a fragment,
+	// its piece of the datagram.
+	IPPayloadOffset int
+	IPPayloadLen    int
+}
+
+// IPPayload returns the captured part of the IP payload.
+func (p *Packet) IPPayload(data []byte) []byte {
+	end := min(p.IPPayloadOffset+p.IPPayloadLen, len(data))
+	if p.IPPayloadOffset >= end {
+		return nil
+	}
+	return data[p.IPPayloadOffset:end]
 }
 
 // PayloadData returns the captured part of the payload.
@@ -435,6 +449,7 @@ func (p *Packet) transport(d []byte, l4, end int) {
 	if l4 > capEnd {
 		l4 = capEnd
 	}
+	p.IPPayloadOffset, p.IPPayloadLen = l4, max(end-l4, 0)
 	p.PayloadOffset = l4
 	if p.FragOffset != 0 {
 		// A non-first fragment carries the middle of a datagram, no header.
@@ -508,4 +523,14 @@ func (p *Packet) setPayload(at, end, capEnd int) {
 	p.PayloadOffset = at
 	p.PayloadLen = max(end-at, 0)
 	p.CapturedLen = max(min(capEnd, end)-at, 0)
+}
+
+// DecodeTransport decodes the transport header at the start of l4, the
+// payload of a reassembled IP datagram of protocol p.Proto, into p's
+// transport fields; offsets then refer to l4.
+func (p *Packet) DecodeTransport(l4 []byte) {
+	p.Fragment, p.MoreFragments, p.FragOffset = false, false, 0
+	p.L4Offset, p.HasPorts, p.HasTCPHeader = -1, false, false
+	p.Truncated = false
+	p.transport(l4, 0, len(l4))
 }

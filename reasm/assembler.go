@@ -1,0 +1,111 @@
+package reasm
+
+import "github.com/pcapflow/pcapflow/pcapio"
+
+// Assembler turns the records of selected flows, fed in capture order,
+// into per-flow byte streams: TCP flows reassembled by Stream, UDP flows
+// as their datagrams' payloads in order. IP fragments are reassembled
+// first.
+type Assembler struct {
+	pol     Policy
+	open    func(flow uint64, proto uint8) Sink
+	done    func(flow uint64, st Stats)
+	flows   map[uint64]*flowState
+	defrag  Defrag
+	pkt     pcapio.Packet
+	Stats   AssemblerStats
+}
+
+// AssemblerStats counts what an Assembler skipped.
+type AssemblerStats struct {
+	NotTransport int // records without a TCP or UDP header (other protocols, undecodable)
+	Fragments    int // IP fragments fed to reassembly
+}
+
+type flowState struct {
+	tcp  *Stream
+	sink Sink // UDP
+	err  error
+}
+
+// NewAssembler returns an assembler. open is called at a flow's first
+// TCP or UDP packet for the sink of its bytes; done, if not nil, when the
+// flow's stream has ended (FIN, GapStop, or Close) with its counters.
+func NewAssembler(pol Policy, open func(flow uint64, proto uint8) Sink, done func(flow uint64, st Stats)) *Assembler {
+	a := &Assembler{pol: pol, open: open, done: done, flows: map[uint64]*flowState{}}
+	a.defrag.Overlap = pol.Overlap
+	return a
+}
+
+// Record feeds one record of flow id.
+func (a *Assembler) Record(id uint64, rec *pcapio.Record) error {
+	p := &a.pkt
+	p.Decode(rec.LinkType, rec.Data)
+	payload := p.PayloadData(rec.Data)
+	if p.Fragment {
+		a.Stats.Fragments++
+		whole, ok := a.defrag.Add(rec.Timestamp, p, rec.Data)
+		if !ok {
+			return nil
+		}
+		p.DecodeTransport(whole)
+		payload = p.PayloadData(whole)
+	}
+	if p.IPVersion == 0 || (p.Proto != pcapio.ProtoTCP && p.Proto != pcapio.ProtoUDP) || !p.HasPorts {
+		a.Stats.NotTransport++
+		return nil
+	}
+	fs := a.flows[id]
+	if fs == nil {
+		fs = &flowState{}
+		a.flows[id] = fs
+		sink := a.open(id, p.Proto)
+		if p.Proto == pcapio.ProtoTCP {
+			fs.tcp = NewStream(a.pol, sink)
+		} else {
+			fs.sink = sink
+		}
+	}
+	if fs.tcp != nil {
+		if !p.HasTCPHeader {
+			a.Stats.NotTransport++
+			return nil
+		}
+		wasDone := fs.tcp.Done()
+		fs.tcp.Segment(rec.Timestamp, p.Seq, p.TCPFlags, payload, p.PayloadLen)
+		if fs.tcp.Done() && !wasDone && a.done != nil {
+			a.done(id, fs.tcp.Stats())
+		}
+		return fs.tcp.Err()
+	}
+	if fs.sink != nil && len(payload) > 0 && fs.err == nil {
+		fs.err = fs.sink.Data(rec.Timestamp, payload)
+	}
+	return fs.err
+}
+
+// Close ends every stream (buffered data is delivered, holes become gaps)
+// and reports each flow not reported yet to done.
+func (a *Assembler) Close() error {
+	var first error
+	for id, fs := range a.flows {
+		var st Stats
+		if fs.tcp != nil {
+			wasDone := fs.tcp.Done()
+			fs.tcp.Close()
+			st = fs.tcp.Stats()
+			if err := fs.tcp.Err(); err != nil && first == nil {
+				first = err
+			}
+			if wasDone {
+				continue
+			}
+		} else if fs.err != nil && first == nil {
+			first = fs.err
+		}
+		if a.done != nil {
+			a.done(id, st)
+		}
+	}
+	return first
+}
