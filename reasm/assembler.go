@@ -7,13 +7,13 @@ import "github.com/pcapflow/pcapflow/pcapio"
 // as their datagrams' payloads in order. IP fragments are reassembled
 // first.
 type Assembler struct {
-	pol     Policy
-	open    func(flow uint64, proto uint8) Sink
-	done    func(flow uint64, st Stats)
-	flows   map[uint64]*flowState
-	defrag  Defrag
-	pkt     pcapio.Packet
-	Stats   AssemblerStats
+	pol    Policy
+	open   func(flow uint64, proto uint8) Sink
+	done   func(flow uint64, st Stats)
+	flows  map[uint64]*flowState
+	defrag Defrag
+	pkt    pcapio.Packet
+	Stats  AssemblerStats
 }
 
 // AssemblerStats counts what an Assembler skipped.

@@ -77,7 +77,7 @@ var streamDeviations = map[string]struct {
 	policy *reasm.Policy
 }{
 	"tcpflow__test5-lines-randomized.pcap 69.163.156.173 80 192.168.10.105 49392": {
-		why: "segments arrive out of order across the handshake; tshark 4.0 declares the first 1460 bytes missing when the next segment comes first, we wait for them (tcpflow agrees with us)",
+		why:  "segments arrive out of order across the handshake; tshark 4.0 declares the first 1460 bytes missing when the next segment comes first, we wait for them (tcpflow agrees with us)",
 		ours: "1884:e2f23c433438", oracle: "tcpflow"},
 	"zeek__tcp_reassembly.pcap 63.193.213.194 2564 128.3.97.175 80": {
 		why:  "retransmissions with different bytes: we keep the first copy of every byte; tshark's choice depends on arrival order at drain time",
