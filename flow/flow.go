@@ -17,6 +17,7 @@ type Flow struct {
 	PayloadBytes uint64 // TCP/UDP payload per the IP length
 	First, Last  int64  // ns since the epoch
 	TCPFlags     uint8  // OR of the flags of every segment
+	seq          seqTrack
 
 	ID   uint64 // 1, 2, 3... in order of first packet, across captures
 	Peer uint64 // ID of the reverse flow of the same connection, 0 if none
@@ -33,8 +34,8 @@ type Flow struct {
 	State   State
 	History History
 
-	// TCP sequence accounting: bytes never seen, bytes seen twice, and
-	// bytes that overlapped earlier data with different content.
+	// TCP sequence accounting (see seqTrack): bytes never seen, bytes
+	// seen again, and retransmitted bytes that came with new bytes.
 	MissingBytes uint64
 	RetransBytes uint64
 	OverlapBytes uint64

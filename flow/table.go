@@ -75,6 +75,7 @@ type Table struct {
 	nheld   int
 	sweepAt int64
 	stats   Stats
+	spans   map[int32][]span // out-of-order ranges seen, for flows with holes
 }
 
 // NewTable returns an empty table.
@@ -304,6 +305,9 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 	}
 	if p.HasTCPHeader && p.Proto == pcapio.ProtoTCP && p.FragOffset == 0 {
 		f.TCPFlags |= p.TCPFlags
+		if !p.Fragment {
+			t.trackSeq(fi, f, p)
+		}
 		c := &t.conns[t.Flow(fi).conn]
 		c.tcp(t.sideOf(c, fi), p)
 	} else if p.Proto == pcapio.ProtoUDP && p.PayloadLen > 0 && p.FragOffset == 0 {
@@ -340,6 +344,7 @@ func (t *Table) Finish() {
 	t.nheld = 0
 	for i := int32(0); i < t.n; i++ {
 		f := t.Flow(i)
+		t.finishSeq(i, f)
 		c := &t.conns[t.Flow(i).conn]
 		if o := c.flows[1-t.sideOf(c, i)]; o >= 0 {
 			f.Peer = t.Flow(o).ID

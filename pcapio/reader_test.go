@@ -56,6 +56,9 @@ func readAll(t testing.TB, name string, b []byte) ([]rec, *pcapio.Reader, error)
 func TestGeneratedCapturesRoundTrip(t *testing.T) {
 	want := capgen.Basic().Packets
 	for _, f := range capgen.Files() {
+		if !strings.HasPrefix(f.Name, "basic") {
+			continue
+		}
 		t.Run(f.Name, func(t *testing.T) {
 			b := f.Make()
 			got, r, err := readAll(t, f.Name, b)

@@ -7,9 +7,12 @@ import "github.com/pcapflow/pcapflow/pcapio"
 // as their datagrams' payloads in order. IP fragments are reassembled
 // first.
 type Assembler struct {
-	pol    Policy
-	open   func(flow uint64, proto uint8) Sink
-	done   func(flow uint64, st Stats)
+	pol  Policy
+	open func(flow uint64, proto uint8) Sink
+	done func(flow uint64, st Stats)
+	// Ended, when set, is called as soon as a flow's stream has ended (its
+	// FIN was reached, or Close), so that its output can be finished.
+	Ended  func(flow uint64)
 	flows  map[uint64]*flowState
 	defrag Defrag
 	pkt    pcapio.Packet
@@ -29,8 +32,9 @@ type flowState struct {
 }
 
 // NewAssembler returns an assembler. open is called at a flow's first
-// TCP or UDP packet for the sink of its bytes; done, if not nil, when the
-// flow's stream has ended (FIN, GapStop, or Close) with its counters.
+// TCP or UDP packet for the sink of its bytes; done, if not nil, by Close
+// for every flow with its final counters (retransmissions after a FIN
+// still count).
 func NewAssembler(pol Policy, open func(flow uint64, proto uint8) Sink, done func(flow uint64, st Stats)) *Assembler {
 	a := &Assembler{pol: pol, open: open, done: done, flows: map[uint64]*flowState{}}
 	a.defrag.Overlap = pol.Overlap
@@ -73,8 +77,8 @@ func (a *Assembler) Record(id uint64, rec *pcapio.Record) error {
 		}
 		wasDone := fs.tcp.Done()
 		fs.tcp.Segment(rec.Timestamp, p.Seq, p.TCPFlags, payload, p.PayloadLen)
-		if fs.tcp.Done() && !wasDone && a.done != nil {
-			a.done(id, fs.tcp.Stats())
+		if fs.tcp.Done() && !wasDone && a.Ended != nil {
+			a.Ended(id)
 		}
 		return fs.tcp.Err()
 	}
@@ -84,8 +88,8 @@ func (a *Assembler) Record(id uint64, rec *pcapio.Record) error {
 	return fs.err
 }
 
-// Close ends every stream (buffered data is delivered, holes become gaps)
-// and reports each flow not reported yet to done.
+// Close ends every stream (buffered data is delivered, holes become gaps),
+// calls Ended for streams that had not ended, and done for every flow.
 func (a *Assembler) Close() error {
 	var first error
 	for id, fs := range a.flows {
@@ -97,11 +101,16 @@ func (a *Assembler) Close() error {
 			if err := fs.tcp.Err(); err != nil && first == nil {
 				first = err
 			}
-			if wasDone {
-				continue
+			if !wasDone && a.Ended != nil {
+				a.Ended(id)
 			}
-		} else if fs.err != nil && first == nil {
-			first = fs.err
+		} else {
+			if fs.err != nil && first == nil {
+				first = fs.err
+			}
+			if a.Ended != nil {
+				a.Ended(id)
+			}
 		}
 		if a.done != nil {
 			a.done(id, st)

@@ -165,3 +165,40 @@ func short(v []string) []string {
 	}
 	return out
 }
+
+// The counters flows report from the ingest pass (which keeps no bytes)
+// equal what reassembly finds, for every TCP flow of the corpus.
+func TestFlowCountersMatchReassembly(t *testing.T) {
+	dir := corpus.Dir(t)
+	checked := 0
+	for _, e := range corpus.Manifest(t) {
+		if e.Packets == 0 || e.Has("frag") || e.Has("ipv6-frag") || notDecapsulated[e.File] {
+			continue // fragments reach reassembly whole but the ingest pass sees pieces
+		}
+		m, _ := index.Scan(context.Background(), []string{filepath.Join(dir, e.File)}, index.ScanOptions{KeepPackets: true})
+		flows := map[uint64]flow.Flow{}
+		var tcp []uint64
+		m.Flows(context.Background(), nil, func(f *flow.Flow) error {
+			if f.Key.Proto == 6 {
+				flows[f.ID] = *f
+				tcp = append(tcp, f.ID)
+			}
+			return nil
+		})
+		stats := map[uint64]reasm.Stats{}
+		a := reasm.NewAssembler(reasm.Policy{}, func(uint64, uint8) reasm.Sink {
+			return reasm.SinkFunc(func(int64, []byte) error { return nil })
+		}, func(id uint64, st reasm.Stats) { stats[id] = st })
+		index.Records(context.Background(), m, tcp, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
+		a.Close()
+		for _, id := range tcp {
+			f, st := flows[id], stats[id]
+			if f.MissingBytes != st.MissingBytes || f.RetransBytes != st.RetransBytes {
+				t.Errorf("%s flow %d: flows says missing %d retrans %d, reassembly %d and %d",
+					e.File, id, f.MissingBytes, f.RetransBytes, st.MissingBytes, st.RetransBytes)
+			}
+			checked++
+		}
+	}
+	t.Logf("%d TCP flows checked", checked)
+}

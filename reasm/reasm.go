@@ -4,7 +4,7 @@
 //   - bytes are delivered in sequence order, each at most once;
 //   - retransmitted and duplicate bytes are dropped and counted
 //     (RetransBytes); where a second copy differs from the first, the
-//     difference is counted too (OverlapBytes) and, by default, the first
+//     difference is counted too (ConflictBytes) and, by default, the first
 //     copy wins (Suricata's and Windows' policy; OverlapLast keeps the
 //     last copy of bytes not yet delivered);
 //   - out-of-order segments wait in a bounded buffer;
@@ -89,14 +89,14 @@ func (b *Budget) max() int {
 
 // Stats counts what happened to a direction's bytes.
 type Stats struct {
-	Delivered    uint64 // bytes handed to the sink (zeros of filled gaps included)
-	MissingBytes uint64 // bytes never seen: gaps, and payload cut off by the snaplen
-	RetransBytes uint64 // bytes received again after their first copy
-	OverlapBytes uint64 // of those, bytes whose later copy differed from the first
-	Gaps         int    // holes given up
-	BufferHits   int    // holes given up because a buffer limit was reached
-	Segments     int    // segments with payload
-	Resets       int    // RST segments
+	Delivered     uint64 // bytes handed to the sink (zeros of filled gaps included)
+	MissingBytes  uint64 // bytes never seen: gaps, and payload cut off by the snaplen
+	RetransBytes  uint64 // bytes received again after their first copy
+	ConflictBytes uint64 // of those, bytes whose later copy differed from the first
+	Gaps          int    // holes given up
+	BufferHits    int    // holes given up because a buffer limit was reached
+	Segments      int    // segments with payload
+	Resets        int    // RST segments
 }
 
 // Sink receives a direction's bytes in order. ts is the timestamp of the

@@ -3,7 +3,7 @@ package reasm
 import "github.com/pcapflow/pcapflow/pcapio"
 
 // recentBytes is how much delivered data a stream keeps to compare with
-// retransmissions (conflicting copies are counted in OverlapBytes).
+// retransmissions (conflicting copies are counted in ConflictBytes).
 const recentBytes = 4 << 10
 
 // seg is a buffered out-of-order range. A seg without data stands for
@@ -86,6 +86,13 @@ func (s *Stream) Segment(ts int64, seq uint32, flags uint8, payload []byte, leng
 		s.init, s.fin, s.done = false, false, false
 	}
 	if s.done {
+		// After the FIN: bytes already delivered are retransmissions;
+		// bytes beyond the FIN are not data.
+		if s.fin && length > 0 && !syn {
+			if a := s.abs(seq); a < int64(s.next) {
+				s.stats.RetransBytes += uint64(min(int64(s.next)-max(a, 0), int64(length)))
+			}
+		}
 		return
 	}
 	s.lastTS = ts
@@ -144,8 +151,15 @@ func (s *Stream) add(a int64, data []byte, length int, ts int64) {
 		data = data[:length]
 	}
 	if cut := length - len(data); cut > 0 {
-		// Bytes the snaplen cut off: known to be missing.
-		s.insert(seg{start: uint64(max(a+int64(len(data)), 0)), n: cut, ts: ts, missing: true})
+		// Bytes the snaplen cut off: missing, unless they were seen before.
+		lo, hi := max(a+int64(len(data)), 0), max(a+int64(length), 0)
+		if lo < int64(s.next) {
+			s.stats.RetransBytes += uint64(min(hi, int64(s.next)) - lo)
+			lo = int64(s.next)
+		}
+		if lo < hi {
+			s.insert(seg{start: uint64(lo), n: int(hi - lo), ts: ts, missing: true})
+		}
 	}
 	if a < 0 { // before the stream's first byte: data of an earlier life
 		if int(-a) >= len(data) {
@@ -184,7 +198,7 @@ func (s *Stream) compareDelivered(a uint64, data []byte) {
 	lo := s.next - uint64(len(s.recent))
 	for i, c := range data {
 		if p := a + uint64(i); p >= lo && p < s.next && s.recent[p-lo] != c {
-			s.stats.OverlapBytes++
+			s.stats.ConflictBytes++
 		}
 	}
 }
@@ -213,7 +227,7 @@ func (s *Stream) insert(n seg) {
 				od := old.data[lo-old.start : hi-old.start]
 				for i := range pd {
 					if pd[i] != od[i] {
-						s.stats.OverlapBytes++
+						s.stats.ConflictBytes++
 					}
 				}
 				if s.pol.Overlap == OverlapLast {

@@ -150,6 +150,11 @@ func Files() []File {
 			}))
 			return b.Bytes()
 		}},
+		{"reassembly.pcap", "TCP connections exercising each case of the reassembly policy (ReassemblyCases)", func() []byte {
+			var b bytes.Buffer
+			must(Reassembly().WritePcap(&b, PcapOptions{Nanos: true}))
+			return b.Bytes()
+		}},
 		{"basic-be.pcapng", "the same packets as big-endian pcapng with one Ethernet interface in 2^-20 s units", func() []byte {
 			var b bytes.Buffer
 			must(Basic().WritePcapng(&b, NgOptions{BigEndian: true, Interfaces: []NgInterface{{Link: 1, TsResol: 0x80 | 20}}}))
@@ -162,4 +167,122 @@ func must(err error) {
 	if err != nil {
 		panic(err)
 	}
+}
+
+// ReassemblyCase is one connection of the Reassembly capture: what its
+// client sends, and the stream pcapflow must write (default policy).
+type ReassemblyCase struct {
+	Name   string
+	Port   uint16 // client port; the server is 10.0.0.2:80
+	Want   string // the client→server stream
+	Zero   string // the same with --gaps zero
+	Stop   string // the same with --gaps stop
+	Gaps   int    // bytes missing
+}
+
+// ReassemblyCases lists the connections of Reassembly, in order.
+var ReassemblyCases = []ReassemblyCase{
+	{Name: "in order", Port: 30001, Want: "AAAABBBBCCCC"},
+	{Name: "reordered", Port: 30002, Want: "AAAABBBBCCCC"},
+	{Name: "duplicate", Port: 30003, Want: "AAAABBBBCCCC"},
+	{Name: "conflicting overlap, first copy wins", Port: 30004, Want: "AAAABBBBCCCC"},
+	{Name: "gap", Port: 30005, Want: "AAAACCCC", Zero: "AAAA\x00\x00\x00\x00CCCC", Stop: "AAAA", Gaps: 4},
+	{Name: "sequence wrap", Port: 30006, Want: "AAAABBBBCCCC"},
+	{Name: "capture starts mid-stream", Port: 30007, Want: "BBBBCCCC"},
+	{Name: "SYN with data", Port: 30008, Want: "HELLOAAAA"},
+	{Name: "RST flushes buffered data", Port: 30009, Want: "AAAACCCC", Zero: "AAAA\x00\x00\x00\x00CCCC", Stop: "AAAA", Gaps: 4},
+	{Name: "keep-alive probe", Port: 30010, Want: "AAAABBBB"},
+	{Name: "Ethernet padding is not data", Port: 30011, Want: "AB"},
+}
+
+// Reassembly is a capture of TCP connections exercising each case of
+// the reassembly policy, one connection per case (ReassemblyCases).
+func Reassembly() *Capture {
+	c := New(Start)
+	srv := ep(server4, 80)
+	conn := func(port uint16, isn uint32) *TCPConn {
+		return c.NewTCP(ep(client4, port), srv, isn, 7000)
+	}
+	A, B, C := []byte("AAAA"), []byte("BBBB"), []byte("CCCC")
+	const isn = 1000
+	// in order
+	t := conn(30001, isn)
+	t.Handshake()
+	t.Data(true, A)
+	t.Data(true, B)
+	t.Data(true, C)
+	t.Close()
+	// reordered: C, A, B
+	t = conn(30002, isn)
+	t.Handshake()
+	t.Raw(true, 0x18, isn+9, C)
+	t.Raw(true, 0x18, isn+1, A)
+	t.Raw(true, 0x18, isn+5, B)
+	t.NextA = isn + 13
+	t.Close()
+	// duplicate: A, B, B, C
+	t = conn(30003, isn)
+	t.Handshake()
+	t.Data(true, A)
+	t.Data(true, B)
+	t.Raw(true, 0x18, isn+5, B)
+	t.Data(true, C)
+	t.Close()
+	// conflicting overlap: A, B, then "XXXX" over B, then C
+	t = conn(30004, isn)
+	t.Handshake()
+	t.Data(true, A)
+	t.Data(true, B)
+	t.Raw(true, 0x18, isn+5, []byte("XXXX"))
+	t.Data(true, C)
+	t.Close()
+	// gap: A, C (B never seen)
+	t = conn(30005, isn)
+	t.Handshake()
+	t.Data(true, A)
+	t.Raw(true, 0x18, isn+9, C)
+	t.NextA = isn + 13
+	t.Close()
+	// sequence wrap: the ISN is 6 below 2^32
+	t = conn(30006, 0xfffffffa)
+	t.Handshake()
+	t.Data(true, A)
+	t.Data(true, B)
+	t.Data(true, C)
+	t.Close()
+	// mid-stream: no handshake in the capture
+	t = conn(30007, isn)
+	t.NextA, t.NextB = isn+5, 7001
+	t.Data(true, B)
+	t.Data(true, C)
+	t.Close()
+	// SYN with data
+	t = conn(30008, isn)
+	t.Send(true, 0x02, []byte("HELLO"))
+	t.Send(false, 0x12, nil)
+	t.Ack(true)
+	t.Data(true, A)
+	t.Close()
+	// RST flushes buffered data: A, C, RST
+	t = conn(30009, isn)
+	t.Handshake()
+	t.Data(true, A)
+	t.Raw(true, 0x18, isn+9, C)
+	t.Raw(true, 0x14, isn+13, nil)
+	// keep-alive: a garbage byte at next-1 between A and B
+	t = conn(30010, isn)
+	t.Handshake()
+	t.Data(true, A)
+	t.Raw(true, 0x10, isn+4, []byte("Z"))
+	t.Data(true, B)
+	t.Close()
+	// padding: a 2-byte segment in a 60-byte frame with a trailer
+	t = conn(30011, isn)
+	t.Handshake()
+	f := Frame{SrcMAC: client4.MAC, DstMAC: server4.MAC, Src: client4.IP, Dst: server4.IP, Proto: layers.IPProtocolTCP,
+		SrcPort: 30011, DstPort: 80, Flags: 0x18, Seq: isn + 1, Ack: 7001, Payload: []byte("AB"), Trailer: []byte("PADDING!")}
+	c.Add(f.Bytes())
+	t.NextA = isn + 3
+	t.Close()
+	return c
 }

@@ -1,0 +1,224 @@
+package reasm
+
+import (
+	"container/list"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// HeaderLen is the size of the --tcpheader record header.
+const HeaderLen = 12
+
+// AppendHeader appends the record header that --tcpheader writes before
+// each reassembled segment: little-endian u64 timestamp (ns since the
+// epoch, UTC), u16 length of the bytes that follow, u16 stream ID (the
+// flow ID's low 16 bits).
+func AppendHeader(b []byte, ts int64, n int, stream uint64) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(ts))
+	b = binary.LittleEndian.AppendUint16(b, uint16(n))
+	return binary.LittleEndian.AppendUint16(b, uint16(stream))
+}
+
+// framed writes data chunks to w, each behind a header when header is
+// set (split so that a chunk's length fits the header's 16 bits).
+func framed(w io.Writer, header bool, stream uint64, ts int64, b []byte, scratch *[]byte) error {
+	if !header {
+		_, err := w.Write(b)
+		return err
+	}
+	for len(b) > 0 {
+		n := min(len(b), 0xffff)
+		h := AppendHeader((*scratch)[:0], ts, n, stream)
+		*scratch = h
+		if _, err := w.Write(h); err != nil {
+			return err
+		}
+		if _, err := w.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// StreamName is the file name of a flow's stream in a directory:
+// <id>-<proto>-<src>.<sport>-<dst>.<dport>, IPv6 colons written as "_".
+func StreamName(id uint64, proto, src string, sport uint16, dst string, dport uint16) string {
+	src = strings.ReplaceAll(src, ":", "_")
+	dst = strings.ReplaceAll(dst, ":", "_")
+	return fmt.Sprintf("%d-%s-%s.%d-%s.%d", id, proto, src, sport, dst, dport)
+}
+
+// DirWriter writes one file per stream into a directory without ever
+// holding more than MaxOpen files open: streams buffer a little, and
+// files are closed least recently used first and reopened to append.
+// Each file is written as ".NAME.partial" and renamed to NAME when its
+// stream ends, so an interrupted run leaves nothing that looks complete.
+type DirWriter struct {
+	Dir       string
+	MaxOpen   int  // default 256
+	Header    bool // --tcpheader framing
+	MaxMemory int  // bytes buffered across streams before they are flushed; default 64 MiB
+
+	open     *list.List // of *FileStream, most recent first
+	buffered int
+	all      map[*FileStream]bool
+	scratch  []byte
+	Files    int   // finished files
+	Bytes    int64 // bytes written
+}
+
+// FileStream is one stream's file; it implements Sink.
+type FileStream struct {
+	w       *DirWriter
+	name    string
+	stream  uint64
+	buf     []byte
+	f       *os.File
+	elem    *list.Element
+	created bool
+	err     error
+}
+
+const fileBuffer = 32 << 10
+
+// Stream returns the sink for a stream written to name.
+func (d *DirWriter) Stream(name string, stream uint64) *FileStream {
+	if d.open == nil {
+		d.open = list.New()
+		d.all = map[*FileStream]bool{}
+		if d.MaxOpen <= 0 {
+			d.MaxOpen = 256
+		}
+		if d.MaxMemory <= 0 {
+			d.MaxMemory = 64 << 20
+		}
+	}
+	fs := &FileStream{w: d, name: name, stream: stream}
+	d.all[fs] = true
+	return fs
+}
+
+func (fs *FileStream) partial() string { return filepath.Join(fs.w.Dir, "."+fs.name+".partial") }
+
+// Data buffers b (behind a header with --tcpheader).
+func (fs *FileStream) Data(ts int64, b []byte) error {
+	if fs.err != nil {
+		return fs.err
+	}
+	before := len(fs.buf)
+	d := fs.w
+	if d.Header {
+		for len(b) > 0 {
+			n := min(len(b), 0xffff)
+			fs.buf = AppendHeader(fs.buf, ts, n, fs.stream)
+			fs.buf = append(fs.buf, b[:n]...)
+			b = b[n:]
+		}
+	} else {
+		fs.buf = append(fs.buf, b...)
+	}
+	d.buffered += len(fs.buf) - before
+	if len(fs.buf) >= fileBuffer {
+		return fs.flush()
+	}
+	if d.buffered > d.MaxMemory {
+		for s := range d.all {
+			if err := s.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush writes the buffer to the file, opening it if needed.
+func (fs *FileStream) flush() error {
+	if len(fs.buf) == 0 || fs.err != nil {
+		return fs.err
+	}
+	d := fs.w
+	if fs.f == nil {
+		for d.open.Len() >= d.MaxOpen {
+			old := d.open.Remove(d.open.Back()).(*FileStream)
+			old.elem = nil
+			if err := old.f.Close(); err != nil && old.err == nil {
+				old.err = err
+			}
+			old.f = nil
+		}
+		flag := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		if !fs.created {
+			flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		}
+		f, err := os.OpenFile(fs.partial(), flag, 0o644)
+		if err != nil {
+			fs.err = err
+			return err
+		}
+		fs.f, fs.created = f, true
+		fs.elem = d.open.PushFront(fs)
+	} else {
+		d.open.MoveToFront(fs.elem)
+	}
+	n, err := fs.f.Write(fs.buf)
+	d.Bytes += int64(n)
+	d.buffered -= len(fs.buf)
+	fs.buf = fs.buf[:0]
+	if err != nil {
+		fs.err = err
+	}
+	return err
+}
+
+// Finish flushes and closes the stream's file and gives it its name.
+// A stream that received no bytes leaves no file.
+func (fs *FileStream) Finish() error {
+	d := fs.w
+	delete(d.all, fs)
+	err := fs.flush()
+	if fs.f != nil {
+		d.open.Remove(fs.elem)
+		if cerr := fs.f.Close(); err == nil {
+			err = cerr
+		}
+		fs.f = nil
+	}
+	if err == nil && fs.created {
+		err = os.Rename(fs.partial(), filepath.Join(d.Dir, fs.name))
+		d.Files++
+	}
+	return err
+}
+
+// Abort removes the partial files of unfinished streams.
+func (d *DirWriter) Abort() {
+	for fs := range d.all {
+		if fs.f != nil {
+			fs.f.Close()
+		}
+		os.Remove(fs.partial())
+	}
+}
+
+// StreamWriter writes the bytes of every stream to one io.Writer in the
+// order they are reassembled; with Header each chunk is framed so that
+// streams can be told apart.
+type StreamWriter struct {
+	W       io.Writer
+	Header  bool
+	scratch []byte
+	Bytes   int64
+}
+
+// Sink returns the sink of one stream.
+func (w *StreamWriter) Sink(stream uint64) Sink {
+	return SinkFunc(func(ts int64, b []byte) error {
+		w.Bytes += int64(len(b))
+		return framed(w.W, w.Header, stream, ts, b, &w.scratch)
+	})
+}
