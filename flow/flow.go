@@ -18,6 +18,11 @@ type Flow struct {
 	First, Last  int64  // ns since the epoch
 	TCPFlags     uint8  // OR of the flags of every segment
 	seq          seqTrack
+	// ended mirrors the connection's "FIN or RST seen", and steady says
+	// that plain ACK/data segments of this direction cannot change the
+	// connection's Zeek state or history: both spare the per-packet visit
+	// to the connection record (a cache miss with a million flows).
+	ended, steady bool
 
 	ID   uint64 // 1, 2, 3... in order of first packet, across captures
 	Peer uint64 // ID of the reverse flow of the same connection, 0 if none

@@ -197,11 +197,11 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 	ok := fi >= 0
 	if ok {
 		f := t.Flow(fi)
-		c := &t.conns[t.Flow(fi).conn]
 		switch {
 		case t.opts.IdleTimeout > 0 && ts-f.Last > int64(t.opts.IdleTimeout):
 			ok = false
-		case k.Proto == pcapio.ProtoTCP && c.ended:
+		case k.Proto == pcapio.ProtoTCP && f.ended:
+			c := &t.conns[f.conn]
 			side := t.sideOf(c, fi)
 			if p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn && !(c.hasBase[side] && c.base[side] == p.Seq) {
 				// Port reuse: a new connection on an ended one's key. A SYN
@@ -308,11 +308,25 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 		if !p.Fragment {
 			t.trackSeq(fi, f, p)
 		}
-		c := &t.conns[t.Flow(fi).conn]
-		c.tcp(t.sideOf(c, fi), p)
-	} else if p.Proto == pcapio.ProtoUDP && p.PayloadLen > 0 && p.FragOffset == 0 {
-		c := &t.conns[t.Flow(fi).conn]
+		if f.steady && p.TCPFlags&^(pcapio.TCPAck|pcapio.TCPPsh) == 0 && p.Window != 0 && p.TCPFlags&pcapio.TCPAck != 0 {
+			return
+		}
+		c := &t.conns[f.conn]
+		side := t.sideOf(c, fi)
+		c.tcp(side, p)
+		if c.ended && !f.ended {
+			for _, o := range c.flows {
+				if o >= 0 {
+					t.Flow(o).ended = true
+				}
+			}
+		}
+		f.steady = c.state[side] == epEstablished && c.state[1-side] == epEstablished &&
+			c.seen[side]&(hAck|hData) == hAck|hData
+	} else if p.Proto == pcapio.ProtoUDP && p.PayloadLen > 0 && p.FragOffset == 0 && !f.steady {
+		c := &t.conns[f.conn]
 		c.note(t.sideOf(c, fi), hData)
+		f.steady = true
 	}
 }
 

@@ -3,6 +3,7 @@ package index
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"math/bits"
 	"slices"
 
 	"github.com/pcapflow/pcapflow/flow"
@@ -38,6 +39,8 @@ const addrBlock = 512
 
 // idBuf accumulates one value's ID list.
 type idBuf struct {
+	field       Field
+	value       []byte // the attribute value, for the key
 	first, last uint64
 	n           int
 	buf         []byte
@@ -54,6 +57,7 @@ type attrBuilder struct {
 	times     [2]map[int64]*idBuf // first, last: by minute
 	counts    [2][65]*idBuf       // packets, bytes: by bit length
 	community []*idBuf            // by 16-bit hash bucket
+	peerCID   map[uint64]uint16   // bucket of flows whose peer is still to come
 	v4        [2][]uint64         // address<<32 | (ID - firstID)
 	v6        [2][]v6pair
 }
@@ -65,15 +69,24 @@ type v6pair struct {
 
 func newAttrBuilder(b *writer, firstID uint64) *attrBuilder {
 	return &attrBuilder{b: b, firstID: firstID, vlan: map[uint16]*idBuf{},
-		times: [2]map[int64]*idBuf{{}, {}}}
+		times: [2]map[int64]*idBuf{{}, {}}, peerCID: map[uint64]uint16{},
+		community: make([]*idBuf, 1<<16)}
 }
 
-func (a *attrBuilder) list(p **idBuf) *idBuf {
+// list returns the list *p, creating it for field f and the value made
+// by value (called once per distinct value).
+func list(p **idBuf, f Field, value func() []byte) *idBuf {
 	if *p == nil {
-		*p = &idBuf{}
+		*p = &idBuf{field: f, value: value()}
 	}
 	return *p
 }
+
+var (
+	portFields  = [2]Field{FieldSrcPort, FieldDstPort}
+	timeFields  = [2]Field{FieldFirst, FieldLast}
+	countFields = [2]Field{FieldPackets, FieldBytes}
+)
 
 func (a *attrBuilder) add(f *flow.Flow) error {
 	k := &f.Key
@@ -87,9 +100,9 @@ func (a *attrBuilder) add(f *flow.Flow) error {
 		a.v6[1] = append(a.v6[1], v6pair{binary.BigEndian.Uint64(k.Dst[:8]), binary.BigEndian.Uint64(k.Dst[8:]), rel})
 	}
 	var err error
-	add := func(f Field, v []byte, l *idBuf) {
+	add := func(l *idBuf) {
 		if err == nil {
-			err = a.addTo(l, f, v, id)
+			err = a.addTo(l, id)
 		}
 	}
 	if portProto(k.Proto) {
@@ -97,38 +110,42 @@ func (a *attrBuilder) add(f *flow.Flow) error {
 			if a.ports[d] == nil {
 				a.ports[d] = make([]*idBuf, 1<<16)
 			}
-			add([]Field{FieldSrcPort, FieldDstPort}[d], u16Value(port), a.list(&a.ports[d][port]))
+			add(list(&a.ports[d][port], portFields[d], func() []byte { return u16Value(port) }))
 		}
 	}
-	add(FieldProto, []byte{k.Proto}, a.list(&a.proto[k.Proto]))
+	add(list(&a.proto[k.Proto], FieldProto, func() []byte { return []byte{k.Proto} }))
 	for i, v := range k.VLANs() {
 		if !slices.Contains(k.VLANs()[:i], v) {
 			l := a.vlan[v]
-			if l == nil {
-				l = &idBuf{}
-				a.vlan[v] = l
-			}
-			add(FieldVLAN, u16Value(v), l)
+			add(list(&l, FieldVLAN, func() []byte { return u16Value(v) }))
+			a.vlan[v] = l
 		}
 	}
 	for i, ts := range [2]int64{f.First, f.Last} {
 		m := minute(ts)
 		l := a.times[i][m]
 		if l == nil {
-			l = &idBuf{}
+			l = &idBuf{field: timeFields[i], value: timeValue(ts)}
 			a.times[i][m] = l
 		}
-		add([]Field{FieldFirst, FieldLast}[i], timeValue(ts), l)
+		add(l)
 	}
 	for i, c := range [2]uint64{f.Packets, f.Bytes} {
-		v := log2Value(c)
-		add([]Field{FieldPackets, FieldBytes}[i], v, a.list(&a.counts[i][v[0]]))
+		b := bits.Len64(c)
+		add(list(&a.counts[i][b], countFields[i], func() []byte { return []byte{byte(b)} }))
 	}
-	if a.community == nil {
-		a.community = make([]*idBuf, 1<<16)
+	// Both directions of a connection share a Community ID: hash it once.
+	cb, ok := a.peerCID[id]
+	if ok {
+		delete(a.peerCID, id)
+	} else {
+		h := flow.CommunityHash(k, 0)
+		cb = binary.BigEndian.Uint16(h[:2])
+		if f.Peer > id {
+			a.peerCID[f.Peer] = cb
+		}
 	}
-	cv := communityBucket(&f.Key)
-	add(FieldCommunity, cv, a.list(&a.community[binary.BigEndian.Uint16(cv)]))
+	add(list(&a.community[cb], FieldCommunity, func() []byte { return u16Value(cb) }))
 	return err
 }
 
@@ -140,7 +157,7 @@ func minute(ns int64) int64 {
 	return m
 }
 
-func (a *attrBuilder) addTo(l *idBuf, f Field, v []byte, id uint64) error {
+func (a *attrBuilder) addTo(l *idBuf, id uint64) error {
 	if l.n == 0 {
 		l.first, l.last = id, id
 	}
@@ -148,18 +165,18 @@ func (a *attrBuilder) addTo(l *idBuf, f Field, v []byte, id uint64) error {
 	l.last = id
 	l.n++
 	if l.n == maxListIDs {
-		return a.emit(f, v, l)
+		return a.emit(l)
 	}
 	return nil
 }
 
-func (a *attrBuilder) emit(f Field, v []byte, l *idBuf) error {
+func (a *attrBuilder) emit(l *idBuf) error {
 	if l == nil || l.n == 0 {
 		return nil
 	}
 	val := binary.AppendUvarint(make([]byte, 0, len(l.buf)+4), uint64(l.n))
 	val = append(val, l.buf...)
-	err := a.b.set(attrKey(f, v, l.first), val)
+	err := a.b.set(attrKey(l.field, l.value, l.first), val)
 	l.n, l.buf = 0, l.buf[:0]
 	return err
 }
@@ -184,39 +201,24 @@ func communityValue(cid string) []byte {
 }
 
 func (a *attrBuilder) finish() error {
-	for d, ports := range a.ports {
-		for p, l := range ports {
-			if err := a.emit([]Field{FieldSrcPort, FieldDstPort}[d], u16Value(uint16(p)), l); err != nil {
-				return err
-			}
+	var lists []*idBuf
+	for _, ports := range a.ports {
+		lists = append(lists, ports...)
+	}
+	lists = append(lists, a.proto[:]...)
+	for _, l := range a.vlan {
+		lists = append(lists, l)
+	}
+	for _, m := range a.times {
+		for _, l := range m {
+			lists = append(lists, l)
 		}
 	}
-	for p, l := range a.proto {
-		if err := a.emit(FieldProto, []byte{byte(p)}, l); err != nil {
-			return err
-		}
-	}
-	for v, l := range a.vlan {
-		if err := a.emit(FieldVLAN, u16Value(v), l); err != nil {
-			return err
-		}
-	}
-	for i, m := range a.times {
-		for min, l := range m {
-			if err := a.emit([]Field{FieldFirst, FieldLast}[i], timeValue(min*timeBucket), l); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range a.counts {
-		for b, l := range a.counts[i] {
-			if err := a.emit([]Field{FieldPackets, FieldBytes}[i], []byte{byte(b)}, l); err != nil {
-				return err
-			}
-		}
-	}
-	for b, l := range a.community {
-		if err := a.emit(FieldCommunity, u16Value(uint16(b)), l); err != nil {
+	lists = append(lists, a.counts[0][:]...)
+	lists = append(lists, a.counts[1][:]...)
+	lists = append(lists, a.community...)
+	for _, l := range lists {
+		if err := a.emit(l); err != nil {
 			return err
 		}
 	}

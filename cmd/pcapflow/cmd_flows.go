@@ -27,6 +27,7 @@ options:
   -i INDEX           answer from this index
   --idle-timeout D   scan mode: a key idle for D starts a new flow
   --progress         show progress on stderr even when it is not a terminal
+  --scan             read the captures even when an index is beside them
 
 FILTER is the filter language of docs/query.md, e.g. 'port 80 and not host 10.0.0.1'.
 `

@@ -35,6 +35,7 @@ type commonFlags struct {
 	indexDir    string
 	idleTimeout time.Duration
 	progress    bool
+	scan        bool
 }
 
 func (c *commonFlags) register(fs interface {
@@ -45,6 +46,7 @@ func (c *commonFlags) register(fs interface {
 	fs.StringVar(&c.indexDir, "i", "", "index directory to answer from")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "start a new flow after this much idle capture time (scan mode)")
 	fs.BoolVar(&c.progress, "progress", false, "show progress on stderr even when it is not a terminal")
+	fs.BoolVar(&c.scan, "scan", false, "read the captures even when an index is beside them")
 }
 
 // captureExts are the file names a directory argument expands to.
@@ -99,7 +101,7 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 		return nil, err
 	}
 	dir := cf.indexDir
-	if dir == "" && len(captures) == 1 && captures[0] != "-" && cf.idleTimeout == 0 {
+	if dir == "" && len(captures) == 1 && captures[0] != "-" && cf.idleTimeout == 0 && !cf.scan {
 		if st, err := os.Stat(index.DefaultPath(captures[0])); err == nil && st.IsDir() {
 			dir = index.DefaultPath(captures[0])
 		}
