@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,5 +288,45 @@ func TestKilledIngest(t *testing.T) {
 				t.Fatalf("%s (preexisting %v): index completed after the kill differs from a scan", point, preexisting)
 			}
 		}
+	}
+}
+
+// PacketsOf agrees with Packets for every flow.
+func TestPacketsOf(t *testing.T) {
+	paths := testCaptures(t)
+	// A flow long enough to have full posting chunks (512 packets each).
+	c := capgen.New(capgen.Start)
+	conn := c.NewTCP(capgen.Endpoint{IP: netip.MustParseAddr("10.9.0.1"), Port: 1234}, capgen.Endpoint{IP: netip.MustParseAddr("10.9.0.2"), Port: 80}, 1, 1)
+	conn.Handshake()
+	for i := 0; i < 1500; i++ {
+		conn.Data(i%3 == 0, []byte(fmt.Sprint("segment ", i)))
+	}
+	var b bytes.Buffer
+	c.WritePcap(&b, capgen.PcapOptions{})
+	long := filepath.Join(t.TempDir(), "long.pcap")
+	os.WriteFile(long, b.Bytes(), 0o644)
+	paths = append([]string{long}, paths...)
+	st := build(t, filepath.Join(t.TempDir(), "all"), paths...)
+	var ids []uint64
+	for id := uint64(1); id <= st.NumFlows(); id += 1 + id%3 {
+		ids = append(ids, id)
+	}
+	n := 0
+	err := st.PacketsOf(context.Background(), ids, func(id uint64, refs []index.PacketRef) error {
+		want, err := st.Packets(id, nil)
+		if err != nil {
+			return err
+		}
+		if fmt.Sprint(refs) != fmt.Sprint(want) {
+			t.Errorf("flow %d: %v, Packets says %v", id, refs, want)
+		}
+		if ids[n] != id {
+			t.Errorf("flow %d out of order", id)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != len(ids) {
+		t.Fatalf("%d of %d flows, err %v", n, len(ids), err)
 	}
 }

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -17,6 +18,12 @@ import (
 // for reading records (both Store and Mem).
 type capturePather interface {
 	CapturePath(i int) (string, error)
+}
+
+// batchPackets is implemented by readers that can list many flows'
+// records at once (Store).
+type batchPackets interface {
+	PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, refs []PacketRef) error) error
 }
 
 // FlowRef is one record of a selected flow.
@@ -37,19 +44,30 @@ type RecordFunc func(capture int, flow uint64, rec *pcapio.Record) error
 func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 	caps := r.Captures()
 	per := make([][]FlowRef, len(caps))
-	var refs []PacketRef
-	for _, id := range ids {
+	add := func(id uint64, refs []PacketRef) error {
 		ci := captureOf(caps, id)
 		if ci < 0 {
 			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 		}
-		var err error
-		refs, err = r.Packets(id, refs[:0])
-		if err != nil {
-			return err
-		}
 		for _, p := range refs {
 			per[ci] = append(per[ci], FlowRef{p, id})
+		}
+		return nil
+	}
+	if bp, ok := r.(batchPackets); ok {
+		if err := bp.PacketsOf(ctx, ids, add); err != nil {
+			return err
+		}
+	} else {
+		var refs []PacketRef
+		for _, id := range ids {
+			var err error
+			if refs, err = r.Packets(id, refs[:0]); err != nil {
+				return err
+			}
+			if err := add(id, refs); err != nil {
+				return err
+			}
 		}
 	}
 	cp, ok := r.(capturePather)
@@ -66,7 +84,7 @@ func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 		if len(list) == 0 {
 			continue
 		}
-		sort.SliceStable(list, func(i, j int) bool { return list[i].Offset < list[j].Offset })
+		slices.SortFunc(list, func(a, b FlowRef) int { return cmp.Compare(a.Offset, b.Offset) })
 		path, err := cp.CapturePath(ci)
 		if err != nil {
 			return err

@@ -86,3 +86,22 @@ func (r *restricted) Estimate(ctx context.Context, l Lookup) (uint64, error) {
 func (r *restricted) CapturePath(i int) (string, error) {
 	return r.Reader.(capturePather).CapturePath(i)
 }
+
+// PacketsOf passes through to the underlying index when it has it.
+func (r *restricted) PacketsOf(ctx context.Context, ids []uint64, fn func(uint64, []PacketRef) error) error {
+	ids = r.filter(ids)
+	if bp, ok := r.Reader.(batchPackets); ok {
+		return bp.PacketsOf(ctx, ids, fn)
+	}
+	var refs []PacketRef
+	for _, id := range ids {
+		var err error
+		if refs, err = r.Reader.Packets(id, refs[:0]); err != nil {
+			return err
+		}
+		if err := fn(id, refs); err != nil {
+			return err
+		}
+	}
+	return nil
+}

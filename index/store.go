@@ -407,3 +407,76 @@ func (s *Store) lookupAddr(ctx context.Context, l Lookup, estimate bool) ([]uint
 	slices.Sort(ids)
 	return slices.Compact(ids), n, nil
 }
+
+// PacketsOf calls fn with the records of each flow of ids (ascending), in
+// capture order. It walks the posting keys once, so it costs far less
+// than Packets per flow when many flows are wanted. refs is valid only
+// during fn.
+func (s *Store) PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, refs []PacketRef) error) error {
+	pit, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagChunk}, UpperBound: []byte{tagChunk + 1}})
+	if err != nil {
+		return err
+	}
+	defer pit.Close()
+	qit, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagTails}, UpperBound: []byte{tagTails + 1}})
+	if err != nil {
+		return err
+	}
+	defer qit.Close()
+	var (
+		refs   []PacketRef
+		pValid = pit.First()
+		tails  [][]byte // the current Q block's chunks, by position
+		tFirst uint64
+		haveQ  bool
+		pKeyID = func() uint64 { return binary.BigEndian.Uint64(pit.Key()[1:9]) }
+	)
+	for n, id := range ids {
+		if n&1023 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if id == 0 || id > s.nflows {
+			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+		}
+		refs = refs[:0]
+		// Full chunks: the cursor only moves forward; it seeks when the
+		// wanted flow is beyond it.
+		if pValid && pKeyID() < id {
+			pValid = pit.SeekGE(chunkPrefix(id))
+		}
+		for pValid && pKeyID() == id {
+			if refs, err = decodeChunk(pit.Value(), refs); err != nil {
+				return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
+			}
+			pValid = pit.Next()
+		}
+		// The tail, from the flow's block of chunks.
+		if !haveQ || id < tFirst || id-tFirst >= uint64(len(tails)) {
+			first, val, err := s.blockOf(qit, tagTails, id)
+			if err != nil {
+				return err
+			}
+			tFirst, haveQ = first, true
+			tails = tails[:0]
+			for len(val) > 0 {
+				l, k := binary.Uvarint(val)
+				if k <= 0 || uint64(len(val)-k) < l {
+					return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+				}
+				tails = append(tails, val[k:k+int(l)])
+				val = val[k+int(l):]
+			}
+			if id-tFirst >= uint64(len(tails)) {
+				return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+			}
+		}
+		if refs, err = decodeChunk(tails[id-tFirst], refs); err != nil {
+			return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
+		}
+		sortRefs(refs)
+		if err := fn(id, refs); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/alecthomas/participle/v2"
@@ -136,3 +137,7 @@ var keywords = map[string]bool{
 	"sctp": true, "ip": true, "ip6": true, "vlan": true, "ether": true, "src": true, "dst": true,
 	"after": true, "before": true, "packets": true, "bytes": true, "community": true,
 }
+
+// IsKeyword reports whether s is a reserved word of the language (any
+// case). The command line uses it to tell filter words from capture files.
+func IsKeyword(s string) bool { return keywords[strings.ToLower(s)] }

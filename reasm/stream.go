@@ -1,6 +1,11 @@
 package reasm
 
-import "github.com/pcapflow/pcapflow/pcapio"
+import (
+	"slices"
+	"sort"
+
+	"github.com/pcapflow/pcapflow/pcapio"
+)
 
 // recentBytes is how much delivered data a stream keeps to compare with
 // retransmissions (conflicting copies are counted in ConflictBytes).
@@ -206,9 +211,17 @@ func (s *Stream) compareDelivered(a uint64, data []byte) {
 // insert adds a range to the buffer, resolving overlaps with buffered
 // ranges by the policy. Data is copied.
 func (s *Stream) insert(n seg) {
+	// Only the buffered ranges in [i, j) can overlap n: the buffer is
+	// sorted and disjoint, so they are found by binary search, and the
+	// common case (n lies past everything buffered) costs nothing more.
+	i := sort.Search(len(s.ooo), func(k int) bool { return s.ooo[k].end() > n.start })
+	j := i
+	for j < len(s.ooo) && s.ooo[j].start < n.end() {
+		j++
+	}
 	var out []seg
 	pieces := []seg{n}
-	for _, old := range s.ooo {
+	for _, old := range s.ooo[i:j] {
 		if len(pieces) == 0 || old.end() <= pieces[0].start || old.start >= pieces[len(pieces)-1].end() {
 			continue
 		}
@@ -256,8 +269,8 @@ func (s *Stream) insert(n seg) {
 	if len(out) == 0 {
 		return
 	}
-	s.ooo = append(s.ooo, out...)
-	sortSegs(s.ooo)
+	s.ooo = slices.Insert(s.ooo, i, out...)
+	sortSegs(s.ooo[i : j+len(out)])
 	for s.buffered > s.pol.MaxBuffer || (s.pol.Budget != nil && s.pol.Budget.used > s.pol.Budget.max() && s.buffered > 0) {
 		if s.pol.Budget != nil && s.buffered <= s.pol.MaxBuffer {
 			s.pol.Budget.Hits++

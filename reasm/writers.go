@@ -78,7 +78,8 @@ type FileStream struct {
 	name    string
 	stream  uint64
 	buf     []byte
-	f       *os.File
+	f       rawFile
+	isOpen  bool
 	elem    *list.Element
 	created bool
 	err     error
@@ -142,25 +143,21 @@ func (fs *FileStream) flush() error {
 		return fs.err
 	}
 	d := fs.w
-	if fs.f == nil {
+	if !fs.isOpen {
 		for d.open.Len() >= d.MaxOpen {
 			old := d.open.Remove(d.open.Back()).(*FileStream)
 			old.elem = nil
 			if err := old.f.Close(); err != nil && old.err == nil {
 				old.err = err
 			}
-			old.f = nil
+			old.isOpen = false
 		}
-		flag := os.O_WRONLY | os.O_CREATE | os.O_APPEND
-		if !fs.created {
-			flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-		}
-		f, err := os.OpenFile(fs.partial(), flag, 0o644)
+		f, err := openFile(fs.partial(), !fs.created)
 		if err != nil {
 			fs.err = err
 			return err
 		}
-		fs.f, fs.created = f, true
+		fs.f, fs.created, fs.isOpen = f, true, true
 		fs.elem = d.open.PushFront(fs)
 	} else {
 		d.open.MoveToFront(fs.elem)
@@ -180,17 +177,40 @@ func (fs *FileStream) flush() error {
 func (fs *FileStream) Finish() error {
 	d := fs.w
 	delete(d.all, fs)
-	err := fs.flush()
-	if fs.f != nil {
+	var err error
+	if !fs.isOpen && !fs.created && len(fs.buf) > 0 {
+		// A stream that fits its buffer: one create, one write.
+		err = fs.writeOnce()
+	} else {
+		err = fs.flush()
+	}
+	if fs.isOpen {
 		d.open.Remove(fs.elem)
 		if cerr := fs.f.Close(); err == nil {
 			err = cerr
 		}
-		fs.f = nil
+		fs.isOpen = false
 	}
 	if err == nil && fs.created {
-		err = os.Rename(fs.partial(), filepath.Join(d.Dir, fs.name))
+		err = renameFile(fs.partial(), filepath.Join(d.Dir, fs.name))
 		d.Files++
+	}
+	return err
+}
+
+func (fs *FileStream) writeOnce() error {
+	f, err := openFile(fs.partial(), true)
+	if err != nil {
+		fs.err = err
+		return err
+	}
+	fs.created = true
+	n, err := f.Write(fs.buf)
+	fs.w.Bytes += int64(n)
+	fs.w.buffered -= len(fs.buf)
+	fs.buf = fs.buf[:0]
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
@@ -198,7 +218,7 @@ func (fs *FileStream) Finish() error {
 // Abort removes the partial files of unfinished streams.
 func (d *DirWriter) Abort() {
 	for fs := range d.all {
-		if fs.f != nil {
+		if fs.isOpen {
 			fs.f.Close()
 		}
 		os.Remove(fs.partial())

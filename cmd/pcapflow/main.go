@@ -14,7 +14,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
+
+	"github.com/pcapflow/pcapflow/query"
 )
 
 // Exit statuses.
@@ -84,8 +87,16 @@ is scanned. FILTER is every remaining argument, as in tcpdump:
 func main() {
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	os.Exit(run(ctx, e, os.Args))
+	// For performance work: PCAPFLOW_CPUPROFILE=file writes a CPU profile.
+	if p := os.Getenv("PCAPFLOW_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+		}
+	}
+	code := run(ctx, e, os.Args)
+	pprof.StopCPUProfile()
+	stop()
+	os.Exit(code)
 }
 
 // run executes a command line and returns the exit status.
@@ -171,7 +182,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // splitCaptures separates leading capture arguments (existing files or
 // directories, or "-") from the filter words that follow. "--" ends the
-// capture list explicitly.
+// capture list explicitly. A reserved filter word is never a capture,
+// even if a file has that name (write ./flow for a file called flow).
 func splitCaptures(args []string) (captures []string, filter string) {
 	i := 0
 	for ; i < len(args); i++ {
@@ -182,6 +194,9 @@ func splitCaptures(args []string) (captures []string, filter string) {
 		if a == "-" {
 			captures = append(captures, a)
 			continue
+		}
+		if query.IsKeyword(a) {
+			break
 		}
 		if _, err := os.Stat(a); err != nil {
 			break
