@@ -172,12 +172,12 @@ func must(err error) {
 // ReassemblyCase is one connection of the Reassembly capture: what its
 // client sends, and the stream pcapflow must write (default policy).
 type ReassemblyCase struct {
-	Name   string
-	Port   uint16 // client port; the server is 10.0.0.2:80
-	Want   string // the client→server stream
-	Zero   string // the same with --gaps zero
-	Stop   string // the same with --gaps stop
-	Gaps   int    // bytes missing
+	Name string
+	Port uint16 // client port; the server is 10.0.0.2:80
+	Want string // the client→server stream
+	Zero string // the same with --gaps zero
+	Stop string // the same with --gaps stop
+	Gaps int    // bytes missing
 }
 
 // ReassemblyCases lists the connections of Reassembly, in order.
