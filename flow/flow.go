@@ -33,6 +33,13 @@ type Flow struct {
 	SrcMAC, DstMAC       [6]byte // first seen
 	HasSrcMAC, HasDstMAC bool
 
+	// For a flow carried in a tunnel: the ID of the outer flow that
+	// carried its first packet, and how deep it is nested (1 for a flow
+	// inside one tunnel). The tunnel's type and ID are in the Key.
+	Outer uint64
+	Depth uint8
+	outer int32 // the outer flow's index, until Finish sets Outer
+
 	// Zeek-style connection state and history (TCP), shared by both
 	// directions of a connection; History uses Zeek's letters with the
 	// originator in upper case.

@@ -46,7 +46,7 @@ func NewWriter(w io.Writer, format Format, captureName func(int) string) (Writer
 // JSONFields are the names of the JSON object members and CSV columns,
 // in order.
 var JSONFields = []string{"id", "peer", "proto", "src", "dst", "sport", "dport", "src_mac", "dst_mac",
-	"vlan", "packets", "bytes", "payload_bytes", "first", "last", "capture", "flags", "state", "history",
+	"vlan", "tunnel", "packets", "bytes", "payload_bytes", "first", "last", "capture", "flags", "state", "history",
 	"missing_bytes", "retrans_bytes", "overlap_bytes", "community_id"}
 
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
@@ -100,7 +100,19 @@ func (j *jsonWriter) Write(f *Flow) error {
 		}
 		b = strconv.AppendUint(b, uint64(v), 10)
 	}
-	b = append(b, `],"packets":`...)
+	b = append(b, ']')
+	if k.TunnelType != 0 {
+		b = append(b, `,"tunnel":{"type":"`...)
+		b = append(b, k.TunnelType.String()...)
+		b = append(b, `","id":`...)
+		b = strconv.AppendUint(b, uint64(k.TunnelID), 10)
+		b = append(b, `,"outer":`...)
+		b = strconv.AppendUint(b, f.Outer, 10)
+		b = append(b, `,"depth":`...)
+		b = strconv.AppendUint(b, uint64(f.Depth), 10)
+		b = append(b, '}')
+	}
+	b = append(b, `,"packets":`...)
 	b = strconv.AppendUint(b, f.Packets, 10)
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendUint(b, f.Bytes, 10)
@@ -165,9 +177,13 @@ func (c *csvWriter) Write(f *Flow) error {
 	if k.Proto == 6 {
 		flags, missing, retrans, overlap = FlagLetters(f.TCPFlags), u(f.MissingBytes), u(f.RetransBytes), u(f.OverlapBytes)
 	}
+	tun := ""
+	if k.TunnelType != 0 {
+		tun = fmt.Sprintf("%s:%d:%d", k.TunnelType, k.TunnelID, f.Outer)
+	}
 	c.rec = append(c.rec[:0], u(f.ID), u(f.Peer), ProtoName(k.Proto), k.SrcAddr().String(), k.DstAddr().String(),
 		u(uint64(k.SrcPort)), u(uint64(k.DstPort)), macString(f.SrcMAC, f.HasSrcMAC), macString(f.DstMAC, f.HasDstMAC),
-		vl, u(f.Packets), u(f.Bytes), u(f.PayloadBytes), string(AppendTime(nil, f.First)), string(AppendTime(nil, f.Last)),
+		vl, tun, u(f.Packets), u(f.Bytes), u(f.PayloadBytes), string(AppendTime(nil, f.First)), string(AppendTime(nil, f.Last)),
 		c.name(f.Capture), flags, f.State.String(), f.History.String(), missing, retrans, overlap, f.CommunityID())
 	return c.w.Write(c.rec)
 }
@@ -220,6 +236,9 @@ func AppendText(b []byte, f *Flow) []byte {
 	b = AppendDuration(b, f.Last-f.First)
 	if k.NumVLAN > 0 {
 		b = fmt.Appendf(b, " | VLAN %v", k.VLANs())
+	}
+	if k.TunnelType != 0 {
+		b = fmt.Appendf(b, " | in %s %d (flow %d)", k.TunnelType, k.TunnelID, f.Outer)
 	}
 	return b
 }

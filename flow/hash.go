@@ -34,7 +34,7 @@ func hashKey(k *Key) uint64 {
 	v := uint64(k.VLAN[0]) | uint64(k.VLAN[1])<<16 | uint64(k.VLAN[2])<<32 | uint64(k.VLAN[3])<<48
 	h := mix(s0^c1, s1^c2)
 	h = mix(h^d0, d1^c3)
-	h = mix(h^p, v^uint64(k.Tunnel)^c4)
+	h = mix(h^p, v^uint64(k.Tunnel)<<32^uint64(k.TunnelID)^uint64(k.TunnelType)<<56^c4)
 	return mix(h^c1, c2)
 }
 

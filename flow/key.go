@@ -30,8 +30,14 @@ type Key struct {
 	NumVLAN   uint8
 	Proto     uint8
 	IPVersion uint8
-	_         uint8
-	Tunnel    uint32 // outer flow's index for a decapsulated tunnel, 0 otherwise
+	// For a flow carried in a tunnel: the tunnel's type and ID (VNI, GRE
+	// key...), and Tunnel, a number for the pair of tunnel endpoints (the
+	// outer addresses, in either order), so that the same inner 5-tuple in
+	// two VNIs or between two other tunnel endpoints is two flows, while
+	// both directions of a conversation share the context.
+	TunnelType pcapio.TunnelType
+	Tunnel     uint32
+	TunnelID   uint32
 }
 
 // KeyOf builds the key of a decoded IP packet.
@@ -134,6 +140,9 @@ func ProtoName(p uint8) string {
 func (k Key) String() string {
 	src, dst := k.SrcAddr(), k.DstAddr()
 	s := fmt.Sprintf("%s %s", ProtoName(k.Proto), netip.AddrPortFrom(src, k.SrcPort))
+	if k.TunnelType != 0 {
+		s = fmt.Sprintf("%s%d/%s", k.TunnelType, k.TunnelID, s)
+	}
 	if k.NumVLAN > 0 {
 		s = fmt.Sprintf("vlan%v %s", k.VLANs(), s)
 	}

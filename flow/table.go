@@ -36,10 +36,11 @@ type Held struct {
 
 // Stats counts the packets a table saw.
 type Stats struct {
-	Packets  uint64                     // every packet given to Add
-	Problems [pcapio.NumProblems]uint64 // packets that decoded to no IP flow, by reason
-	Held     uint64                     // fragments held until their first fragment
-	Orphans  uint64                     // fragments whose first fragment never came
+	Packets    uint64                     // every packet given to Add
+	Problems   [pcapio.NumProblems]uint64 // packets that decoded to no IP flow, by reason
+	Held       uint64                     // fragments held until their first fragment
+	InnerNotIP uint64                     // tunnel payloads that decoded to no IP packet
+	Orphans    uint64                     // fragments whose first fragment never came
 }
 
 const chunkBits = 12
@@ -76,6 +77,8 @@ type Table struct {
 	sweepAt int64
 	stats   Stats
 	spans   map[int32][]span // out-of-order ranges seen, for flows with holes
+	ctx     *tunnelCtx       // set during AddInner
+	tunnels map[tunnelEnds]uint32
 }
 
 // NewTable returns an empty table.
@@ -133,7 +136,7 @@ func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 {
 					return -1
 				}
 				t.stats.Orphans++
-				k := KeyOf(p)
+				k := t.keyOf(p)
 				k.SrcPort, k.DstPort = 0, 0
 				fi := t.lookup(k, p, ts)
 				t.account(fi, p, ts, rec.OrigLen)
@@ -144,7 +147,7 @@ func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 {
 			t.account(e.flow, p, ts, rec.OrigLen)
 			return e.flow
 		}
-		fi := t.lookup(KeyOf(p), p, ts)
+		fi := t.lookup(t.keyOf(p), p, ts)
 		t.account(fi, p, ts, rec.OrigLen)
 		t.frags[fk] = fragEntry{fi, ts}
 		if hs, ok := t.held[fk]; ok {
@@ -155,9 +158,77 @@ func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 {
 		t.sweepFrags(ts)
 		return fi
 	}
-	fi := t.lookup(KeyOf(p), p, ts)
+	fi := t.lookup(t.keyOf(p), p, ts)
 	t.account(fi, p, ts, rec.OrigLen)
 	return fi
+}
+
+// AddInner accounts the packet a tunnel carries: inner was decoded from
+// the payload of a packet that Add (or AddInner) put in flow outer, whose
+// decoded packet is outerPkt. It returns the inner flow, or -1.
+func (t *Table) AddInner(rec *pcapio.Record, inner *pcapio.Packet, outer int32, outerPkt *pcapio.Packet) int32 {
+	if outer < 0 {
+		return -1
+	}
+	if inner.IPVersion == 0 {
+		t.stats.InnerNotIP++
+		return -1
+	}
+	of := t.Flow(outer)
+	id := outerPkt.TunnelID
+	if outerPkt.Tunnel == pcapio.TunnelGTPU {
+		id = 0 // each direction has its own TEID
+	}
+	ctx := tunnelCtx{typ: outerPkt.Tunnel, id: id, conn: t.endpoints(&of.Key), outer: outer, depth: of.Depth + 1}
+	t.ctx = &ctx
+	defer func() { t.ctx = nil }()
+	return t.Add(rec, inner)
+}
+
+// endpoints interns the unordered pair of a tunnel's outer addresses (and
+// its own context): the tunnel endpoints, whatever ports an encapsulation
+// picks per packet for entropy (VXLAN, Geneve).
+func (t *Table) endpoints(k *Key) uint32 {
+	a, b := k.Src, k.Dst
+	if string(a[:]) > string(b[:]) {
+		a, b = b, a
+	}
+	e := tunnelEnds{a: a, b: b, ver: k.IPVersion, vlan: k.VLAN, nvlan: k.NumVLAN, outer: k.Tunnel}
+	if n, ok := t.tunnels[e]; ok {
+		return n
+	}
+	if t.tunnels == nil {
+		t.tunnels = map[tunnelEnds]uint32{}
+	}
+	n := uint32(len(t.tunnels) + 1)
+	t.tunnels[e] = n
+	return n
+}
+
+type tunnelEnds struct {
+	a, b  [16]byte
+	ver   uint8
+	nvlan uint8
+	vlan  [MaxVLAN]uint16
+	outer uint32 // for nested tunnels, the enclosing one
+}
+
+// tunnelCtx is the encapsulation of the packet being added.
+type tunnelCtx struct {
+	typ   pcapio.TunnelType
+	id    uint32
+	conn  uint32
+	outer int32
+	depth uint8
+}
+
+// keyOf builds the key of p in the current encapsulation.
+func (t *Table) keyOf(p *pcapio.Packet) Key {
+	k := KeyOf(p)
+	if c := t.ctx; c != nil {
+		k.TunnelType, k.TunnelID, k.Tunnel = c.typ, c.id, c.conn
+	}
+	return k
 }
 
 func (t *Table) attach(fi int32, hs []Held) {
@@ -263,7 +334,10 @@ func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 	t.n++
 	f := t.Flow(fi)
 	*f = Flow{ID: t.opts.FirstID + uint64(fi), Key: k, Capture: t.opts.Capture, First: ts, Last: ts,
-		SrcMAC: p.SrcMAC, DstMAC: p.DstMAC, HasSrcMAC: p.HasSrcMAC, HasDstMAC: p.HasDstMAC}
+		SrcMAC: p.SrcMAC, DstMAC: p.DstMAC, HasSrcMAC: p.HasSrcMAC, HasDstMAC: p.HasDstMAC, outer: -1}
+	if c := t.ctx; c != nil {
+		f.outer, f.Depth = c.outer, c.depth
+	}
 	if ci < 0 {
 		ci = int32(len(t.conns))
 		c := conn{flows: [2]int32{fi, -1}, proto: k.Proto}
@@ -359,6 +433,9 @@ func (t *Table) Finish() {
 	for i := int32(0); i < t.n; i++ {
 		f := t.Flow(i)
 		t.finishSeq(i, f)
+		if f.outer >= 0 {
+			f.Outer = t.Flow(f.outer).ID
+		}
 		c := &t.conns[t.Flow(i).conn]
 		if o := c.flows[1-t.sideOf(c, i)]; o >= 0 {
 			f.Peer = t.Flow(o).ID

@@ -57,8 +57,10 @@ type attrBuilder struct {
 	times     [2]map[int64]*idBuf // first, last: by minute
 	counts    [2][65]*idBuf       // packets, bytes: by bit length
 	community []*idBuf            // by 16-bit hash bucket
-	peerCID   map[uint64]uint16   // bucket of flows whose peer is still to come
-	v4        [2][]uint64         // address<<32 | (ID - firstID)
+	tunnel    [256]*idBuf         // by tunnel type
+	tunnelID  map[uint32]*idBuf
+	peerCID   map[uint64]uint16 // bucket of flows whose peer is still to come
+	v4        [2][]uint64       // address<<32 | (ID - firstID)
 	v6        [2][]v6pair
 }
 
@@ -69,7 +71,7 @@ type v6pair struct {
 
 func newAttrBuilder(b *writer, firstID uint64) *attrBuilder {
 	return &attrBuilder{b: b, firstID: firstID, vlan: map[uint16]*idBuf{},
-		times: [2]map[int64]*idBuf{{}, {}}, peerCID: map[uint64]uint16{},
+		times: [2]map[int64]*idBuf{{}, {}}, peerCID: map[uint64]uint16{}, tunnelID: map[uint32]*idBuf{},
 		community: make([]*idBuf, 1<<16)}
 }
 
@@ -133,6 +135,12 @@ func (a *attrBuilder) add(f *flow.Flow) error {
 	for i, c := range [2]uint64{f.Packets, f.Bytes} {
 		b := bits.Len64(c)
 		add(list(&a.counts[i][b], countFields[i], func() []byte { return []byte{byte(b)} }))
+	}
+	if tt := k.TunnelType; tt != 0 {
+		add(list(&a.tunnel[tt], FieldTunnel, func() []byte { return []byte{byte(tt)} }))
+		l := a.tunnelID[k.TunnelID]
+		add(list(&l, FieldTunnelID, func() []byte { return binary.BigEndian.AppendUint32(nil, k.TunnelID) }))
+		a.tunnelID[k.TunnelID] = l
 	}
 	// Both directions of a connection share a Community ID: hash it once.
 	cb, ok := a.peerCID[id]
@@ -217,6 +225,10 @@ func (a *attrBuilder) finish() error {
 	lists = append(lists, a.counts[0][:]...)
 	lists = append(lists, a.counts[1][:]...)
 	lists = append(lists, a.community...)
+	lists = append(lists, a.tunnel[:]...)
+	for _, l := range a.tunnelID {
+		lists = append(lists, l)
+	}
 	for _, l := range lists {
 		if err := a.emit(l); err != nil {
 			return err

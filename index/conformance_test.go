@@ -137,11 +137,7 @@ const (
 
 // notDecapsulated lists tunnel captures whose inner conversations tshark
 // shows and pcapflow does not (yet): only their outer flows are compared.
-var notDecapsulated = map[string]bool{
-	"zeek__tunnels_gre-aruba.pcap":               true,
-	"zeek__tunnels_gre-sample.pcap":              true,
-	"zeek__tunnels_vxlan-encapsulated-http.pcap": true,
-}
+var notDecapsulated = map[string]bool{}
 
 func TestConversationsMatchTshark(t *testing.T) {
 	dir := corpus.Dir(t)

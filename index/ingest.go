@@ -54,6 +54,8 @@ type Options struct {
 	Progress *Progress
 	// Stdin is read for the capture "-" (os.Stdin when nil).
 	Stdin io.Reader
+	// Decode tunes the decoder (VXLAN ports, no decapsulation).
+	Decode *pcapio.DecodeOptions
 }
 
 func (o *Options) stdin() io.Reader {
@@ -118,9 +120,13 @@ func Identify(f *os.File) (size, mtime int64, id string, err error) {
 type decodedBatch struct {
 	n      int
 	offset int64
-	ps     [256]pcapio.Packet
+	ps     [256][MaxTunnelDepth + 1]pcapio.Packet // the packet, then what its tunnels carry
+	depth  [256]uint8
 	meta   [256]pcapio.Record // without Data and Raw
 }
+
+// MaxTunnelDepth bounds how many tunnels inside each other are opened.
+const MaxTunnelDepth = 3
 
 // readCapture reads one capture through the decoder into a new flow
 // table whose IDs start at firstID. It returns the table (finished) even
@@ -204,8 +210,18 @@ func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, fi
 					}
 					break
 				}
-				p := &b.ps[b.n]
-				p.Decode(rec.LinkType, rec.Data)
+				chain := &b.ps[b.n]
+				p := &chain[0]
+				p.DecodeWith(rec.LinkType, rec.Data, opts.Decode)
+				depth := 0
+				data := rec.Data
+				for depth < MaxTunnelDepth && chain[depth].Tunnel != 0 {
+					outer := &chain[depth]
+					data = data[outer.InnerOffset:]
+					chain[depth+1].DecodeWith(outer.InnerLink, data, opts.Decode)
+					depth++
+				}
+				b.depth[b.n] = uint8(depth)
 				if p.Problem == pcapio.ProblemUnsupportedLink {
 					if badLinks == nil {
 						badLinks = map[pcapio.LinkType]int{}
@@ -234,9 +250,16 @@ func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, fi
 			m := &b.meta[i]
 			info.Packets++
 			info.Bytes += uint64(m.OrigLen)
-			fi := t.Add(m, &b.ps[i])
+			chain := &b.ps[i]
+			fi := t.Add(m, &chain[0])
 			if fi >= 0 && sink != nil {
 				sink(fi, m.Offset, int32(m.Length))
+			}
+			for d := 1; d <= int(b.depth[i]); d++ {
+				// A tunnel: the same record also belongs to the flow it carries.
+				if fi = t.AddInner(m, &chain[d], fi, &chain[d-1]); fi >= 0 && sink != nil {
+					sink(fi, m.Offset, int32(m.Length))
+				}
 			}
 		}
 		if err := ctx.Err(); err != nil {

@@ -49,6 +49,8 @@ const (
 	FieldPackets                    // Lo..Hi
 	FieldBytes                      // Lo..Hi
 	FieldCommunity                  // Community string
+	FieldTunnel                     // tunnel type, Lo..Hi
+	FieldTunnelID                   // tunnel ID (VNI, GRE key), Lo..Hi
 )
 
 // Lookup asks for the flows whose field lies in a range. Ranges are
@@ -97,6 +99,10 @@ func (l *Lookup) Matches(f *flow.Flow) bool {
 		return f.Bytes >= l.Lo && f.Bytes <= l.Hi
 	case FieldCommunity:
 		return f.CommunityID() == l.Community
+	case FieldTunnel:
+		return k.TunnelType != 0 && uint64(k.TunnelType) >= l.Lo && uint64(k.TunnelType) <= l.Hi
+	case FieldTunnelID:
+		return k.TunnelType != 0 && uint64(k.TunnelID) >= l.Lo && uint64(k.TunnelID) <= l.Hi
 	}
 	return false
 }

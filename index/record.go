@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // Flow records are stored in blocks of up to flowBlock flows with
@@ -19,7 +20,9 @@ import (
 //	        6 tunnel, 7 key mirrors peer, 8 MACs mirror peer,
 //	        9 state and history mirror peer, 10 has peer
 //	[varint(peer - ID)]
-//	[proto u8, src, dst (4 or 16 bytes), uvarint sport, dport, VLAN IDs, [tunnel]]   unless key mirrors
+//	[proto u8, src, dst (4 or 16 bytes), uvarint sport, dport, VLAN IDs,
+//	 [u8 tunnel type, uvarint tunnel ID, tunnel endpoints]]                          unless key mirrors
+//	[varint(outer flow - ID), u8 depth]                                              with the tunnel bit
 //	[src MAC] [dst MAC]                                                              unless MACs mirror
 //	uvarint packets, bytes, payload bytes
 //	varint(first - previous record's first), uvarint(last - first)
@@ -76,7 +79,7 @@ func (e *blockEncoder) add(f *flow.Flow) {
 	if f.HasDstMAC {
 		fl |= 1 << 5
 	}
-	if k.Tunnel != 0 {
+	if k.TunnelType != 0 {
 		fl |= 1 << 6
 	}
 	if f.Peer != 0 {
@@ -110,9 +113,15 @@ func (e *blockEncoder) add(f *flow.Flow) {
 		for _, v := range k.VLANs() {
 			b = binary.AppendUvarint(b, uint64(v))
 		}
-		if k.Tunnel != 0 {
+		if k.TunnelType != 0 {
+			b = append(b, byte(k.TunnelType))
+			b = binary.AppendUvarint(b, uint64(k.TunnelID))
 			b = binary.AppendUvarint(b, uint64(k.Tunnel))
 		}
+	}
+	if k.TunnelType != 0 {
+		b = binary.AppendVarint(b, int64(f.Outer-f.ID))
+		b = append(b, f.Depth)
 	}
 	if fl&recMACMirror == 0 {
 		if f.HasSrcMAC {
@@ -233,8 +242,14 @@ func (d *recordDecoder) next(f *flow.Flow) error {
 			k.VLAN[i] = uint16(d.uvarint())
 		}
 		if fl&(1<<6) != 0 {
+			k.TunnelType = pcapio.TunnelType(d.bytes(1)[0])
+			k.TunnelID = uint32(d.uvarint())
 			k.Tunnel = uint32(d.uvarint())
 		}
+	}
+	if fl&(1<<6) != 0 {
+		f.Outer = uint64(int64(f.ID) + d.varint())
+		f.Depth = d.bytes(1)[0]
 	}
 	f.HasSrcMAC, f.HasDstMAC = fl&(1<<4) != 0, fl&(1<<5) != 0
 	if fl&recMACMirror != 0 {

@@ -315,6 +315,10 @@ func lookupRange(l *Lookup) (lo, hi []byte, exact bool, err error) {
 	case FieldCommunity:
 		v := communityValue(l.Community)
 		return v, v, false, nil
+	case FieldTunnel:
+		return []byte{byte(min(l.Lo, 255))}, []byte{byte(min(l.Hi, 255))}, true, nil
+	case FieldTunnelID:
+		return binary.BigEndian.AppendUint32(nil, uint32(min(l.Lo, 1<<32-1))), binary.BigEndian.AppendUint32(nil, uint32(min(l.Hi, 1<<32-1))), true, nil
 	}
 	return nil, nil, false, fmt.Errorf("unknown lookup field %d", l.Field)
 }

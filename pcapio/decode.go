@@ -107,6 +107,16 @@ type Packet struct {
 	// its piece of the datagram.
 	IPPayloadOffset int
 	IPPayloadLen    int
+
+	// Tunnel, when set, is the encapsulation found in this packet's
+	// payload: its ID (VNI, GRE key, ERSPAN session, TEID), where the
+	// carried frame starts and what link type it has (see DecodeInner).
+	Tunnel      TunnelType
+	TunnelID    uint32
+	InnerOffset int
+	InnerLink   LinkType
+
+	opts *DecodeOptions
 }
 
 // IPPayload returns the captured part of the IP payload.
@@ -126,10 +136,13 @@ func (p *Packet) PayloadData(data []byte) []byte {
 	return data[p.PayloadOffset : p.PayloadOffset+p.CapturedLen]
 }
 
-// Decode parses data, a frame of the given link type. It never allocates
-// and never reads past data.
-func (p *Packet) Decode(link LinkType, data []byte) {
-	*p = Packet{L4Offset: -1}
+// Decode parses data, a frame of the given link type, with the default
+// options. It never allocates and never reads past data.
+func (p *Packet) Decode(link LinkType, data []byte) { p.DecodeWith(link, data, nil) }
+
+// DecodeWith is Decode with options (nil for the defaults).
+func (p *Packet) DecodeWith(link LinkType, data []byte, opts *DecodeOptions) {
+	*p = Packet{L4Offset: -1, opts: opts}
 	switch link {
 	case LinkEthernet:
 		if len(data) < 14 {
@@ -191,6 +204,21 @@ func (p *Packet) Decode(link LinkType, data []byte) {
 			return
 		}
 		p.etherType(data, 4, binary.BigEndian.Uint16(data[2:]))
+	case LinkIEEE80211:
+		p.wlan(data, 0)
+	case LinkRadiotap:
+		if len(data) < 4 {
+			p.Problem = ProblemShortLink
+			return
+		}
+		hl := int(binary.LittleEndian.Uint16(data[2:]))
+		if hl < 8 || hl > len(data) {
+			p.Problem = ProblemShortLink
+			return
+		}
+		p.wlan(data, hl)
+	case linkMPLS:
+		p.mpls(data, 0)
 	default:
 		p.Problem = ProblemUnsupportedLink
 	}
@@ -497,6 +525,9 @@ func (p *Packet) transport(d []byte, l4, end int) {
 			}
 		}
 		p.setPayload(l4+8, end, capEnd)
+		if !p.Fragment && p.CapturedLen > 0 {
+			p.udpTunnel(d[:capEnd], l4+8, p.opts)
+		}
 	case ProtoICMP, ProtoICMPv6:
 		if avail < 2 {
 			p.setPayload(l4, end, capEnd)
@@ -516,6 +547,9 @@ func (p *Packet) transport(d []byte, l4, end int) {
 		p.setPayload(min(l4+12, end), end, capEnd)
 	default:
 		p.setPayload(l4, end, capEnd)
+		if !p.Fragment {
+			p.ipTunnel(d[:capEnd], l4, p.opts)
+		}
 	}
 }
 

@@ -42,13 +42,19 @@ const (
 	LinkIPv4      LinkType = 228 // raw IPv4
 	LinkIPv6      LinkType = 229 // raw IPv6
 	LinkLinuxSLL2 LinkType = 276 // Linux cooked capture v2
+	LinkIEEE80211 LinkType = 105 // IEEE 802.11 without radio header
+	LinkRadiotap  LinkType = 127 // IEEE 802.11 behind a radiotap header
+
+	// linkMPLS is not a capture link type: it marks an MPLS label stack
+	// carried by a tunnel.
+	linkMPLS LinkType = 0xfff0
 )
 
 var linkNames = map[LinkType]string{
 	LinkNull: "null", LinkEthernet: "ether", LinkPPP: "ppp", LinkRawOld12: "raw",
 	LinkRawOld14: "raw", LinkPPPHDLC: "ppp-hdlc", LinkRaw: "raw", LinkCHDLC: "c-hdlc",
 	LinkLoop: "loop", LinkLinuxSLL: "linux-sll", LinkIPv4: "rawip4", LinkIPv6: "rawip6",
-	LinkLinuxSLL2: "linux-sll2",
+	LinkLinuxSLL2: "linux-sll2", LinkIEEE80211: "ieee802.11", LinkRadiotap: "radiotap",
 }
 
 func (l LinkType) String() string {

@@ -110,6 +110,9 @@ func FuzzDecode(f *testing.F) {
 	for _, lt := range []pcapio.LinkType{pcapio.LinkNull, pcapio.LinkRaw, pcapio.LinkLinuxSLL, pcapio.LinkLinuxSLL2, pcapio.LinkPPP} {
 		f.Add(uint16(lt), capgen.StripEthernet(capgen.Basic().Packets[3].Data))
 	}
+	for _, p := range capgen.Tunnels().Packets { // every tunnel decoder
+		f.Add(uint16(pcapio.LinkEthernet), p.Data)
+	}
 	f.Fuzz(func(t *testing.T, link uint16, data []byte) {
 		var p pcapio.Packet
 		p.Decode(pcapio.LinkType(link), data)
@@ -123,6 +126,17 @@ func FuzzDecode(f *testing.F) {
 		}
 		if p.IPVersion != 0 && p.L3Offset > len(data) {
 			t.Fatalf("L3 offset %d beyond %d", p.L3Offset, len(data))
+		}
+		// Open tunnels as ingest does: offsets must stay in the data.
+		cur, d := p, data
+		for depth := 0; cur.Tunnel != 0 && depth < 4; depth++ {
+			if cur.InnerOffset < 0 || cur.InnerOffset > len(d) {
+				t.Fatalf("inner offset %d outside %d bytes", cur.InnerOffset, len(d))
+			}
+			var inner pcapio.Packet
+			inner.DecodeInner(&cur, d, nil)
+			d = d[cur.InnerOffset:]
+			cur = inner
 		}
 	})
 }

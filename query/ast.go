@@ -22,6 +22,7 @@ import (
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/index"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // Expr is a node of a parsed filter.
@@ -365,6 +366,17 @@ func lookups(e Expr) ([]index.Lookup, bool) {
 		return []index.Lookup{{Field: f, Lo: lo, Hi: hi}}, true
 	case *Community:
 		return []index.Lookup{{Field: index.FieldCommunity, Community: e.ID}}, true
+	case *Tunnel:
+		if e.Type == 0 {
+			return []index.Lookup{{Field: index.FieldTunnel, Lo: 1, Hi: 255}}, true
+		}
+		return []index.Lookup{{Field: index.FieldTunnel, Lo: uint64(e.Type), Hi: uint64(e.Type)}}, true
+	case *VNI:
+		return []index.Lookup{{Field: index.FieldTunnelID, Lo: uint64(e.ID), Hi: uint64(e.ID)}}, true
+	case *Nesting:
+		if e.Inner {
+			return []index.Lookup{{Field: index.FieldTunnel, Lo: 1, Hi: 255}}, true
+		}
 	}
 	return nil, false
 }
@@ -414,3 +426,37 @@ func parseSize(s string) (uint64, bool) {
 	}
 	return uint64(f * float64(mult)), true
 }
+
+// Tunnel selects flows carried in a tunnel, of any type or of one.
+type Tunnel struct{ Type pcapio.TunnelType }
+
+func (e *Tunnel) String() string {
+	if e.Type == 0 {
+		return "tunnel"
+	}
+	return "tunnel " + e.Type.String()
+}
+
+func (e *Tunnel) Match(f *flow.Flow) bool {
+	return f.Key.TunnelType != 0 && (e.Type == 0 || f.Key.TunnelType == e.Type)
+}
+
+// VNI selects flows carried in a tunnel with this ID: a VXLAN or Geneve
+// VNI, a GRE key, an ERSPAN session ID.
+type VNI struct{ ID uint32 }
+
+func (e *VNI) String() string { return fmt.Sprintf("vni %d", e.ID) }
+func (e *VNI) Match(f *flow.Flow) bool {
+	return f.Key.TunnelType != 0 && f.Key.TunnelID == e.ID
+}
+
+// Nesting selects flows carried in a tunnel (inner) or not (outer).
+type Nesting struct{ Inner bool }
+
+func (e *Nesting) String() string {
+	if e.Inner {
+		return "inner"
+	}
+	return "outer"
+}
+func (e *Nesting) Match(f *flow.Flow) bool { return (f.Depth > 0) == e.Inner }

@@ -30,7 +30,7 @@ var filterLexer = lexer.MustSimple([]lexer.SimpleRule{
 	{Name: "Range", Pattern: `\d+-\d+`},
 	{Name: "Int", Pattern: `\d+`},
 	{Name: "Op", Pattern: `>=|<=|==|!=|&&|\|\||[()!<>=]`},
-	{Name: "Keyword", Pattern: `(?i)(?:and|or|not|flow|host|net|mask|portrange|port|proto|tcp|udp|icmp6|icmp|sctp|ip6|ip|vlan|ether|src|dst|after|before|packets|bytes|community)\b`},
+	{Name: "Keyword", Pattern: `(?i)(?:and|or|not|flow|host|net|mask|portrange|port|proto|tcp|udp|icmp6|icmp|sctp|ip6|ip|vlan|ether|src|dst|after|before|packets|bytes|community|tunnel|vni|inner|outer)\b`},
 	{Name: "Ident", Pattern: `[A-Za-z_][A-Za-z0-9_-]*`},
 })
 
@@ -79,6 +79,14 @@ type gPred struct {
 	Time      *gTime    `parser:"| @@"`
 	Count     *gCount   `parser:"| @@"`
 	Community *gValue   `parser:"| 'community' @@"`
+	Tunnel    *gTunnel  `parser:"| @@"`
+	VNI       *gValue   `parser:"| 'vni' @@"`
+	Nesting   string    `parser:"| @( 'inner' | 'outer' )"`
+}
+
+type gTunnel struct {
+	Kw   string  `parser:"@'tunnel'"`
+	Type *gValue `parser:"@@?"`
 }
 
 type gAddr struct {
@@ -136,6 +144,7 @@ var keywords = map[string]bool{
 	"port": true, "portrange": true, "proto": true, "tcp": true, "udp": true, "icmp": true, "icmp6": true,
 	"sctp": true, "ip": true, "ip6": true, "vlan": true, "ether": true, "src": true, "dst": true,
 	"after": true, "before": true, "packets": true, "bytes": true, "community": true,
+	"tunnel": true, "vni": true, "inner": true, "outer": true,
 }
 
 // IsKeyword reports whether s is a reserved word of the language (any

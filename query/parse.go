@@ -11,6 +11,7 @@ import (
 
 	"github.com/alecthomas/participle/v2"
 	"github.com/alecthomas/participle/v2/lexer"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // SyntaxError is a filter that does not parse or holds an invalid value.
@@ -125,7 +126,7 @@ func lexTokens(src string) ([]lexer.Token, error) {
 	}
 }
 
-const primitives = "a filter primitive (host, net, port, portrange, proto, tcp, udp, icmp, ip, ip6, vlan, ether, flow, after, before, packets, bytes, community), 'not' or '('"
+const primitives = "a filter primitive (host, net, port, portrange, proto, tcp, udp, icmp, ip, ip6, vlan, ether, flow, after, before, packets, bytes, community, tunnel, vni, inner, outer), 'not' or '('"
 
 // expectation says what may follow the token prev.
 func expectation(prev string, depth int) string {
@@ -158,6 +159,8 @@ func expectation(prev string, depth int) string {
 		return "expected a number (K, M, G suffixes allowed)"
 	case "community":
 		return "expected a Community ID after 'community' (1:...=)"
+	case "vni":
+		return "expected a tunnel ID after 'vni'"
 	}
 	if depth > 0 {
 		return "expected 'and', 'or' or ')'"
@@ -302,6 +305,25 @@ func (c *converter) pred(p *gPred) Expr {
 			op = "=="
 		}
 		return &Count{Bytes: strings.EqualFold(p.Count.Kind, "bytes"), Op: op, N: n}
+	case p.Tunnel != nil:
+		if p.Tunnel.Type == nil {
+			return &Tunnel{}
+		}
+		v := p.Tunnel.Type
+		tt, ok := pcapio.ParseTunnelType(strings.ToLower(v.Tok.Value))
+		if !ok {
+			c.fail(v.Pos, "unknown tunnel type %q (want vxlan, geneve, gre, ipip or gtpu)", v.Tok.Value)
+			return nil
+		}
+		return &Tunnel{Type: tt}
+	case p.VNI != nil:
+		n, ok := c.uint(p.VNI, 1<<32-1, "a tunnel ID (VNI, GRE key)")
+		if !ok {
+			return nil
+		}
+		return &VNI{ID: uint32(n)}
+	case p.Nesting != "":
+		return &Nesting{Inner: strings.EqualFold(p.Nesting, "inner")}
 	case p.Community != nil:
 		v := p.Community
 		if c.tokType(v) != "Community" {

@@ -43,6 +43,11 @@ func TestParseNormalForm(t *testing.T) {
 		{"packets = 2", "packets == 2"},
 		{"bytes < 10k", "bytes < 10000"},
 		{"community 1:wCb3OG7yAFWelaUydu0D+125CLM=", "community 1:wCb3OG7yAFWelaUydu0D+125CLM="},
+		{"tunnel", "tunnel"},
+		{"tunnel VXLAN", "tunnel vxlan"},
+		{"vni 42", "vni 42"},
+		{"inner and host 10.0.0.1", "inner and host 10.0.0.1"},
+		{"outer or tunnel gre", "outer or tunnel gre"},
 		// Precedence: not > and > or.
 		{"not tcp and port 53", "not tcp and port 53"},
 		{"host 1.1.1.1 or host 2.2.2.2 and port 80", "host 1.1.1.1 or host 2.2.2.2 and port 80"},
@@ -105,6 +110,8 @@ func TestParseErrors(t *testing.T) {
 		{"host 10.0.0.1 # comment", 15, "unexpected character"},
 		{"community abc", 11, "expected a Community ID"},
 		{"src tcp", 5, "expected host, net, port or portrange after 'src'"},
+		{"tunnel mpls", 8, "unknown tunnel type"},
+		{"vni x", 5, "expected a tunnel ID"},
 	}
 	for _, c := range cases {
 		_, err := Parse(c.in)

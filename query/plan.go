@@ -186,6 +186,14 @@ func (p *planner) eval(e Expr) (set, bool, error) {
 	case *IPVersion:
 		p.trace.add("%s: every flow checked", e)
 		return set{all: true}, false, nil
+	case *Nesting:
+		if !e.Inner { // outer: the flows not in a tunnel
+			s, exact, err := p.eval(&Nesting{Inner: true})
+			if err != nil || !exact {
+				return set{all: true}, false, err
+			}
+			return p.complement(s), true, nil
+		}
 	}
 	ls, ok := lookups(e)
 	if !ok {

@@ -74,7 +74,11 @@ func (g *filterGen) prim() string {
 	if g.r.Intn(2) == 0 {
 		addr = k.DstAddr()
 	}
-	switch g.r.Intn(17) {
+	switch g.r.Intn(20) {
+	case 17:
+		return []string{"tunnel", "tunnel vxlan", "tunnel gre", "inner", "outer"}[g.r.Intn(5)]
+	case 18:
+		return fmt.Sprintf("vni %d", k.TunnelID)
 	case 0:
 		lo := 1 + uint64(g.r.Intn(len(g.flows)))
 		return fmt.Sprintf("flow %d-%d", lo, lo+uint64(g.r.Intn(30)))

@@ -14,9 +14,20 @@ type Assembler struct {
 	// FIN was reached, or Close), so that its output can be finished.
 	Ended  func(flow uint64)
 	flows  map[uint64]*flowState
+	depth  map[uint64]uint8
 	defrag Defrag
 	pkt    pcapio.Packet
+	// Decode tunes the decoder (VXLAN ports).
+	Decode *pcapio.DecodeOptions
 	Stats  AssemblerStats
+}
+
+// SetDepth says that flow id is carried inside depth tunnels (its
+// flow.Flow.Depth): its packets are the ones those tunnels carry.
+func (a *Assembler) SetDepth(id uint64, depth uint8) {
+	if depth > 0 {
+		a.depth[id] = depth
+	}
 }
 
 // AssemblerStats counts what an Assembler skipped.
@@ -36,7 +47,7 @@ type flowState struct {
 // for every flow with its final counters (retransmissions after a FIN
 // still count).
 func NewAssembler(pol Policy, open func(flow uint64, proto uint8) Sink, done func(flow uint64, st Stats)) *Assembler {
-	a := &Assembler{pol: pol, open: open, done: done, flows: map[uint64]*flowState{}}
+	a := &Assembler{pol: pol, open: open, done: done, flows: map[uint64]*flowState{}, depth: map[uint64]uint8{}}
 	a.defrag.Overlap = pol.Overlap
 	return a
 }
@@ -44,11 +55,20 @@ func NewAssembler(pol Policy, open func(flow uint64, proto uint8) Sink, done fun
 // Record feeds one record of flow id.
 func (a *Assembler) Record(id uint64, rec *pcapio.Record) error {
 	p := &a.pkt
-	p.Decode(rec.LinkType, rec.Data)
-	payload := p.PayloadData(rec.Data)
+	data := rec.Data
+	p.DecodeWith(rec.LinkType, data, a.Decode)
+	for d := a.depth[id]; d > 0; d-- { // open the tunnels around the flow's packets
+		if p.Tunnel == 0 {
+			a.Stats.NotTransport++
+			return nil
+		}
+		data = data[p.InnerOffset:]
+		p.DecodeWith(p.InnerLink, data, a.Decode)
+	}
+	payload := p.PayloadData(data)
 	if p.Fragment {
 		a.Stats.Fragments++
-		whole, ok := a.defrag.Add(rec.Timestamp, p, rec.Data)
+		whole, ok := a.defrag.Add(rec.Timestamp, p, data)
 		if !ok {
 			return nil
 		}

@@ -24,9 +24,11 @@ func streamsOf(t *testing.T, path string, pol reasm.Policy) map[string][]string 
 	sinks := map[uint64]*tsharkSink{}
 	keys := map[uint64]string{}
 	var tcp []uint64
+	depths := map[uint64]uint8{}
 	m.Flows(context.Background(), nil, func(f *flow.Flow) error {
 		if f.Key.Proto == 6 {
 			tcp = append(tcp, f.ID)
+			depths[f.ID] = f.Depth
 			keys[f.ID] = fmt.Sprintf("%s %d %s %d", f.Key.SrcAddr(), f.Key.SrcPort, f.Key.DstAddr(), f.Key.DstPort)
 		}
 		return nil
@@ -36,6 +38,9 @@ func streamsOf(t *testing.T, path string, pol reasm.Policy) map[string][]string 
 		sinks[id] = s
 		return s
 	}, nil)
+	for id, d := range depths {
+		a.SetDepth(id, d)
+	}
 	err := index.Records(context.Background(), m, tcp, func(_ int, id uint64, rec *pcapio.Record) error {
 		return a.Record(id, rec)
 	})
@@ -149,11 +154,7 @@ func TestStreamsMatchTshark(t *testing.T) {
 
 // notDecapsulated lists tunnel captures whose inner streams pcapflow
 // does not reassemble yet.
-var notDecapsulated = map[string]bool{
-	"zeek__tunnels_gre-aruba.pcap":               true,
-	"zeek__tunnels_gre-sample.pcap":              true,
-	"zeek__tunnels_vxlan-encapsulated-http.pcap": true,
-}
+var notDecapsulated = map[string]bool{}
 
 func short(v []string) []string {
 	var out []string
@@ -189,6 +190,9 @@ func TestFlowCountersMatchReassembly(t *testing.T) {
 		a := reasm.NewAssembler(reasm.Policy{}, func(uint64, uint8) reasm.Sink {
 			return reasm.SinkFunc(func(int64, []byte) error { return nil })
 		}, func(id uint64, st reasm.Stats) { stats[id] = st })
+		for id, f := range flows {
+			a.SetDepth(id, f.Depth)
+		}
 		index.Records(context.Background(), m, tcp, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
 		a.Close()
 		for _, id := range tcp {

@@ -67,6 +67,7 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 	// The selected TCP and UDP flows, with what names their files.
 	var ids []uint64
 	names := map[uint64]string{}
+	depths := map[uint64]uint8{}
 	skipped := 0
 	err = query.Select(ctx, src.r, expr, func(f *flow.Flow) error {
 		k := &f.Key
@@ -75,6 +76,7 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 			return nil
 		}
 		ids = append(ids, f.ID)
+		depths[f.ID] = f.Depth
 		names[f.ID] = reasm.StreamName(f.ID, flow.ProtoName(k.Proto), k.SrcAddr().String(), k.SrcPort, k.DstAddr().String(), k.DstPort)
 		return nil
 	})
@@ -90,8 +92,13 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 		totals.Gaps += st.Gaps
 		totals.BufferHits += st.BufferHits
 	}
+	setDepths := func(a *reasm.Assembler) {
+		for id, d := range depths {
+			a.SetDepth(id, d)
+		}
+	}
 	if dir != "" {
-		n, err := streamsToDir(ctx, src, ids, names, dir, header, force, maxOpen, pol, done)
+		n, err := streamsToDir(ctx, src, ids, names, dir, header, force, maxOpen, pol, done, setDepths)
 		if err != nil {
 			return err
 		}
@@ -103,6 +110,7 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 		_, err := writeOutput(out, force, e.stdout, func(w io.Writer) (int64, error) {
 			sw := &reasm.StreamWriter{W: w, Header: header}
 			a := reasm.NewAssembler(pol, func(id uint64, _ uint8) reasm.Sink { return sw.Sink(id) }, done)
+			setDepths(a)
 			err := index.Records(ctx, src.r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
 			if cerr := a.Close(); err == nil {
 				err = cerr
@@ -149,7 +157,7 @@ func streamPolicy(gaps, overlap, maxBuf, maxMem string) (reasm.Policy, error) {
 }
 
 // streamsToDir writes one file per flow into dir.
-func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint64]string, dir string, header, force bool, maxOpen int, pol reasm.Policy, done func(uint64, reasm.Stats)) (int, error) {
+func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint64]string, dir string, header, force bool, maxOpen int, pol reasm.Policy, done func(uint64, reasm.Stats), setup func(*reasm.Assembler)) (int, error) {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 && !force {
 		return 0, usagef("%s exists and is not empty; use --force to write into it", dir)
 	}
@@ -173,6 +181,7 @@ func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint
 		return fs
 	}, done)
 	a.Ended = finish
+	setup(a)
 	err := index.Records(ctx, src.r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
 	if cerr := a.Close(); err == nil {
 		err = cerr

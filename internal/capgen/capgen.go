@@ -124,6 +124,10 @@ func (f *Frame) L3() []gopacket.SerializableLayer {
 		binary.BigEndian.PutUint16(idseq[2:], f.ICMPSeq)
 		return []gopacket.SerializableLayer{ip, ic, gopacket.Payload(append(idseq[:], f.Payload...))}
 	}
+	if proto != layers.IPProtocolTCP && proto != layers.IPProtocolUDP && proto != layers.IPProtocolICMPv4 && f.Src.Is6() {
+		ls := []gopacket.SerializableLayer{ip}
+		return append(ls, gopacket.Payload(f.Payload))
+	}
 	ls := []gopacket.SerializableLayer{ip}
 	if l4 != nil {
 		ls = append(ls, l4)

@@ -155,6 +155,11 @@ func Files() []File {
 			must(Reassembly().WritePcap(&b, PcapOptions{Nanos: true}))
 			return b.Bytes()
 		}},
+		{"tunnels.pcap", "TCP conversations in each kind of tunnel (TunnelCases)", func() []byte {
+			var b bytes.Buffer
+			must(Tunnels().WritePcap(&b, PcapOptions{}))
+			return b.Bytes()
+		}},
 		{"basic-be.pcapng", "the same packets as big-endian pcapng with one Ethernet interface in 2^-20 s units", func() []byte {
 			var b bytes.Buffer
 			must(Basic().WritePcapng(&b, NgOptions{BigEndian: true, Interfaces: []NgInterface{{Link: 1, TsResol: 0x80 | 20}}}))
