@@ -56,6 +56,9 @@ type Options struct {
 	Stdin io.Reader
 	// Decode tunes the decoder (VXLAN ports, no decapsulation).
 	Decode *pcapio.DecodeOptions
+	// MaxPackets, when positive, stops reading each capture after that
+	// many records (pcap_flow's --packet-max).
+	MaxPackets int64
 }
 
 func (o *Options) stdin() io.Reader {
@@ -194,6 +197,7 @@ func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, fi
 	go func() {
 		defer close(batches)
 		var rec pcapio.Record
+		var read int64
 		for {
 			var b *decodedBatch
 			select {
@@ -203,6 +207,10 @@ func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, fi
 			}
 			b.n = 0
 			for b.n < len(b.ps) {
+				if opts.MaxPackets > 0 && read >= opts.MaxPackets {
+					break
+				}
+				read++
 				err := r.Next(&rec)
 				if err != nil {
 					if err != io.EOF {

@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 	"strings"
 
+	"github.com/pcapflow/pcapflow/index"
 	"github.com/pcapflow/pcapflow/query"
 )
 
@@ -38,8 +39,9 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	progress       bool // forced progress display
-	warned         int  // warnings printed
+	progress       bool            // forced progress display
+	warned         int             // warnings printed
+	compatPr       *index.Progress // set while compat reads a capture
 }
 
 func (e *env) warn(err error) {

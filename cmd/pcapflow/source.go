@@ -162,6 +162,10 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 // stderr is a terminal or --progress was given. It returns a function
 // that ends the display.
 func (e *env) startProgress(cf *commonFlags, pp **index.Progress) func() {
+	if e.compatPr != nil { // compat mode prints pcap_flow's own progress line
+		*pp = e.compatPr
+		return func() {}
+	}
 	show := cf.progress || e.progress
 	if !show && e.stderr == os.Stderr {
 		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
