@@ -182,8 +182,11 @@ func (p *Packet) ipTunnel(d []byte, off int, opts *DecodeOptions) {
 			key = uint32(binary.BigEndian.Uint16(d[off+hl+2:]) & 0x3ff)
 			o := d[off+hl+11]&0x01 != 0
 			hl += 12
-			if o {
+			if o { // platform-specific subheader
 				hl += 8
+				if rest < hl {
+					return
+				}
 			}
 			p.setTunnel(TunnelGRE, key, off+hl, innerEther)
 		case 0x8200, 0x8210: // Aruba: 802.11 frames
