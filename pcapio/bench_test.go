@@ -92,3 +92,38 @@ func BenchmarkDecode(b *testing.B) {
 		n += p.PayloadLen
 	}
 }
+
+// BenchmarkDecap measures what tunnel support costs: on plain traffic the
+// check for a tunnel must be nearly free (compare "plain" with
+// "plain/no-tunnels"); on tunnelled traffic each inner packet costs one
+// more decode.
+func BenchmarkDecap(b *testing.B) {
+	plain, tunnels := capgen.Basic(), capgen.Tunnels()
+	for _, tc := range []struct {
+		name  string
+		c     *capgen.Capture
+		opts  pcapio.DecodeOptions
+		inner bool
+	}{
+		{"plain", plain, pcapio.DecodeOptions{}, false},
+		{"plain/no-tunnels", plain, pcapio.DecodeOptions{NoTunnels: true}, false},
+		{"tunnelled/outer-only", tunnels, pcapio.DecodeOptions{NoTunnels: true}, false},
+		{"tunnelled/outer+inner", tunnels, pcapio.DecodeOptions{}, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var p, in pcapio.Packet
+			b.ReportAllocs()
+			n := 0
+			for i := 0; i < b.N; i++ {
+				pk := tc.c.Packets[i%len(tc.c.Packets)]
+				p.DecodeWith(pcapio.LinkEthernet, pk.Data, &tc.opts)
+				n += p.PayloadLen
+				if tc.inner && p.Tunnel != pcapio.TunnelNone {
+					in.DecodeInner(&p, pk.Data, &tc.opts)
+					n += in.PayloadLen
+				}
+			}
+			_ = n
+		})
+	}
+}
