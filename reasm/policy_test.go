@@ -170,3 +170,53 @@ func TestSharedBudget(t *testing.T) {
 		t.Errorf("%d bytes still counted after Close", b.used)
 	}
 }
+
+// Adversarial segment streams: memory stays within MaxBuffer counting each
+// range's overhead, the number of buffered ranges stays bounded, and every
+// byte is accounted as delivered, missing or retransmitted.
+func TestTinySegmentCaps(t *testing.T) {
+	const n = 200_000
+	for _, tc := range []struct {
+		name string
+		seg  func(i int) (seq uint32, data []byte)
+	}{
+		// 1-byte segments in descending order: each lands in front of all
+		// buffered ones.
+		{"descending-1-byte", func(i int) (uint32, []byte) { return uint32(1 + n - i), []byte{byte(i)} }},
+		// 2-byte segments that each overlap the previous by one byte,
+		// in descending order.
+		{"overlapping-2-byte", func(i int) (uint32, []byte) { return uint32(1 + n - i), []byte{byte(i), byte(i + 1)} }},
+		// Descending within windows of 5000 bytes, windows ascending: the
+		// buffer fills, gives up a hole and fills again, many times.
+		{"descending-windows", func(i int) (uint32, []byte) { return uint32(1 + (i/5000+1)*5000 - i%5000), []byte{byte(i)} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &rec{}
+			pol := Policy{MaxBuffer: 1 << 20}
+			s := NewStream(pol, r)
+			s.Segment(0, 0, syn, nil, 0)
+			maxSegs, maxBuf := 0, 0
+			var sent uint64
+			for i := 0; i < n; i++ {
+				seq, data := tc.seg(i)
+				s.Segment(int64(i), seq, psh, data, len(data))
+				sent += uint64(len(data))
+				maxSegs, maxBuf = max(maxSegs, len(s.ooo)), max(maxBuf, s.buffered)
+			}
+			s.Close()
+			if maxBuf > pol.MaxBuffer {
+				t.Errorf("buffered %d bytes with overhead, cap %d", maxBuf, pol.MaxBuffer)
+			}
+			if maxSegs > s.maxSegs() {
+				t.Errorf("%d ranges buffered, cap %d", maxSegs, s.maxSegs())
+			}
+			st := s.Stats()
+			if st.BufferHits == 0 {
+				t.Error("the caps were never hit")
+			}
+			if got := uint64(r.b.Len()) + st.RetransBytes; got != sent {
+				t.Errorf("delivered %d + retransmitted %d = %d, sent %d (stats %+v)", r.b.Len(), st.RetransBytes, got, sent, st)
+			}
+		})
+	}
+}

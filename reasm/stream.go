@@ -23,6 +23,26 @@ type seg struct {
 
 func (s *seg) end() uint64 { return s.start + uint64(s.n) }
 
+// segOverhead is what a buffered range costs besides its bytes (the seg
+// and the allocation of its copy). It is charged to the buffer limits so
+// that many tiny segments cannot hold more memory than MaxBuffer allows.
+const segOverhead = 64
+
+// cost is what a buffered range counts against MaxBuffer and the Budget.
+func (s *seg) cost() int {
+	if s.missing {
+		return segOverhead
+	}
+	return segOverhead + s.n
+}
+
+// maxSegs bounds the number of buffered ranges of one direction: MaxBuffer
+// of full-size segments fits (4 MiB holds 2900 segments of 1448 bytes),
+// while a stream of tiny segments, each inserted in front of the others,
+// costs at most maxSegs moved ranges per segment instead of a quadratic
+// walk over millions.
+func (s *Stream) maxSegs() int { return max(s.pol.MaxBuffer/512, 16) }
+
 // Stream reassembles one direction of a TCP connection. Feed it the
 // direction's segments in capture order with Segment, then call Close.
 // It is not safe for concurrent use.
@@ -259,10 +279,10 @@ func (s *Stream) insert(n seg) {
 	for _, p := range pieces {
 		if !p.missing {
 			p.data = append([]byte(nil), p.data...)
-			s.buffered += p.n
-			if s.pol.Budget != nil {
-				s.pol.Budget.used += p.n
-			}
+		}
+		s.buffered += p.cost()
+		if s.pol.Budget != nil {
+			s.pol.Budget.used += p.cost()
 		}
 		out = append(out, p)
 	}
@@ -271,7 +291,7 @@ func (s *Stream) insert(n seg) {
 	}
 	s.ooo = slices.Insert(s.ooo, i, out...)
 	sortSegs(s.ooo[i : j+len(out)])
-	for s.buffered > s.pol.MaxBuffer || (s.pol.Budget != nil && s.pol.Budget.used > s.pol.Budget.max() && s.buffered > 0) {
+	for s.buffered > s.pol.MaxBuffer || len(s.ooo) > s.maxSegs() || (s.pol.Budget != nil && s.pol.Budget.used > s.pol.Budget.max() && s.buffered > 0) {
 		if s.pol.Budget != nil && s.buffered <= s.pol.MaxBuffer {
 			s.pol.Budget.Hits++
 		}
@@ -307,11 +327,9 @@ func (s *Stream) drain() {
 	for len(s.ooo) > 0 && s.ooo[0].start <= s.next && !s.done {
 		g := s.ooo[0]
 		s.ooo = s.ooo[1:]
-		if !g.missing {
-			s.buffered -= g.n
-			if s.pol.Budget != nil {
-				s.pol.Budget.used -= g.n
-			}
+		s.buffered -= g.cost()
+		if s.pol.Budget != nil {
+			s.pol.Budget.used -= g.cost()
 		}
 		if g.end() <= s.next {
 			continue
