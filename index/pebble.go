@@ -65,6 +65,7 @@ func openLocked(dir string, write bool) (*pebble.DB, *os.File, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, nil, err
 		}
+		killPoint("dir-made")
 		flag = os.O_RDWR | os.O_CREATE
 	}
 	lf, err := os.OpenFile(filepath.Join(dir, lockName), flag, 0o644)
@@ -78,10 +79,16 @@ func openLocked(dir string, write bool) (*pebble.DB, *os.File, error) {
 		lf.Close()
 		return nil, nil, fmt.Errorf("%s: %w", dir, ErrInUse)
 	}
+	if write {
+		killPoint("lock-taken")
+	}
 	db, err := pebble.Open(dir, pebbleOptions(!write))
 	if err != nil {
 		lf.Close()
 		return nil, nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if write {
+		killPoint("store-created")
 	}
 	return db, lf, nil
 }

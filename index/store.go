@@ -36,7 +36,14 @@ func Open(dir string) (*Store, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, err
 	}
+	incomplete := fmt.Errorf("%s: %w; re-run 'pcapflow index -i %s CAPTURE...' to finish it", dir, ErrIncomplete, dir)
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
+		return nil, incomplete // the writer died right after making the directory
+	}
 	db, lf, err := openLocked(dir, false)
+	if errors.Is(err, pebble.ErrDBDoesNotExist) {
+		return nil, incomplete // ... or after taking the lock, before the store existed
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -49,11 +56,16 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if version == "" {
+		// Build writes the version with the first state marker; without
+		// it, nothing the writer did was made durable.
+		return fail(incomplete)
+	}
 	if version != SchemaVersion {
 		return fail(fmt.Errorf("%s: index schema %q, this pcapflow reads %q; rebuild it (remove the directory and run index again)", dir, version, SchemaVersion))
 	}
 	if state, _ := getMeta(db, metaState); state != "complete" {
-		return fail(fmt.Errorf("%s: %w; re-run 'pcapflow index -i %s CAPTURE...' to finish it", dir, ErrIncomplete, dir))
+		return fail(incomplete)
 	}
 	caps, next, err := readCommitted(db)
 	if err != nil {
