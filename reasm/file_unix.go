@@ -45,3 +45,13 @@ func (f rawFile) Write(b []byte) (int, error) {
 func (f rawFile) Close() error { return syscall.Close(int(f)) }
 
 func renameFile(from, to string) error { return syscall.Rename(from, to) }
+
+// fdLimit is the process's limit on open files (the soft limit, which the
+// Go runtime raises to the hard limit at startup), or 0 if unknown.
+func fdLimit() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<30 {
+		return 0
+	}
+	return int(r.Cur)
+}

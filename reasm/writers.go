@@ -60,7 +60,7 @@ func StreamName(id uint64, proto, src string, sport uint16, dst string, dport ui
 // stream ends, so an interrupted run leaves nothing that looks complete.
 type DirWriter struct {
 	Dir       string
-	MaxOpen   int  // default 256
+	MaxOpen   int  // default 256, less under a low open-file limit
 	Header    bool // --tcpheader framing
 	MaxMemory int  // bytes buffered across streams before they are flushed; default 64 MiB
 
@@ -87,13 +87,22 @@ type FileStream struct {
 
 const fileBuffer = 32 << 10
 
+// defaultMaxOpen is 256 files, or half of what the process may still open
+// under a lower limit (captures, the index and the runtime need some).
+func defaultMaxOpen(limit int) int {
+	if limit <= 0 {
+		return 256
+	}
+	return max(4, min(256, (limit-32)/2))
+}
+
 // Stream returns the sink for a stream written to name.
 func (d *DirWriter) Stream(name string, stream uint64) *FileStream {
 	if d.open == nil {
 		d.open = list.New()
 		d.all = map[*FileStream]bool{}
 		if d.MaxOpen <= 0 {
-			d.MaxOpen = 256
+			d.MaxOpen = defaultMaxOpen(fdLimit())
 		}
 		if d.MaxMemory <= 0 {
 			d.MaxMemory = 64 << 20

@@ -32,7 +32,8 @@ options:
   --overlap first|last    which copy of bytes received twice is kept (default first)
   --max-buffer SIZE   out-of-order bytes held per direction (default 4M)
   --max-memory SIZE   out-of-order bytes held in all (default 256M)
-  --max-open N        files open at once with -O (default 256)
+  --max-open N        files open at once with -O (default 256, or half the
+                      open-file limit when that is lower)
   --force             overwrite existing output
   -i INDEX            answer from this index
 `
@@ -50,7 +51,7 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&overlap, "overlap", "first", "")
 	fs.StringVar(&maxBuf, "max-buffer", "4M", "")
 	fs.StringVar(&maxMem, "max-memory", "256M", "")
-	fs.IntVar(&maxOpen, "max-open", 256, "")
+	fs.IntVar(&maxOpen, "max-open", 0, "")
 	fs.BoolVar(&force, "force", false, "")
 	src, expr, err := prepare(ctx, e, fs, &cf, args, true)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,6 +150,50 @@ func TestStreamsManyFiles(t *testing.T) {
 			if string(got) != want {
 				t.Errorf("index %v stream %d: %q, want %q", indexed, i, got, want)
 			}
+		}
+	}
+}
+
+// 100 000 streams to a directory under an open-file limit of 64: the
+// default --max-open follows the limit, every stream gets its file, and
+// no "too many open files" happens. Runs the binary, since the limit is
+// set by the shell for that process only.
+func TestStreamsHundredThousandFlows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 100 000 files; skipped with -short")
+	}
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("needs sh to set the open-file limit")
+	}
+	const n = 100_000
+	c := capgen.New(capgen.Start)
+	for i := 0; i < n; i++ {
+		a := capgen.Endpoint{MAC: capgen.MAC(1), IP: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Port: uint16(1024 + i%60000)}
+		b := capgen.Endpoint{MAC: capgen.MAC(2), IP: netip.MustParseAddr("10.200.0.1"), Port: 80}
+		c.NewTCP(a, b, uint32(i), 1).Data(true, []byte(fmt.Sprintf("stream %d", i)))
+	}
+	p := writeCapture(t, "100k.pcap", c)
+	bin := buildBinary(t)
+	dir := filepath.Join(t.TempDir(), "s")
+	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$0" "$@"`, bin, "streams", p, "-O", dir, "tcp")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("streams under ulimit -n 64: %v\n%s", err, out)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != n {
+		t.Fatalf("%d files, want %d\n%s", len(ents), n, out)
+	}
+	for _, i := range []int{0, n / 3, n - 1} {
+		m, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("*-tcp-10.%d.%d.%d.%d-*", byte(i>>16), byte(i>>8), byte(i), 1024+i%60000)))
+		if len(m) != 1 {
+			t.Fatalf("stream %d: files %v", i, m)
+		}
+		if got, _ := os.ReadFile(m[0]); string(got) != fmt.Sprintf("stream %d", i) {
+			t.Errorf("stream %d: %q", i, got)
 		}
 	}
 }
