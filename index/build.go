@@ -315,7 +315,7 @@ func (b *builder) writeFlows(t *flow.Table, firstID uint64, posts []postingBuf) 
 	attrErr := make(chan error, 1)
 	go func() {
 		w := &writer{db: b.db}
-		attrs := newAttrBuilder(w, firstID)
+		attrs := newAttrBuilder(w, firstID, n)
 		var err error
 		for i := 0; i < n && err == nil; i++ {
 			err = attrs.add(t.Flow(int32(i)))

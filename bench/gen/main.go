@@ -35,6 +35,7 @@ type config struct {
 	retransRate float64 // segments sent twice in a row
 	reorderRate float64 // adjacent segments swapped
 	elephants   int
+	maxResp     int // cap on a response's size: small values give many flows per byte
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.Float64Var(&c.retransRate, "retrans", 0.005, "share of data segments sent twice")
 	flag.Float64Var(&c.reorderRate, "reorder", 0.003, "share of data segments swapped with the next")
 	flag.IntVar(&c.elephants, "elephants", 4, "connections that each carry 5% of the bytes")
+	flag.IntVar(&c.maxResp, "max-resp", 64<<20, "largest TCP response in bytes (lower it for more flows per byte)")
 	flag.Parse()
 	var err error
 	if c.size, err = parseSize(size); err != nil {
@@ -206,7 +208,7 @@ func (g *gen) newConn() *conn {
 		c.cseq, c.sseq = g.r.Uint32(), g.r.Uint32()
 		c.req = 100 + g.r.Intn(700)
 		// Pareto response sizes: most are small, a few are huge.
-		c.resp = int(math.Min(800/math.Pow(1-g.r.Float64(), 1/1.1), 64<<20))
+		c.resp = int(math.Min(800/math.Pow(1-g.r.Float64(), 1/1.1), float64(g.c.maxResp)))
 		if g.elephantsLeft > 0 && g.r.Intn(200) == 0 {
 			// An elephant: 5% of the capture's bytes, scheduled apart.
 			g.elephantsLeft--
