@@ -11,8 +11,14 @@ import (
 // that a flow with this key belongs to; both directions give the same ID.
 // See https://github.com/corelight/community-id-spec.
 func CommunityID(k *Key, seed uint16) string {
+	return string(AppendCommunityID(nil, k, seed))
+}
+
+// AppendCommunityID appends the Community ID of k's connection.
+func AppendCommunityID(b []byte, k *Key, seed uint16) []byte {
 	sum := CommunityHash(k, seed)
-	return "1:" + base64.StdEncoding.EncodeToString(sum[:])
+	b = append(b, "1:"...)
+	return base64.StdEncoding.AppendEncode(b, sum[:])
 }
 
 // CommunityHash is the SHA-1 behind CommunityID.
