@@ -94,8 +94,9 @@ extract_pair large "$large"
 
 # --- every TCP stream ---
 PREP="rm -rf '$work/pfs'" run pf_streams "$pf" streams -i "$idx" -O "$work/pfs" --gaps zero tcp; sw=$wall; sr=$rss
-PREP="rm -rf '$work/tfs'; mkdir '$work/tfs'" run tcpflow tcpflow -r "$cap" -o "$work/tfs"; tw=$wall; tr=$rss
 pn=$(find "$work/pfs" -type f | wc -l); pb=$(du -sb --apparent-size "$work/pfs" | cut -f1)
+rm -rf "$work/pfs" # a tmpfs has room for one tool's million files at a time (inodes)
+PREP="rm -rf '$work/tfs'; mkdir '$work/tfs'" run tcpflow tcpflow -r "$cap" -o "$work/tfs"; tw=$wall; tr=$rss
 tn=$(find "$work/tfs" -type f ! -name report.xml | wc -l); tb=$(find "$work/tfs" -type f ! -name report.xml -printf '%s\n' | awk '{s+=$1} END {print s+0}')
 row "all TCP streams: \`pcapflow streams -O\` (index, --gaps zero) vs \`tcpflow -r -o\`" "${sw}s vs ${tw}s" "$(gbps "$sw") GB/s" "${sr} vs ${tr} MB" "$(ratio "$sw" "$tw")x" "files: pcapflow $pn, tcpflow $tn; bytes: pcapflow $pb, tcpflow $tb"
 
