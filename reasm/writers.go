@@ -57,11 +57,16 @@ func StreamName(id uint64, proto, src string, sport uint16, dst string, dport ui
 // holding more than MaxOpen files open: streams buffer a little, and
 // files are closed least recently used first and reopened to append.
 // Each file is written as ".NAME.partial" and renamed to NAME when its
-// stream ends, so an interrupted run leaves nothing that looks complete.
+// stream ends, so an interrupted run leaves nothing that looks complete;
+// with Direct, files are written under their own names, for a caller
+// that writes into a staging directory and renames that instead (one
+// rename per run rather than per stream: on ext4 with 1.6 million files
+// in one directory, the per-file renames made the run 2.5 times slower).
 type DirWriter struct {
 	Dir       string
 	MaxOpen   int  // default 256, less under a low open-file limit
 	Header    bool // --tcpheader framing
+	Direct    bool // no .partial names: Dir itself is the staging area
 	MaxMemory int  // bytes buffered across streams before they are flushed; default 64 MiB
 
 	open     *list.List // of *FileStream, most recent first
@@ -113,7 +118,13 @@ func (d *DirWriter) Stream(name string, stream uint64) *FileStream {
 	return fs
 }
 
-func (fs *FileStream) partial() string { return filepath.Join(fs.w.Dir, "."+fs.name+".partial") }
+// partial is where the file is written until its stream ends.
+func (fs *FileStream) partial() string {
+	if fs.w.Direct {
+		return filepath.Join(fs.w.Dir, fs.name)
+	}
+	return filepath.Join(fs.w.Dir, "."+fs.name+".partial")
+}
 
 // Data buffers b (behind a header with --tcpheader).
 func (fs *FileStream) Data(ts int64, b []byte) error {
@@ -200,8 +211,13 @@ func (fs *FileStream) Finish() error {
 		}
 		fs.isOpen = false
 	}
+	// The stream (and so this FileStream) lives on in the assembler until
+	// the run ends, for its counters; its buffer must not.
+	fs.buf = nil
 	if err == nil && fs.created {
-		err = renameFile(fs.partial(), filepath.Join(d.Dir, fs.name))
+		if !d.Direct {
+			err = renameFile(fs.partial(), filepath.Join(d.Dir, fs.name))
+		}
 		d.Files++
 	}
 	return err
@@ -224,7 +240,7 @@ func (fs *FileStream) writeOnce() error {
 	return err
 }
 
-// Abort removes the partial files of unfinished streams.
+// Abort removes the files of unfinished streams.
 func (d *DirWriter) Abort() {
 	for fs := range d.all {
 		if fs.isOpen {

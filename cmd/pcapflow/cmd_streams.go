@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/index"
@@ -159,13 +160,31 @@ func streamPolicy(gaps, overlap, maxBuf, maxMem string) (reasm.Policy, error) {
 
 // streamsToDir writes one file per flow into dir.
 func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint64]string, dir string, header, force bool, maxOpen int, pol reasm.Policy, done func(uint64, reasm.Stats), setup func(*reasm.Assembler)) (int, error) {
-	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 && !force {
+	ents, err := os.ReadDir(dir)
+	if err == nil && len(ents) > 0 && !force {
 		return 0, usagef("%s exists and is not empty; use --force to write into it", dir)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	w := &reasm.DirWriter{Dir: dir, MaxOpen: maxOpen, Header: header}
+	// A new (or empty) directory is written as a hidden staging directory
+	// beside it and renamed into place at the end: DIR appears complete or
+	// not at all. Writing into a directory that holds files already
+	// (--force) falls back to per-file .partial names.
+	var staging string
+	if len(ents) == 0 {
+		if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
+			return 0, err
+		}
+		staging, err = os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(filepath.Clean(dir))+".partial-")
+		if err != nil {
+			return 0, err
+		}
+		if err := os.Chmod(staging, 0o755); err != nil {
+			return 0, err
+		}
+		w.Dir, w.Direct = staging, true
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
-	w := &reasm.DirWriter{Dir: dir, MaxOpen: maxOpen, Header: header}
 	files := map[uint64]*reasm.FileStream{}
 	var finishErr error
 	finish := func(id uint64) {
@@ -183,7 +202,7 @@ func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint
 	}, done)
 	a.Ended = finish
 	setup(a)
-	err := index.Records(ctx, src.r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
+	err = index.Records(ctx, src.r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
 	if cerr := a.Close(); err == nil {
 		err = cerr
 	}
@@ -191,10 +210,20 @@ func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint
 		err = finishErr
 	}
 	if err != nil {
-		w.Abort()
-		return w.Files, err
+		w.Abort() // what is left are complete streams
 	}
-	return w.Files, nil
+	if staging != "" {
+		// The finished streams are published even after an error, as they
+		// are with per-file names.
+		os.Remove(dir) // empty, if it exists
+		if rerr := os.Rename(staging, dir); rerr != nil {
+			os.RemoveAll(staging)
+			if err == nil {
+				err = rerr
+			}
+		}
+	}
+	return w.Files, err
 }
 
 // parseSize reads a byte count with an optional K, M or G (powers of 1024) suffix.
