@@ -172,6 +172,39 @@ func TestOutputSafety(t *testing.T) {
 	if r.code == 0 || len(ents) != 1 {
 		t.Errorf("failed extract: %+v, files %v", r, ents)
 	}
+	// A failing streams -O run publishes only the streams that ended
+	// before the failure, and leaves no staging directory or partial file.
+	sdir := filepath.Join(dir, "s")
+	r = pcapflow(t, nil, "streams", "-i", idx, "-O", sdir, "tcp")
+	if r.code == 0 {
+		t.Errorf("streams on a damaged capture succeeded: %+v", r)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".s.partial-*")); len(left) > 0 {
+		t.Errorf("staging directory left: %v", left)
+	}
+	files, _ := os.ReadDir(sdir)
+	for _, f := range files {
+		if strings.HasSuffix(f.Name(), ".partial") {
+			t.Errorf("partial stream file left: %s", f.Name())
+		}
+	}
+	os.WriteFile(p, data, 0o644) // as indexed: the same run now writes every stream
+	os.Chtimes(p, time.Unix(0, st.Captures()[0].ModTime), time.Unix(0, st.Captures()[0].ModTime))
+	full := filepath.Join(dir, "full")
+	if r := pcapflow(t, nil, "streams", "-i", idx, "-O", full, "tcp"); r.code != 0 {
+		t.Fatalf("streams: %+v", r)
+	}
+	all, _ := os.ReadDir(full)
+	if len(files) >= len(all) {
+		t.Errorf("the failed run wrote %d stream files, the full run %d", len(files), len(all))
+	}
+	for _, f := range files { // what the failed run published is complete
+		a, _ := os.ReadFile(filepath.Join(sdir, f.Name()))
+		b, _ := os.ReadFile(filepath.Join(full, f.Name()))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs from the full run's", f.Name())
+		}
+	}
 }
 
 // Many readers of one index at once, in goroutines and in processes,
