@@ -72,7 +72,9 @@ extract_pair() { # LABEL ID
   IFS=, read -r _ peer proto src dst sp dp _ <<<"$line"
   local pff="flow $id"; [[ $peer != 0 ]] && pff="flow $id or flow $peer"
   local af=ip.addr; [[ $src == *:* ]] && af=ipv6.addr
-  local tsf="$af==$src && $af==$dst && $proto.port==$sp && $proto.port==$dp"
+  # !icmp: tshark's fields also match the headers an ICMP error quotes;
+  # the flow (and tcpdump's filter) is the datagrams themselves.
+  local tsf="$af==$src && $af==$dst && $proto.port==$sp && $proto.port==$dp && !icmp && !icmpv6"
   local tdf="host $src and host $dst and $proto port $sp and $proto port $dp"
   echo "$label: $proto $src:$sp <-> $dst:$dp (flows $pff)" >&2
   run pf_x_$label "$pf" extract -i "$idx" -w "$work/pf.pcap" --force $pff; local pw=$wall pr=$rss
