@@ -146,18 +146,23 @@ func (t *Table) cover(fi int32, s *seqTrack, lo, hi uint64) {
 	s.hasSpans = true
 }
 
-// finishSeq counts the holes still open at the end.
+// finishSeq counts the holes still open at the end, including the one
+// before a FIN: the FIN's sequence number says how long the stream was,
+// so bytes between the last ones seen and the FIN were sent and lost.
 func (t *Table) finishSeq(fi int32, f *Flow) {
 	s := &f.seq
-	if !s.hasSpans {
-		return
-	}
-	for _, x := range t.spans[fi] {
-		if x.lo > s.next {
-			f.MissingBytes += x.lo - s.next
+	if s.hasSpans {
+		for _, x := range t.spans[fi] {
+			if x.lo > s.next {
+				f.MissingBytes += x.lo - s.next
+			}
+			s.next = max(s.next, x.hi)
 		}
-		s.next = max(s.next, x.hi)
+		delete(t.spans, fi)
+		s.hasSpans = false
 	}
-	delete(t.spans, fi)
-	s.hasSpans = false
+	if s.fin && s.finAt > s.next {
+		f.MissingBytes += s.finAt - s.next
+		s.next = s.finAt
+	}
 }

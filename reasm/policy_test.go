@@ -97,6 +97,14 @@ func TestPolicyCases(t *testing.T) {
 			want: "AAAA"},
 		{name: "FIN before the last data", steps: []step{{syn, isn, "", 0}, {fin, isn + 5, "", 0}, {psh, isn + 1, "AAAA", 0}},
 			want: "AAAA"},
+		{name: "hole before the FIN: missing", steps: []step{{syn, isn, "", 0}, {psh, isn + 1, "AAAA", 0}, {fin, isn + 9, "", 0}},
+			want: "AAAA", gaps: []uint64{4}, check: counts(4, 0, 0)},
+		{name: "hole before the FIN: zero-filled", pol: Policy{Gaps: GapZero}, steps: []step{{syn, isn, "", 0}, {psh, isn + 1, "AAAA", 0}, {fin, isn + 9, "", 0}},
+			want: "AAAA\x00\x00\x00\x00", check: counts(4, 0, 0)},
+		{name: "every data segment lost before the FIN", pol: Policy{Gaps: GapZero}, steps: []step{{syn, isn, "", 0}, {fin, isn + 7, "", 0}},
+			want: "\x00\x00\x00\x00\x00\x00", check: counts(6, 0, 0)},
+		{name: "hole before the FIN filled late", steps: []step{{syn, isn, "", 0}, {psh, isn + 1, "AAAA", 0}, {fin, isn + 9, "", 0}, {psh, isn + 5, "BBBB", 0}},
+			want: "AAAABBBB", check: counts(0, 0, 0)},
 	}
 	for _, c := range cases {
 		r, st := run(c.pol, c.steps)

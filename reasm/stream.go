@@ -432,6 +432,11 @@ func (s *Stream) Close() {
 		s.giveUpHole()
 		s.drain()
 	}
+	if !s.done && s.fin && s.finAt > s.next && s.err == nil {
+		// The FIN says how long the stream was: what is missing before
+		// it was sent and lost from the capture.
+		s.gap(s.lastTS, s.finAt-s.next)
+	}
 	s.reportGap(s.lastTS)
 	s.done = true
 	s.release()

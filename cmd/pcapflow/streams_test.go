@@ -64,6 +64,10 @@ func TestStreamsPolicyCases(t *testing.T) {
 	if !strings.Contains(r.stdout, `"missing_bytes":4,`) {
 		t.Errorf("flows of the gap case: %s", r.stdout)
 	}
+	r = pcapflow(t, nil, "flows", "-F", "json", p, "src", "port", "30012")
+	if !strings.Contains(r.stdout, `"missing_bytes":4,`) {
+		t.Errorf("flows of the hole-before-FIN case: %s", r.stdout)
+	}
 	r = pcapflow(t, nil, "flows", "-F", "json", p, "src", "port", "30004")
 	if !strings.Contains(r.stdout, `"retrans_bytes":4,`) {
 		t.Errorf("flows of the overlap case: %s", r.stdout)

@@ -198,6 +198,7 @@ var ReassemblyCases = []ReassemblyCase{
 	{Name: "RST flushes buffered data", Port: 30009, Want: "AAAACCCC", Zero: "AAAA\x00\x00\x00\x00CCCC", Stop: "AAAA", Gaps: 4},
 	{Name: "keep-alive probe", Port: 30010, Want: "AAAABBBB"},
 	{Name: "Ethernet padding is not data", Port: 30011, Want: "AB"},
+	{Name: "hole before the FIN", Port: 30012, Want: "AAAA", Zero: "AAAA\x00\x00\x00\x00", Stop: "AAAA", Gaps: 4},
 }
 
 // Reassembly is a capture of TCP connections exercising each case of
@@ -288,6 +289,12 @@ func Reassembly() *Capture {
 		SrcPort: 30011, DstPort: 80, Flags: 0x18, Seq: isn + 1, Ack: 7001, Payload: []byte("AB"), Trailer: []byte("PADDING!")}
 	c.Add(f.Bytes())
 	t.NextA = isn + 3
+	t.Close()
+	// hole before the FIN: A, then the FIN four bytes later (B lost)
+	t = conn(30012, isn)
+	t.Handshake()
+	t.Data(true, A)
+	t.NextA = isn + 9
 	t.Close()
 	return c
 }
