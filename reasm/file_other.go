@@ -19,3 +19,13 @@ func openFile(path string, truncate bool) (rawFile, error) {
 func renameFile(from, to string) error { return os.Rename(from, to) }
 
 func fdLimit() int { return 0 }
+
+// extendFile makes f size bytes long, the new bytes a hole where the file
+// system has them, and moves its offset to the end.
+func extendFile(f rawFile, size int64) error {
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	_, err := f.Seek(size, 0)
+	return err
+}

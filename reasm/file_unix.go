@@ -42,6 +42,22 @@ func (f rawFile) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+// extendFile makes f size bytes long, the new bytes a hole, and moves
+// its offset to the end (a file created with O_TRUNC does not append).
+func extendFile(f rawFile, size int64) error {
+	for {
+		err := syscall.Ftruncate(int(f), size)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		_, err = syscall.Seek(int(f), size, 0)
+		return err
+	}
+}
+
 func (f rawFile) Close() error { return syscall.Close(int(f)) }
 
 func renameFile(from, to string) error { return syscall.Rename(from, to) }

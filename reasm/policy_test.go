@@ -17,6 +17,11 @@ type rec struct {
 func (r *rec) Data(ts int64, b []byte) error { r.b.Write(b); return nil }
 func (r *rec) Gap(ts int64, n uint64) error  { r.gaps = append(r.gaps, n); return nil }
 
+// zeroRec is a Sink that takes gap zeros by count (ZeroSink).
+type zeroRec struct{ rec }
+
+func (r *zeroRec) Zeros(ts int64, n uint64) error { r.b.Write(make([]byte, n)); return nil }
+
 // step is one segment: flags, sequence number, payload, and optionally a
 // wire length larger than the payload (snaplen cut).
 type step struct {
@@ -110,6 +115,22 @@ func TestPolicyCases(t *testing.T) {
 		r, st := run(c.pol, c.steps)
 		if r.b.String() != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, r.b.String(), c.want)
+		}
+		if c.pol.Gaps == GapZero {
+			// A sink that takes zeros by count must see the same bytes.
+			z := &zeroRec{}
+			s := NewStream(c.pol, z)
+			for i, st := range c.steps {
+				n := len(st.data)
+				if st.wire > 0 {
+					n = st.wire
+				}
+				s.Segment(int64(i), st.seq, st.flags, []byte(st.data), n)
+			}
+			s.Close()
+			if z.b.String() != c.want || s.Stats() != st {
+				t.Errorf("%s: through Zeros got %q %+v, want %q %+v", c.name, z.b.String(), s.Stats(), c.want, st)
+			}
 		}
 		if c.gaps != nil && fmt.Sprint(r.gaps) != fmt.Sprint(c.gaps) {
 			t.Errorf("%s: gaps %v, want %v", c.name, r.gaps, c.gaps)

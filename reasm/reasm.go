@@ -112,6 +112,14 @@ type GapSink interface {
 	Gap(ts int64, n uint64) error
 }
 
+// ZeroSink is implemented by sinks that can take n zero bytes without
+// being handed them (GapZero): a file extends itself sparsely, as
+// tcpflow's seek past a hole does, so that one stray segment a gigabyte
+// ahead costs no gigabyte of writes.
+type ZeroSink interface {
+	Zeros(ts int64, n uint64) error
+}
+
 // SinkFunc adapts a function to Sink.
 type SinkFunc func(ts int64, b []byte) error
 

@@ -363,6 +363,24 @@ func (s *Stream) gap(ts int64, n uint64) {
 		s.done = true
 		s.release()
 	case GapZero:
+		if zs, ok := s.sink.(ZeroSink); ok {
+			if s.fin && s.next+n > s.finAt { // nothing after FIN
+				n = s.finAt - min(s.next, s.finAt)
+			}
+			if n == 0 || s.err != nil {
+				return
+			}
+			s.reportGap(ts)
+			if s.err = zs.Zeros(ts, n); s.err != nil {
+				return
+			}
+			s.next += n
+			s.stats.Delivered += n
+			// The zeros were never received: a late copy of these bytes
+			// is compared with nothing.
+			s.recent = s.recent[:0]
+			return
+		}
 		var zeros [4096]byte
 		for n > 0 && s.err == nil {
 			k := min(n, uint64(len(zeros)))

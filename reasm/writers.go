@@ -86,6 +86,7 @@ type FileStream struct {
 	isOpen  bool
 	elem    *list.Element
 	created bool
+	size    int64 // bytes in the file, flushed or not
 	err     error
 }
 
@@ -156,32 +157,76 @@ func (fs *FileStream) Data(ts int64, b []byte) error {
 	return nil
 }
 
+// sparseFrom is the smallest run of zeros a file gets by extending
+// itself rather than by writing them.
+const sparseFrom = 64 << 10
+
+// Zeros adds n zero bytes to the stream (a GapZero hole). Large runs
+// extend the file with ftruncate, leaving a hole in it that takes no disk
+// space, as tcpflow's seek does; --tcpheader framing writes them out, as
+// each chunk needs its header.
+func (fs *FileStream) Zeros(ts int64, n uint64) error {
+	if fs.w.Header || n < sparseFrom {
+		var zeros [4096]byte
+		for n > 0 && fs.err == nil {
+			k := min(n, uint64(len(zeros)))
+			fs.Data(ts, zeros[:k])
+			n -= k
+		}
+		return fs.err
+	}
+	if err := fs.flush(); err != nil {
+		return err
+	}
+	if err := fs.openForWrite(); err != nil {
+		return err
+	}
+	if err := extendFile(fs.f, fs.size+int64(n)); err != nil {
+		fs.err = fmt.Errorf("%s: extending over a %d-byte gap: %w", fs.partial(), n, err)
+		return fs.err
+	}
+	fs.size += int64(n)
+	fs.w.Bytes += int64(n)
+	return nil
+}
+
+// openForWrite makes the stream's file open and most recently used,
+// closing the least recently used one if MaxOpen files are open.
+func (fs *FileStream) openForWrite() error {
+	d := fs.w
+	if fs.isOpen {
+		d.open.MoveToFront(fs.elem)
+		return nil
+	}
+	for d.open.Len() >= d.MaxOpen {
+		old := d.open.Remove(d.open.Back()).(*FileStream)
+		old.elem = nil
+		if err := old.f.Close(); err != nil && old.err == nil {
+			old.err = err
+		}
+		old.isOpen = false
+	}
+	f, err := openFile(fs.partial(), !fs.created)
+	if err != nil {
+		fs.err = err
+		return err
+	}
+	fs.f, fs.created, fs.isOpen = f, true, true
+	fs.elem = d.open.PushFront(fs)
+	return nil
+}
+
 // flush writes the buffer to the file, opening it if needed.
 func (fs *FileStream) flush() error {
 	if len(fs.buf) == 0 || fs.err != nil {
 		return fs.err
 	}
 	d := fs.w
-	if !fs.isOpen {
-		for d.open.Len() >= d.MaxOpen {
-			old := d.open.Remove(d.open.Back()).(*FileStream)
-			old.elem = nil
-			if err := old.f.Close(); err != nil && old.err == nil {
-				old.err = err
-			}
-			old.isOpen = false
-		}
-		f, err := openFile(fs.partial(), !fs.created)
-		if err != nil {
-			fs.err = err
-			return err
-		}
-		fs.f, fs.created, fs.isOpen = f, true, true
-		fs.elem = d.open.PushFront(fs)
-	} else {
-		d.open.MoveToFront(fs.elem)
+	if err := fs.openForWrite(); err != nil {
+		return err
 	}
 	n, err := fs.f.Write(fs.buf)
+	fs.size += int64(n)
 	d.Bytes += int64(n)
 	d.buffered -= len(fs.buf)
 	fs.buf = fs.buf[:0]
@@ -230,6 +275,7 @@ func (fs *FileStream) writeOnce() error {
 	}
 	fs.created = true
 	n, err := f.Write(fs.buf)
+	fs.size += int64(n)
 	fs.w.Bytes += int64(n)
 	fs.w.buffered -= len(fs.buf)
 	fs.buf = fs.buf[:0]
