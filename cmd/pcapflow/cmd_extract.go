@@ -84,8 +84,22 @@ func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer
 		}
 		return n, err
 	}
-	if _, err := os.Stat(path); err == nil && !force {
-		return 0, usagef("%s exists; use --force to overwrite it", path)
+	if fi, err := os.Stat(path); err == nil {
+		switch {
+		case fi.IsDir():
+			return 0, usagef("%s is a directory", path)
+		case !fi.Mode().IsRegular():
+			// A device or a pipe (/dev/null, a FIFO a reader waits on):
+			// written in place, as tcpdump -w does; renaming a file over
+			// it would replace the device itself.
+			return writeInPlace(path, write)
+		case !force:
+			return 0, usagef("%s exists; use --force to overwrite it", path)
+		}
+		// A symbolic link names the file to replace, not itself.
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			path = real
+		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -104,4 +118,20 @@ func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer
 		return n, err
 	}
 	return n, os.Rename(tmp.Name(), path)
+}
+
+func writeInPlace(path string, write func(io.Writer) (int64, error)) (int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	bw := newBufWriter(f)
+	n, err := write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
 }

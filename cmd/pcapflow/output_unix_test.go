@@ -1,0 +1,88 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"testing"
+)
+
+// Outputs that are not regular files are written in place: /dev/null and
+// a FIFO stay what they are (renaming a finished file over /dev/null, as
+// root, would replace the device), and a symbolic link keeps pointing at
+// the file it names, which gets the output.
+func TestOutputToDeviceFIFOAndSymlink(t *testing.T) {
+	p := basicCapture(t)
+	dir := t.TempDir()
+	regular := filepath.Join(dir, "regular.pcap")
+	if r := pcapflow(t, nil, "extract", p, "-w", regular, "flow", "1"); r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	want, _ := os.ReadFile(regular)
+
+	// A null device of our own (as root, on Linux: major 1, minor 3), so
+	// that a regression replaces it rather than the machine's /dev/null.
+	null := filepath.Join(dir, "null")
+	if runtime.GOOS != "linux" || syscall.Mknod(null, syscall.S_IFCHR|0o666, 1<<8|3) != nil {
+		t.Log("no null device of our own (needs root on Linux): skipping the device case")
+	} else {
+		for _, args := range [][]string{
+			{"extract", p, "-w", null, "flow", "1"},
+			{"extract", p, "-w", null, "--force", "flow", "1"},
+			{"streams", p, "-w", null, "--tcpheader"},
+		} {
+			if r := pcapflow(t, nil, args...); r.code != 0 {
+				t.Errorf("%v: %+v", args, r)
+			}
+			if fi, err := os.Stat(null); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+				t.Fatalf("%v replaced the device: %v %v", args, fi.Mode(), err)
+			}
+		}
+	}
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	got := make(chan []byte)
+	go func() {
+		f, err := os.Open(fifo)
+		if err != nil {
+			got <- nil
+			return
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		got <- b
+	}()
+	if r := pcapflow(t, nil, "extract", p, "-w", fifo, "flow", "1"); r.code != 0 {
+		t.Fatalf("to a FIFO: %+v", r)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("the FIFO's reader got %d bytes, want the %d of a file", len(b), len(want))
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced: %v %v", fi.Mode(), err)
+	}
+
+	target := filepath.Join(dir, "target.pcap")
+	link := filepath.Join(dir, "link.pcap")
+	os.WriteFile(target, []byte("old"), 0o644)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if r := pcapflow(t, nil, "extract", p, "-w", link, "--force", "flow", "1"); r.code != 0 {
+		t.Fatalf("to a symlink: %+v", r)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symlink was replaced by a file")
+	}
+	if b, _ := os.ReadFile(target); !bytes.Equal(b, want) {
+		t.Errorf("the symlink's target holds %d bytes, want %d", len(b), len(want))
+	}
+}
