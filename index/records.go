@@ -44,6 +44,21 @@ type RecordFunc func(capture int, flow uint64, rec *pcapio.Record) error
 func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 	caps := r.Captures()
 	per := make([][]FlowRef, len(caps))
+	// Room for each capture's share of packets, in proportion to the
+	// share of its flows selected: selecting most flows of a large
+	// capture otherwise spends a second in growing the list.
+	selected := make([]uint64, len(caps))
+	for _, id := range ids {
+		if ci := captureOf(caps, id); ci >= 0 {
+			selected[ci]++
+		}
+	}
+	for ci, n := range selected {
+		if c := &caps[ci]; n > 0 && c.Flows > 0 {
+			est := float64(c.Packets) * float64(n) / float64(c.Flows) * 1.1
+			per[ci] = make([]FlowRef, 0, int(min(est, float64(c.Packets))))
+		}
+	}
 	add := func(id uint64, refs []PacketRef) error {
 		ci := captureOf(caps, id)
 		if ci < 0 {
@@ -84,7 +99,7 @@ func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 		if len(list) == 0 {
 			continue
 		}
-		slices.SortFunc(list, func(a, b FlowRef) int { return cmp.Compare(a.Offset, b.Offset) })
+		sortByOffset(list)
 		path, err := cp.CapturePath(ci)
 		if err != nil {
 			return err
@@ -279,3 +294,43 @@ func Extract(ctx context.Context, r Reader, ids []uint64, cp *pcapio.Copier) (in
 
 // sortedIDs reports whether ids ascend (a precondition of Flows).
 func sortedIDs(ids []uint64) bool { return slices.IsSorted(ids) }
+
+// sortByOffset puts refs in capture order. Long lists, which selecting
+// most flows of a capture gives (8.8 M refs for a 2 GB one), are radix
+// sorted on the offset, 11 bits a pass (three passes for a capture under
+// 8 GB): 0.5 s where a comparison sort took 0.9 s, most of it now the
+// page faults of the scratch list. Offsets
+// are unique within a capture, so stability does not matter.
+func sortByOffset(refs []FlowRef) {
+	if len(refs) < 1<<16 {
+		slices.SortFunc(refs, func(a, b FlowRef) int { return cmp.Compare(a.Offset, b.Offset) })
+		return
+	}
+	var hi int64
+	for i := range refs {
+		hi = max(hi, refs[i].Offset)
+	}
+	src, dst := refs, make([]FlowRef, len(refs))
+	const bits = 11 // 2048 write positions stay in the cache
+	var count [1 << bits]int
+	for shift := uint(0); shift < 64 && hi>>shift > 0; shift += bits {
+		clear(count[:])
+		for i := range src {
+			count[(src[i].Offset>>shift)&(1<<bits-1)]++
+		}
+		pos := 0
+		for d, c := range count {
+			count[d] = pos
+			pos += c
+		}
+		for i := range src {
+			d := (src[i].Offset >> shift) & (1<<bits - 1)
+			dst[count[d]] = src[i]
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &refs[0] {
+		copy(refs, src)
+	}
+}

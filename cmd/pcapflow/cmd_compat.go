@@ -454,6 +454,7 @@ func compatStreams(ctx context.Context, e *env, o *compatOpts, src *source, filt
 	var delivered uint64
 	done := func(_ uint64, st reasm.Stats) { delivered += st.Delivered }
 	setDepths := func(a *reasm.Assembler) {
+		a.Expect(ids)
 		for id, d := range depths {
 			a.SetDepth(id, d)
 		}

@@ -1,0 +1,37 @@
+package index
+
+import (
+	"cmp"
+	"math/rand"
+	"slices"
+	"testing"
+)
+
+// The radix sort of long ref lists gives capture order, whatever the
+// size of the offsets (captures under 64 KiB, under 4 GiB, terabytes).
+func TestSortByOffset(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for _, tc := range []struct {
+		n   int
+		max int64
+	}{
+		{10, 1 << 20}, {1 << 16, 1 << 18}, {1 << 17, 2 << 30}, {200000, 1 << 40}, {100000, 1 << 62},
+	} {
+		refs := make([]FlowRef, tc.n)
+		seen := map[int64]bool{}
+		for i := range refs {
+			o := r.Int63n(tc.max)
+			for seen[o] { // offsets are unique within a capture
+				o = r.Int63n(tc.max)
+			}
+			seen[o] = true
+			refs[i] = FlowRef{PacketRef{Offset: o, Length: int32(i)}, uint64(i)}
+		}
+		want := slices.Clone(refs)
+		slices.SortFunc(want, func(a, b FlowRef) int { return cmp.Compare(a.Offset, b.Offset) })
+		sortByOffset(refs)
+		if !slices.Equal(refs, want) {
+			t.Errorf("%d refs below %d: not in offset order", tc.n, tc.max)
+		}
+	}
+}
