@@ -213,13 +213,15 @@ func writeConversations(ctx context.Context, e *env, src *source, expr query.Exp
 		}
 	}
 	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
-	err = src.r.Flows(ctx, dedupe(missing), func(f *flow.Flow) error {
-		c := *f
-		byID[f.ID] = &c
-		return nil
-	})
-	if err != nil {
-		return err
+	if len(missing) > 0 { // (no IDs would mean every flow to Flows)
+		err = src.r.Flows(ctx, dedupe(missing), func(f *flow.Flow) error {
+			c := *f
+			byID[f.ID] = &c
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	var convs []flow.Conversation
 	for _, id := range order {
