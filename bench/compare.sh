@@ -94,7 +94,23 @@ large=$("$pf" flows -i "$idx" -F csv --sort packets --reverse --limit 1 | tail -
 extract_pair small "$small"
 extract_pair large "$large"
 
+# --- a selective query: one host and port, from the index vs a pass ---
+# The large conversation's client side (its ephemeral port): one
+# conversation among a million, as an analyst's question usually is.
+IFS=, read -r _ _ qproto qsrc qdst qsp qdp _ <<<"$("$pf" flows -i "$idx" -F csv flow "$large" | tail -n 1)"
+if (( qdp > qsp )); then qsrc=$qdst qsp=$qdp; fi
+qaf=ip.addr; [[ $qsrc == *:* ]] && qaf=ipv6.addr
+run pf_query "$pf" flows -i "$idx" -F csv --bidir "$qproto" and host "$qsrc" and port "$qsp"; qw=$wall; qr=$rss
+run ts_query tshark -n -r "$cap" -q -z "conv,$qproto,$qaf==$qsrc && $qproto.port==$qsp"; qtw=$wall; qtr=$rss
+qn=$(tail -n +2 "$work/out.pf_query" | wc -l)
+qt=$(grep -c '<->' "$work/out.ts_query" || true)
+c="conversations: pcapflow $qn, tshark $qt"
+[[ $qn == "$qt" ]] && c="$c (equal)" || c="$c (DIFFER)"
+row "query \`$qproto and host $qsrc and port $qsp\`: \`pcapflow flows -i\` vs \`tshark -z conv,FILTER\`" "${qw}s vs ${qtw}s" "" "${qr} vs ${qtr} MB" "$(ratio "$qw" "$qtw")x" "$c"
+
 # --- every TCP stream ---
+run pf_streams_w "$pf" streams -i "$idx" -w /dev/null --tcpheader --gaps zero tcp; ww=$wall; wr=$rss
+row "all TCP streams to one output: \`pcapflow streams -w /dev/null --tcpheader\`" "${ww}s" "$(gbps "$ww") GB/s" "${wr} MB" "" "$(sed -n 's/^wrote \([0-9]*\) streams.*: \([0-9]*\) bytes.*/\1 streams, \2 bytes/p' "$work/err.pf_streams_w")"
 PREP="rm -rf '$work/pfs'" run pf_streams "$pf" streams -i "$idx" -O "$work/pfs" --gaps zero tcp; sw=$wall; sr=$rss
 pn=$(find "$work/pfs" -type f | wc -l); pb=$(du -sb --apparent-size "$work/pfs" | cut -f1)
 rm -rf "$work/pfs" # a tmpfs has room for one tool's million files at a time (inodes)
