@@ -3,6 +3,7 @@ package reasm
 import (
 	"bytes"
 	"fmt"
+	"math/rand"
 	"testing"
 
 	"github.com/pcapflow/pcapflow/pcapio"
@@ -247,5 +248,45 @@ func TestTinySegmentCaps(t *testing.T) {
 				t.Errorf("delivered %d + retransmitted %d = %d, sent %d (stats %+v)", r.b.Len(), st.RetransBytes, got, sent, st)
 			}
 		})
+	}
+}
+
+// Retransmissions are compared with the last recentBytes delivered, kept
+// in a ring that grows with the stream: whatever the segment sizes, a
+// retransmitted range inside the window counts exactly its changed bytes.
+func TestConflictWindow(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	const isn = 77
+	var sent []byte
+	s := NewStream(Policy{}, &rec{})
+	s.Segment(0, isn, syn, nil, 0)
+	want := uint64(0)
+	for i := 0; i < 2000; i++ {
+		n := 1 + r.Intn(3000)
+		if r.Intn(4) == 0 {
+			n = 1 + r.Intn(20) // small segments too, for the ring's growth
+		}
+		data := make([]byte, n)
+		r.Read(data)
+		s.Segment(0, isn+1+uint32(len(sent)), psh, data, n)
+		sent = append(sent, data...)
+		// A retransmission of a range inside the window, some bytes changed.
+		window := min(len(sent), recentBytes)
+		lo := len(sent) - window + r.Intn(window)
+		hi := lo + 1 + r.Intn(len(sent)-lo)
+		if hi-lo == 1 && hi == len(sent) {
+			continue // the shape of a keep-alive probe, which is not data
+		}
+		re := bytes.Clone(sent[lo:hi])
+		for k := range re {
+			if r.Intn(10) == 0 {
+				re[k] ^= 0xff
+				want++
+			}
+		}
+		s.Segment(0, isn+1+uint32(lo), psh, re, len(re))
+	}
+	if got := s.Stats().ConflictBytes; got != want {
+		t.Errorf("%d conflicting bytes counted, want %d", got, want)
 	}
 }
