@@ -196,7 +196,10 @@ func TestPlanSkipsUnselectiveLookups(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Join(tr.Lines, "\n")
-	if !strings.Contains(text, "tcp: est.") || !strings.Contains(text, "not looked up") {
+	// "ip" holds every flow of any capture set, so its lookup is skipped
+	// whether or not the corpus is there ("tcp" is unselective only in
+	// the corpus).
+	if !strings.Contains(text, "ip: est.") || !strings.Contains(text, "not looked up") {
 		t.Errorf("the protocol lookup was not skipped:\n%s", text)
 	}
 }
