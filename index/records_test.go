@@ -17,7 +17,7 @@ func TestSortByOffset(t *testing.T) {
 	}{
 		{10, 1 << 20}, {1 << 16, 1 << 18}, {1 << 17, 2 << 30}, {200000, 1 << 40}, {100000, 1 << 62},
 	} {
-		refs := make([]FlowRef, tc.n)
+		refs := make([]flowRef, tc.n)
 		seen := map[int64]bool{}
 		for i := range refs {
 			o := r.Int63n(tc.max)
@@ -25,10 +25,10 @@ func TestSortByOffset(t *testing.T) {
 				o = r.Int63n(tc.max)
 			}
 			seen[o] = true
-			refs[i] = FlowRef{PacketRef{Offset: o, Length: int32(i)}, uint64(i)}
+			refs[i] = flowRef{Offset: o, Length: int32(i), Flow: uint32(i)}
 		}
 		want := slices.Clone(refs)
-		slices.SortFunc(want, func(a, b FlowRef) int { return cmp.Compare(a.Offset, b.Offset) })
+		slices.SortFunc(want, func(a, b flowRef) int { return cmp.Compare(a.Offset, b.Offset) })
 		sortByOffset(refs)
 		if !slices.Equal(refs, want) {
 			t.Errorf("%d refs below %d: not in offset order", tc.n, tc.max)
