@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/pcapflow/pcapflow/index"
 	"github.com/pcapflow/pcapflow/pcapio"
@@ -84,7 +86,9 @@ func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer
 		}
 		return n, err
 	}
+	perm := newFilePerm()
 	if fi, err := os.Stat(path); err == nil {
+		perm = fi.Mode().Perm() // a replaced file keeps its permissions
 		switch {
 		case fi.IsDir():
 			return 0, usagef("%s is a directory", path)
@@ -106,6 +110,12 @@ func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer
 		return 0, err
 	}
 	defer os.Remove(tmp.Name())
+	// CreateTemp makes the file private (0600); the output is an
+	// ordinary file, readable as any file the user creates.
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return 0, err
+	}
 	bw := newBufWriter(tmp)
 	n, err := write(bw)
 	if err == nil {
@@ -134,4 +144,21 @@ func writeInPlace(path string, write func(io.Writer) (int64, error)) (int64, err
 		err = cerr
 	}
 	return n, err
+}
+
+// newFilePerm is the permission a newly created file gets: 0666 less the
+// umask (read from /proc, as setting it to read it races with other
+// goroutines creating files), or 0644 where that is unknown.
+func newFilePerm() os.FileMode {
+	b, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return 0o666 &^ os.FileMode(m)
+				}
+			}
+		}
+	}
+	return 0o644
 }

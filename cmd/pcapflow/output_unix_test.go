@@ -86,3 +86,27 @@ func TestOutputToDeviceFIFOAndSymlink(t *testing.T) {
 		t.Errorf("the symlink's target holds %d bytes, want %d", len(b), len(want))
 	}
 }
+
+// An output file is an ordinary file: created with 0666 less the umask
+// (not the 0600 of the temporary name it is written under), and a file it
+// replaces keeps its permissions.
+func TestOutputPermissions(t *testing.T) {
+	p := basicCapture(t)
+	dir := t.TempDir()
+	old := syscall.Umask(0o027)
+	defer syscall.Umask(old)
+	out := filepath.Join(dir, "new.pcap")
+	if r := pcapflow(t, nil, "extract", p, "-w", out, "flow", "1"); r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o640 {
+		t.Errorf("new output has mode %v, want 0640 under umask 027", fi.Mode().Perm())
+	}
+	os.Chmod(out, 0o604)
+	if r := pcapflow(t, nil, "extract", p, "-w", out, "--force", "flow", "2"); r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o604 {
+		t.Errorf("replaced output has mode %v, want its old 0604", fi.Mode().Perm())
+	}
+}
