@@ -116,14 +116,7 @@ func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer
 		tmp.Close()
 		return 0, err
 	}
-	bw := newBufWriter(tmp)
-	n, err := write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	n, err := writeAndClose(tmp, write)
 	if err != nil {
 		return n, err
 	}
@@ -135,6 +128,12 @@ func writeInPlace(path string, write func(io.Writer) (int64, error)) (int64, err
 	if err != nil {
 		return 0, err
 	}
+	return writeAndClose(f, write)
+}
+
+// writeAndClose runs write on a buffer over f, then flushes and closes f;
+// the first error wins.
+func writeAndClose(f *os.File, write func(io.Writer) (int64, error)) (int64, error) {
 	bw := newBufWriter(f)
 	n, err := write(bw)
 	if err == nil {
