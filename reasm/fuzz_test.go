@@ -3,8 +3,80 @@ package reasm
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/pcapflow/pcapflow/internal/capgen"
+	"github.com/pcapflow/pcapflow/internal/corpus"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
+
+// seedStreams adds, as FuzzStream inputs, the TCP directions of the
+// generated captures and of the small corpus files: real segment
+// sequences (handshakes, retransmissions, reordering, wrap) for the
+// fuzzer to mutate. Each segment is encoded as FuzzStream reads it: flags,
+// big-endian sequence number, length, at most 255 payload bytes.
+func seedStreams(f *testing.F) {
+	var captures [][]byte
+	for _, g := range capgen.Files() {
+		captures = append(captures, g.Make())
+	}
+	if dir := corpus.Find(); dir != "" {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if n := e.Name(); strings.HasSuffix(n, ".pcap") || strings.HasSuffix(n, ".pcapng") {
+				if b, err := os.ReadFile(filepath.Join(dir, n)); err == nil && len(b) < 256<<10 {
+					captures = append(captures, b)
+				}
+			}
+		}
+	}
+	seeds := 0
+	for _, b := range captures {
+		r, err := pcapio.NewReader(bytes.NewReader(b), "seed")
+		if err != nil {
+			continue
+		}
+		dirs := map[string][]byte{}
+		var order []string
+		var rec pcapio.Record
+		var p pcapio.Packet
+		for r.Next(&rec) == nil {
+			p.DecodeWith(rec.LinkType, rec.Data, nil)
+			if !p.HasTCPHeader || p.Fragment {
+				continue
+			}
+			ports := binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, p.SrcPort), p.DstPort)
+			key := string(p.Src[:]) + string(p.Dst[:]) + string(ports)
+			enc, seen := dirs[key]
+			if !seen {
+				order = append(order, key)
+			}
+			if len(enc) > 4<<10 {
+				continue
+			}
+			payload := p.PayloadData(rec.Data)
+			payload = payload[:min(len(payload), 255)]
+			enc = append(enc, p.TCPFlags)
+			enc = binary.BigEndian.AppendUint32(enc, p.Seq)
+			enc = append(enc, byte(len(payload)))
+			dirs[key] = append(enc, payload...)
+		}
+		if err := r.Close(); err != nil && err != io.EOF {
+			continue
+		}
+		for _, k := range order[:min(len(order), 4)] {
+			f.Add(dirs[k])
+			seeds++
+		}
+	}
+	if seeds == 0 {
+		f.Fatal("no TCP direction in the generated captures to seed FuzzStream with")
+	}
+}
 
 // FuzzStream feeds arbitrary segment sequences: no panic; the buffer
 // stays within its cap; what is delivered never exceeds the bytes fed;
@@ -12,6 +84,7 @@ import (
 func FuzzStream(f *testing.F) {
 	f.Add([]byte{0x02, 0, 0, 0, 0, 0, 0x18, 1, 0, 0, 0, 4, 'A', 'A', 'A', 'A'})
 	f.Add(bytes.Repeat([]byte{0x18, 0xff, 0xff, 0xff, 0xf0, 8, 'x', 'y', 'z', 'w', 'x', 'y', 'z', 'w'}, 20))
+	seedStreams(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out bytes.Buffer
 		var fed uint64
