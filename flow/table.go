@@ -70,7 +70,8 @@ type Table struct {
 	tagged  map[Key]int32
 	chunks  [][]Flow // flows in creation order, in fixed-size chunks so pointers stay valid
 	n       int32
-	conns   []conn
+	conns   [][]conn // connections, chunked like the flows: growing never copies them
+	nconns  int32
 	frags   map[fragKey]fragEntry
 	held    map[fragKey][]Held
 	nheld   int
@@ -104,6 +105,19 @@ func (t *Table) Len() int { return int(t.n) }
 
 // Flow returns flow i (0-based, in ID order). The pointer stays valid.
 func (t *Table) Flow(i int32) *Flow { return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
+
+func (t *Table) conn(i int32) *conn { return &t.conns[i>>chunkBits][i&(1<<chunkBits-1)] }
+
+// addConn stores c and returns its index.
+func (t *Table) addConn(c conn) int32 {
+	ci := t.nconns
+	if int(ci>>chunkBits) == len(t.conns) {
+		t.conns = append(t.conns, make([]conn, 1<<chunkBits))
+	}
+	t.nconns++
+	*t.conn(ci) = c
+	return ci
+}
 
 // Stats reports what the table has seen.
 func (t *Table) Stats() Stats { return t.stats }
@@ -272,7 +286,7 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 		case t.opts.IdleTimeout > 0 && ts-f.Last > int64(t.opts.IdleTimeout):
 			ok = false
 		case k.Proto == pcapio.ProtoTCP && f.ended:
-			c := &t.conns[f.conn]
+			c := t.conn(f.conn)
 			side := t.sideOf(c, fi)
 			if p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn && !(c.hasBase[side] && c.base[side] == p.Seq) {
 				// Port reuse: a new connection on an ended one's key. A SYN
@@ -291,7 +305,7 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 	}
 	ci := int32(-1)
 	if ri, rok := t.reverse(k); rok {
-		rc := &t.conns[t.Flow(ri).conn]
+		rc := t.conn(t.Flow(ri).conn)
 		side := 1 - t.sideOf(rc, ri)
 		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) &&
 			!(t.opts.IdleTimeout > 0 && ts-t.Flow(ri).Last > int64(t.opts.IdleTimeout)) {
@@ -339,15 +353,14 @@ func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 		f.outer, f.Depth = c.outer, c.depth
 	}
 	if ci < 0 {
-		ci = int32(len(t.conns))
 		c := conn{flows: [2]int32{fi, -1}, proto: k.Proto}
 		if k.Proto == pcapio.ProtoTCP && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn|pcapio.TCPAck {
 			// The first packet is a SYN-ACK: the other side opened it.
 			c.origIdx, c.flipped = 1, true
 		}
-		t.conns = append(t.conns, c)
+		ci = t.addConn(c)
 	} else {
-		c := &t.conns[ci]
+		c := t.conn(ci)
 		if c.flows[0] < 0 {
 			c.flows[0] = fi
 		} else {
@@ -385,7 +398,7 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 		if f.steady && p.TCPFlags&^(pcapio.TCPAck|pcapio.TCPPsh) == 0 && p.Window != 0 && p.TCPFlags&pcapio.TCPAck != 0 {
 			return
 		}
-		c := &t.conns[f.conn]
+		c := t.conn(f.conn)
 		side := t.sideOf(c, fi)
 		c.tcp(side, p)
 		if c.ended && !f.ended {
@@ -398,7 +411,7 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 		f.steady = c.state[side] == epEstablished && c.state[1-side] == epEstablished &&
 			c.seen[side]&(hAck|hData) == hAck|hData
 	} else if p.Proto == pcapio.ProtoUDP && p.PayloadLen > 0 && p.FragOffset == 0 && !f.steady {
-		c := &t.conns[f.conn]
+		c := t.conn(f.conn)
 		c.note(t.sideOf(c, fi), hData)
 		f.steady = true
 	}
@@ -436,7 +449,7 @@ func (t *Table) Finish() {
 		if f.outer >= 0 {
 			f.Outer = t.Flow(f.outer).ID
 		}
-		c := &t.conns[t.Flow(i).conn]
+		c := t.conn(t.Flow(i).conn)
 		if o := c.flows[1-t.sideOf(c, i)]; o >= 0 {
 			f.Peer = t.Flow(o).ID
 		}

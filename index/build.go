@@ -272,23 +272,18 @@ func (b *builder) dropUncommitted(ncap int, nextID uint64) error {
 // addCapture reads one capture and writes its flows, postings and
 // attribute lists.
 func (b *builder) addCapture(ctx context.Context, path string, capIdx int, firstID uint64) (*CaptureInfo, error) {
-	var posts []postingBuf
-	var chunks []uint32
+	var posts postingTable
 	var werr error
 	var sl slab
 	sink := func(fi int32, off int64, length int32) {
-		for int(fi) >= len(posts) {
-			posts = append(posts, postingBuf{})
-			chunks = append(chunks, 0)
-		}
-		p := &posts[fi]
+		p := posts.at(int(fi))
 		p.add(off, length, &sl)
 		if p.n == ChunkSize {
 			b.buf = p.chunk(b.buf[:0])
-			if err := b.set(chunkKey(firstID+uint64(fi), chunks[fi]), b.buf); err != nil && werr == nil {
+			if err := b.set(chunkKey(firstID+uint64(fi), p.chunks), b.buf); err != nil && werr == nil {
 				werr = err
 			}
-			chunks[fi]++
+			p.chunks++
 		}
 	}
 	info, t, err := readCapture(ctx, path, nil, capIdx, firstID, b.opts, sink)
@@ -298,10 +293,7 @@ func (b *builder) addCapture(ctx context.Context, path string, capIdx int, first
 	if t == nil || (err != nil && info.Packets == 0) {
 		return nil, err
 	}
-	for len(posts) < t.Len() {
-		posts = append(posts, postingBuf{})
-	}
-	if werr := b.writeFlows(t, firstID, posts); werr != nil {
+	if werr := b.writeFlows(t, firstID, &posts); werr != nil {
 		return nil, werr
 	}
 	killPoint("capture-written")
@@ -310,7 +302,7 @@ func (b *builder) addCapture(ctx context.Context, path string, capIdx int, first
 
 // writeFlows writes the flow records and posting tails of a finished
 // table while another goroutine builds and writes its attribute keys.
-func (b *builder) writeFlows(t *flow.Table, firstID uint64, posts []postingBuf) error {
+func (b *builder) writeFlows(t *flow.Table, firstID uint64, posts *postingTable) error {
 	n := t.Len()
 	attrErr := make(chan error, 1)
 	go func() {
@@ -339,7 +331,7 @@ func (b *builder) writeFlows(t *flow.Table, firstID uint64, posts []postingBuf) 
 			enc.add(t.Flow(int32(i)))
 			mark := len(tails)
 			tails = append(tails, 0)
-			tails = posts[i].chunk(tails)
+			tails = posts.at(i).chunk(tails)
 			// Length-prefix the chunk; it is nearly always under 128 bytes.
 			if l := len(tails) - mark - 1; l < 128 {
 				tails[mark] = byte(l)
@@ -411,4 +403,28 @@ func (e *StaleError) Error() string {
 	}
 	return fmt.Sprintf("index %s is stale: capture %s changed after it was indexed (%s); rebuild it: rm -r %s && pcapflow index -i %s ...",
 		e.Index, e.Capture, change, e.Index, e.Index)
+}
+
+// postingTable holds the posting buffer of each flow of a capture being
+// ingested, in fixed-size chunks: a million flows' buffers are never
+// copied to grow the table (that was 5% of the ingest).
+type postingTable struct {
+	chunks [][]ingestPosting
+}
+
+// ingestPosting is a flow's current chunk and how many full chunks of it
+// were written already.
+type ingestPosting struct {
+	postingBuf
+	chunks uint32
+}
+
+const postingTableBits = 12
+
+// at returns flow i's buffer, making room for it.
+func (t *postingTable) at(i int) *ingestPosting {
+	for i>>postingTableBits >= len(t.chunks) {
+		t.chunks = append(t.chunks, make([]ingestPosting, 1<<postingTableBits))
+	}
+	return &t.chunks[i>>postingTableBits][i&(1<<postingTableBits-1)]
 }
