@@ -45,18 +45,14 @@ func (a *Assembler) Expect(ids []uint64) {
 	}
 }
 
-// state returns flow id's state, nil if it has none yet; with create, it
-// makes one.
-func (a *Assembler) state(id uint64, create bool) *flowState {
+// state returns flow id's state, making it if needed; it is not open
+// until the flow's first packet with ports.
+func (a *Assembler) state(id uint64) *flowState {
 	if i := id - a.base; i < uint64(len(a.dense)) {
-		fs := &a.dense[i]
-		if !fs.open && !create {
-			return nil
-		}
-		return fs
+		return &a.dense[i]
 	}
 	fs := a.flows[id]
-	if fs == nil && create {
+	if fs == nil {
 		fs = &flowState{}
 		a.flows[id] = fs
 	}
@@ -121,7 +117,7 @@ func (a *Assembler) Record(id uint64, rec *pcapio.Record) error {
 		a.Stats.NotTransport++
 		return nil
 	}
-	fs := a.state(id, true)
+	fs := a.state(id)
 	if !fs.open {
 		fs.open = true
 		sink := a.open(id, p.Proto)
