@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -107,6 +108,11 @@ func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
+		// Name the output, not the temporary file it is written under.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = &os.PathError{Op: "create", Path: path, Err: pe.Err}
+		}
 		return 0, err
 	}
 	defer os.Remove(tmp.Name())

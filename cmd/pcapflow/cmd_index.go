@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/pcapflow/pcapflow/index"
@@ -82,6 +83,11 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	}
 	if errors.Is(err, index.ErrInUse) {
 		return fmt.Errorf("%w; wait for it to finish", err)
+	}
+	if errors.Is(err, os.ErrPermission) && cf.indexDir == "" {
+		// A capture on a read-only share: its default index place is not
+		// writable, another one is.
+		return fmt.Errorf("%w; the index goes beside the capture unless -i DIR says where (then query with -i DIR too)", err)
 	}
 	return err
 }

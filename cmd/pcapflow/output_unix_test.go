@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -108,5 +109,16 @@ func TestOutputPermissions(t *testing.T) {
 	}
 	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o604 {
 		t.Errorf("replaced output has mode %v, want its old 0604", fi.Mode().Perm())
+	}
+}
+
+// An output that cannot be created is named in the error, not the
+// temporary file it would have been written under.
+func TestOutputCreateErrorNamesTheOutput(t *testing.T) {
+	p := basicCapture(t)
+	out := filepath.Join(t.TempDir(), "missing", "x.pcap")
+	r := pcapflow(t, nil, "extract", p, "-w", out, "flow", "1")
+	if r.code != 1 || !strings.Contains(r.stderr, "create "+out+":") || strings.Contains(r.stderr, ".tmp") {
+		t.Errorf("%+v", r)
 	}
 }
