@@ -39,9 +39,6 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&out, "w", "", "")
 	fs.StringVar(&format, "format", "", "")
 	fs.BoolVar(&force, "force", false, "")
-	if out == "" {
-		// -w is checked after parsing; prepare parses.
-	}
 	src, expr, err := prepare(ctx, e, fs, &cf, args, true)
 	if err != nil {
 		return err
@@ -53,6 +50,9 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 	ids, err := query.SelectIDs(ctx, src.r, expr)
 	if err != nil {
 		return err
+	}
+	if len(ids) == 0 {
+		e.warn(noMatch(expr))
 	}
 	layouts := index.Layouts(src.r)
 	of := pcapio.OutputFormat(layouts)
@@ -166,4 +166,14 @@ func newFilePerm() os.FileMode {
 		}
 	}
 	return 0o644
+}
+
+// noMatch is the warning for a selection of no flows: the output is
+// still written (an empty capture, as tcpdump writes), but a mistyped
+// flow ID or address should not pass unnoticed.
+func noMatch(expr query.Expr) error {
+	if expr == nil {
+		return errors.New("the capture has no flows")
+	}
+	return fmt.Errorf("no flow matches %q", expr.String())
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
+	"strings"
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/query"
@@ -75,6 +77,15 @@ func prepare(ctx context.Context, e *env, fs *flag.FlagSet, cf *commonFlags, arg
 	captures, filter := splitCaptures(rest)
 	expr, err := parseFilter(filter)
 	if err != nil {
+		// A mistyped capture path reads as a filter that does not parse:
+		// say what is wrong with it as a file instead.
+		if first, _, _ := strings.Cut(filter, " "); looksLikePath(first) {
+			if _, serr := os.Stat(first); errors.Is(serr, os.ErrNotExist) {
+				return nil, nil, fmt.Errorf("%s: no such capture file", first)
+			} else if serr != nil {
+				return nil, nil, serr
+			}
+		}
 		return nil, nil, err
 	}
 	src, err := openSource(ctx, e, cf, captures, keepPackets)
@@ -338,4 +349,18 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "matching flows: %d\n", n)
 	return src.finish(nil)
+}
+
+// looksLikePath says whether a command-line word is meant as a file: it
+// has a directory part or a capture file's extension.
+func looksLikePath(w string) bool {
+	if strings.ContainsRune(w, '/') {
+		return true
+	}
+	for _, ext := range []string{".pcap", ".pcapng", ".cap", ".gz", ".zst", ".dmp", ".erf"} {
+		if strings.HasSuffix(strings.ToLower(w), ext) {
+			return true
+		}
+	}
+	return false
 }

@@ -94,6 +94,9 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(ids) == 0 && skipped == 0 {
+		e.warn(noMatch(expr))
+	}
 	var totals reasm.Stats
 	done := func(id uint64, st reasm.Stats) {
 		totals.Delivered += st.Delivered
