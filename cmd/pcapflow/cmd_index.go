@@ -58,11 +58,12 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	res, err := index.Build(ctx, dir, captures, opts)
 	stop()
 	if res != nil {
-		var flows, packets uint64
+		var flows, packets, nonIP uint64
 		var bytes int64
 		for _, c := range res.Added {
 			flows += c.Flows
 			packets += c.Packets
+			nonIP += c.NonIP
 			if c.Size > 0 {
 				bytes += c.Size
 			}
@@ -70,6 +71,10 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 		el := time.Since(start)
 		fmt.Fprintf(e.stderr, "indexed %d capture(s) into %s: %d flows, %d packets, %.1f MB in %.2fs (%.0f MB/s)",
 			len(res.Added), dir, flows, packets, float64(bytes)/1e6, el.Seconds(), float64(bytes)/1e6/el.Seconds())
+		if nonIP > 0 {
+			// Counted, never silently dropped: ARP, LLDP, undecodable frames.
+			fmt.Fprintf(e.stderr, "; %d packets in no flow (not IP)", nonIP)
+		}
 		if len(res.Skipped) > 0 {
 			fmt.Fprintf(e.stderr, "; %d already indexed", len(res.Skipped))
 		}

@@ -30,3 +30,13 @@ func TestCommandLineMistakes(t *testing.T) {
 		}
 	}
 }
+
+// Frames that belong to no flow (the basic capture has one ARP frame) are
+// counted in the index summary, not dropped without a word.
+func TestIndexSummaryCountsFramesInNoFlow(t *testing.T) {
+	p := basicCapture(t)
+	r := pcapflow(t, nil, "index", p)
+	if r.code != 0 || !strings.Contains(r.stderr, "57 packets") || !strings.Contains(r.stderr, "1 packets in no flow (not IP)") {
+		t.Errorf("%+v", r)
+	}
+}
