@@ -77,16 +77,7 @@ func (t *Table) trackSeq(fi int32, f *Flow, p *pcapio.Packet) {
 		s.fin, s.finAt = true, uint64(max(s.abs(start)+int64(p.PayloadLen), 0))
 	}
 	if p.TCPFlags&pcapio.TCPRst != 0 && s.hasSpans {
-		// As reassembly does, a reset gives up the holes.
-		sp := t.spans[fi]
-		for _, x := range sp {
-			if x.lo > s.next {
-				f.MissingBytes += x.lo - s.next
-			}
-			s.next = max(s.next, x.hi)
-		}
-		delete(t.spans, fi)
-		s.hasSpans = false
+		t.giveUpHoles(fi, f, s) // as reassembly does on a reset
 	}
 }
 
@@ -152,17 +143,30 @@ func (t *Table) cover(fi int32, s *seqTrack, lo, hi uint64) {
 func (t *Table) finishSeq(fi int32, f *Flow) {
 	s := &f.seq
 	if s.hasSpans {
-		for _, x := range t.spans[fi] {
-			if x.lo > s.next {
-				f.MissingBytes += x.lo - s.next
-			}
-			s.next = max(s.next, x.hi)
-		}
-		delete(t.spans, fi)
-		s.hasSpans = false
+		t.giveUpHoles(fi, f, s)
 	}
 	if s.fin && s.finAt > s.next {
 		f.MissingBytes += s.finAt - s.next
 		s.next = s.finAt
 	}
+}
+
+// giveUpHoles counts the holes before the ranges seen out of order as
+// missing and moves past them. Past the FIN is neither data nor missing,
+// as reassembly counts it.
+func (t *Table) giveUpHoles(fi int32, f *Flow, s *seqTrack) {
+	clip := func(v uint64) uint64 {
+		if s.fin {
+			return min(v, s.finAt)
+		}
+		return v
+	}
+	for _, x := range t.spans[fi] {
+		if lo := clip(x.lo); lo > s.next {
+			f.MissingBytes += lo - s.next
+		}
+		s.next = max(s.next, clip(x.hi))
+	}
+	delete(t.spans, fi)
+	s.hasSpans = false
 }

@@ -1,9 +1,13 @@
 package reasm_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"github.com/pcapflow/pcapflow/internal/capgen"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -176,33 +180,73 @@ func TestFlowCountersMatchReassembly(t *testing.T) {
 		if e.Packets == 0 || e.Has("frag") || e.Has("ipv6-frag") || notDecapsulated[e.File] {
 			continue // fragments reach reassembly whole but the ingest pass sees pieces
 		}
-		m, _ := index.Scan(context.Background(), []string{filepath.Join(dir, e.File)}, index.ScanOptions{KeepPackets: true})
-		flows := map[uint64]flow.Flow{}
-		var tcp []uint64
-		m.Flows(context.Background(), nil, func(f *flow.Flow) error {
-			if f.Key.Proto == 6 {
-				flows[f.ID] = *f
-				tcp = append(tcp, f.ID)
-			}
-			return nil
-		})
-		stats := map[uint64]reasm.Stats{}
-		a := reasm.NewAssembler(reasm.Policy{}, func(uint64, uint8) reasm.Sink {
-			return reasm.SinkFunc(func(int64, []byte) error { return nil })
-		}, func(id uint64, st reasm.Stats) { stats[id] = st })
-		for id, f := range flows {
-			a.SetDepth(id, f.Depth)
-		}
-		index.Records(context.Background(), m, tcp, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
-		a.Close()
-		for _, id := range tcp {
-			f, st := flows[id], stats[id]
-			if f.MissingBytes != st.MissingBytes || f.RetransBytes != st.RetransBytes {
-				t.Errorf("%s flow %d: flows says missing %d retrans %d, reassembly %d and %d",
-					e.File, id, f.MissingBytes, f.RetransBytes, st.MissingBytes, st.RetransBytes)
-			}
-			checked++
-		}
+		checked += compareCounters(t, e.File, filepath.Join(dir, e.File))
 	}
 	t.Logf("%d TCP flows checked", checked)
+}
+
+// compareCounters checks, for every TCP flow of a capture, that the
+// counters of the ingest pass equal reassembly's; it returns the number
+// of flows checked.
+func compareCounters(t *testing.T, name, path string) int {
+	t.Helper()
+	// A damaged capture is scanned up to the damage: its flows so far count.
+	m, err := index.Scan(context.Background(), []string{path}, index.ScanOptions{KeepPackets: true})
+	if m == nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	flows := map[uint64]flow.Flow{}
+	var tcp []uint64
+	m.Flows(context.Background(), nil, func(f *flow.Flow) error {
+		if f.Key.Proto == 6 {
+			flows[f.ID] = *f
+			tcp = append(tcp, f.ID)
+		}
+		return nil
+	})
+	stats := map[uint64]reasm.Stats{}
+	a := reasm.NewAssembler(reasm.Policy{}, func(uint64, uint8) reasm.Sink {
+		return reasm.SinkFunc(func(int64, []byte) error { return nil })
+	}, func(id uint64, st reasm.Stats) { stats[id] = st })
+	for id, f := range flows {
+		a.SetDepth(id, f.Depth)
+	}
+	index.Records(context.Background(), m, tcp, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
+	a.Close()
+	for _, id := range tcp {
+		f, st := flows[id], stats[id]
+		if f.MissingBytes != st.MissingBytes || f.RetransBytes != st.RetransBytes {
+			t.Errorf("%s flow %d: flows says missing %d retrans %d, reassembly %d and %d",
+				name, id, f.MissingBytes, f.RetransBytes, st.MissingBytes, st.RetransBytes)
+		}
+	}
+	return len(tcp)
+}
+
+// Data buffered past a FIN is neither data nor missing, in the ingest
+// pass's counters as in reassembly, whether a reset or the end of the
+// capture gives up the hole before it.
+func TestCountersPastFIN(t *testing.T) {
+	c := capgen.New(capgen.Start)
+	for i, reset := range []bool{true, false} {
+		const isn = 1000
+		conn := c.NewTCP(capgen.Endpoint{MAC: capgen.MAC(1), IP: netip.MustParseAddr("10.0.0.1"), Port: uint16(3000 + i)},
+			capgen.Endpoint{MAC: capgen.MAC(2), IP: netip.MustParseAddr("10.0.0.2"), Port: 80}, isn, 5000)
+		conn.Handshake()
+		conn.Raw(true, 0x18, isn+1, []byte("AAAA"))
+		conn.Raw(true, 0x18, isn+20, []byte("ZZZZ"))
+		conn.Raw(true, 0x11, isn+9, nil)
+		if reset {
+			conn.Raw(true, 0x04, isn+9, nil)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "pastfin.pcap")
+	var buf bytes.Buffer
+	c.WritePcap(&buf, capgen.PcapOptions{})
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := compareCounters(t, "pastfin", p); n != 4 {
+		t.Errorf("%d TCP flows, want 4", n)
+	}
 }

@@ -356,6 +356,13 @@ func (s *Stream) giveUpHole() bool {
 
 // gap gives up n missing bytes at next.
 func (s *Stream) gap(ts int64, n uint64) {
+	defer s.endAtFIN()
+	if s.fin && s.next+n > s.finAt { // past the FIN is neither data nor missing
+		n = s.finAt - min(s.next, s.finAt)
+	}
+	if n == 0 {
+		return
+	}
 	s.stats.Gaps++
 	s.stats.MissingBytes += n
 	switch s.pol.Gaps {
@@ -364,10 +371,7 @@ func (s *Stream) gap(ts int64, n uint64) {
 		s.release()
 	case GapZero:
 		if zs, ok := s.sink.(ZeroSink); ok {
-			if s.fin && s.next+n > s.finAt { // nothing after FIN
-				n = s.finAt - min(s.next, s.finAt)
-			}
-			if n == 0 || s.err != nil {
+			if s.err != nil {
 				return
 			}
 			s.reportGap(ts)
@@ -392,6 +396,17 @@ func (s *Stream) gap(ts int64, n uint64) {
 		s.pendingGap += n
 		s.next += n
 		s.recent = s.recent[:0]
+	}
+}
+
+// endAtFIN ends the direction once the bytes up to its FIN are given:
+// what is still buffered lies past the FIN and is not data. Zero-filling
+// a hole stops at the FIN, so without this a buffered range past it
+// stayed unreachable and the loops that give up holes never ended.
+func (s *Stream) endAtFIN() {
+	if s.fin && s.next >= s.finAt && !s.done {
+		s.done = true
+		s.release()
 	}
 }
 
