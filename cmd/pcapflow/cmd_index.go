@@ -73,7 +73,7 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 			len(res.Added), dir, flows, packets, float64(bytes)/1e6, el.Seconds(), float64(bytes)/1e6/el.Seconds())
 		if nonIP > 0 {
 			// Counted, never silently dropped: ARP, LLDP, undecodable frames.
-			fmt.Fprintf(e.stderr, "; %d packets in no flow (not IP)", nonIP)
+			fmt.Fprintf(e.stderr, "; %d %s in no flow (not IP)", nonIP, plural(nonIP, "packet", "packets"))
 		}
 		if len(res.Skipped) > 0 {
 			fmt.Fprintf(e.stderr, "; %d already indexed", len(res.Skipped))
@@ -95,4 +95,11 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w; the index goes beside the capture unless -i DIR says where (then query with -i DIR too)", err)
 	}
 	return err
+}
+
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -36,7 +36,7 @@ func TestCommandLineMistakes(t *testing.T) {
 func TestIndexSummaryCountsFramesInNoFlow(t *testing.T) {
 	p := basicCapture(t)
 	r := pcapflow(t, nil, "index", p)
-	if r.code != 0 || !strings.Contains(r.stderr, "57 packets") || !strings.Contains(r.stderr, "1 packets in no flow (not IP)") {
+	if r.code != 0 || !strings.Contains(r.stderr, "57 packets") || !strings.Contains(r.stderr, "1 packet in no flow (not IP)") {
 		t.Errorf("%+v", r)
 	}
 }
