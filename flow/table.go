@@ -108,12 +108,19 @@ func (t *Table) Flow(i int32) *Flow { return &t.chunks[i>>chunkBits][i&(1<<chunk
 
 func (t *Table) conn(i int32) *conn { return &t.conns[i>>chunkBits][i&(1<<chunkBits-1)] }
 
+// withRoom returns chunks with room for element i, the next one: a new
+// chunk when the last is full, so that elements never move.
+func withRoom[T any](chunks [][]T, i int32) [][]T {
+	if int(i>>chunkBits) == len(chunks) {
+		chunks = append(chunks, make([]T, 1<<chunkBits))
+	}
+	return chunks
+}
+
 // addConn stores c and returns its index.
 func (t *Table) addConn(c conn) int32 {
 	ci := t.nconns
-	if int(ci>>chunkBits) == len(t.conns) {
-		t.conns = append(t.conns, make([]conn, 1<<chunkBits))
-	}
+	t.conns = withRoom(t.conns, ci)
 	t.nconns++
 	*t.conn(ci) = c
 	return ci
@@ -342,9 +349,7 @@ func (t *Table) sideOf(c *conn, fi int32) int {
 // newFlow creates a flow for k, joining connection ci (or a new one).
 func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 	fi := t.n
-	if int(fi>>chunkBits) == len(t.chunks) {
-		t.chunks = append(t.chunks, make([]Flow, 1<<chunkBits))
-	}
+	t.chunks = withRoom(t.chunks, fi)
 	t.n++
 	f := t.Flow(fi)
 	*f = Flow{ID: t.opts.FirstID + uint64(fi), Key: k, Capture: t.opts.Capture, First: ts, Last: ts,

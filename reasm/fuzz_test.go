@@ -94,22 +94,15 @@ func FuzzStream(f *testing.F) {
 			out.Write(d)
 			return nil
 		}))
-		for len(b) >= 6 {
-			flags, seq, n := b[0], binary.BigEndian.Uint32(b[1:]), int(b[5])
-			b = b[6:]
-			n = min(n, len(b))
-			data := b[:n]
-			b = b[n:]
+		feedEach(s, b, func(data []byte) {
 			for _, c := range data {
 				received[c] = true
 			}
-			fed += uint64(n)
-			s.Segment(0, seq, flags, data, n)
+			fed += uint64(len(data))
 			if s.buffered > 4096 {
 				t.Fatalf("buffered %d bytes over the 4096 cap", s.buffered)
 			}
-		}
-		s.Close()
+		})
 		st := s.Stats()
 		if st.Delivered > fed {
 			t.Fatalf("delivered %d bytes of %d fed", st.Delivered, fed)
@@ -123,12 +116,16 @@ func FuzzStream(f *testing.F) {
 }
 
 // feed runs the FuzzStream encoding of segments into s and closes it.
-func feed(s *Stream, b []byte) {
+func feed(s *Stream, b []byte) { feedEach(s, b, func([]byte) {}) }
+
+// feedEach is feed calling after each segment with its payload.
+func feedEach(s *Stream, b []byte, after func(data []byte)) {
 	for len(b) >= 6 {
 		flags, seq, n := b[0], binary.BigEndian.Uint32(b[1:]), int(b[5])
 		b = b[6:]
 		n = min(n, len(b))
 		s.Segment(0, seq, flags, b[:n], n)
+		after(b[:n])
 		b = b[n:]
 	}
 	s.Close()

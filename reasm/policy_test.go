@@ -42,7 +42,12 @@ const (
 
 func run(pol Policy, steps []step) (*rec, Stats) {
 	r := &rec{}
-	s := NewStream(pol, r)
+	return r, runInto(pol, r, steps)
+}
+
+// runInto feeds the steps to a stream writing into sink.
+func runInto(pol Policy, sink Sink, steps []step) Stats {
+	s := NewStream(pol, sink)
 	for i, st := range steps {
 		n := len(st.data)
 		if st.wire > 0 {
@@ -51,7 +56,7 @@ func run(pol Policy, steps []step) (*rec, Stats) {
 		s.Segment(int64(i), st.seq, st.flags, []byte(st.data), n)
 	}
 	s.Close()
-	return r, s.Stats()
+	return s.Stats()
 }
 
 func TestPolicyCases(t *testing.T) {
@@ -126,17 +131,8 @@ func TestPolicyCases(t *testing.T) {
 		if c.pol.Gaps == GapZero {
 			// A sink that takes zeros by count must see the same bytes.
 			z := &zeroRec{}
-			s := NewStream(c.pol, z)
-			for i, st := range c.steps {
-				n := len(st.data)
-				if st.wire > 0 {
-					n = st.wire
-				}
-				s.Segment(int64(i), st.seq, st.flags, []byte(st.data), n)
-			}
-			s.Close()
-			if z.b.String() != c.want || s.Stats() != st {
-				t.Errorf("%s: through Zeros got %q %+v, want %q %+v", c.name, z.b.String(), s.Stats(), c.want, st)
+			if zst := runInto(c.pol, z, c.steps); z.b.String() != c.want || zst != st {
+				t.Errorf("%s: through Zeros got %q %+v, want %q %+v", c.name, z.b.String(), zst, c.want, st)
 			}
 		}
 		if c.gaps != nil && fmt.Sprint(r.gaps) != fmt.Sprint(c.gaps) {

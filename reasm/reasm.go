@@ -120,6 +120,18 @@ type ZeroSink interface {
 	Zeros(ts int64, n uint64) error
 }
 
+// fillZeros hands fn n zero bytes, 4 KiB at a time, until fn fails.
+func fillZeros(n uint64, fn func([]byte) error) {
+	var zeros [4096]byte
+	for n > 0 {
+		k := min(n, uint64(len(zeros)))
+		if fn(zeros[:k]) != nil {
+			return
+		}
+		n -= k
+	}
+}
+
 // SinkFunc adapts a function to Sink.
 type SinkFunc func(ts int64, b []byte) error
 

@@ -385,12 +385,7 @@ func (s *Stream) gap(ts int64, n uint64) {
 			s.recent = s.recent[:0]
 			return
 		}
-		var zeros [4096]byte
-		for n > 0 && s.err == nil {
-			k := min(n, uint64(len(zeros)))
-			s.deliver(ts, zeros[:k])
-			n -= k
-		}
+		fillZeros(n, func(z []byte) error { s.deliver(ts, z); return s.err })
 	default:
 		// Adjacent holes are reported to a GapSink as one.
 		s.pendingGap += n

@@ -167,12 +167,7 @@ const sparseFrom = 64 << 10
 // each chunk needs its header.
 func (fs *FileStream) Zeros(ts int64, n uint64) error {
 	if fs.w.Header || n < sparseFrom {
-		var zeros [4096]byte
-		for n > 0 && fs.err == nil {
-			k := min(n, uint64(len(zeros)))
-			fs.Data(ts, zeros[:k])
-			n -= k
-		}
+		fillZeros(n, func(z []byte) error { fs.Data(ts, z); return fs.err })
 		return fs.err
 	}
 	if err := fs.flush(); err != nil {

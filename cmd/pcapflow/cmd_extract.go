@@ -87,8 +87,10 @@ func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer
 		}
 		return n, err
 	}
-	perm := newFilePerm()
-	if fi, err := os.Stat(path); err == nil {
+	var perm os.FileMode
+	if fi, err := os.Stat(path); err != nil {
+		perm = newFilePerm()
+	} else {
 		perm = fi.Mode().Perm() // a replaced file keeps its permissions
 		switch {
 		case fi.IsDir():
