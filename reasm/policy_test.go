@@ -114,6 +114,12 @@ func TestPolicyCases(t *testing.T) {
 			want: "AAAA\x00\x00\x00\x00", check: counts(4, 0, 0)},
 		{name: "every data segment lost before the FIN", pol: Policy{Gaps: GapZero}, steps: []step{{syn, isn, "", 0}, {fin, isn + 7, "", 0}},
 			want: "\x00\x00\x00\x00\x00\x00", check: counts(6, 0, 0)},
+		// Fuzzing found this: zeros written for a hole went into the window
+		// of delivered bytes, so the hole's late copy "conflicted" with them.
+		{name: "late copy of a zero-filled hole is no conflict", pol: Policy{Gaps: GapZero}, steps: []step{{syn, isn, "", 0}, {psh, isn + 1, "AAAA", 0}, {psh, isn + 9, "CCCC", 0}, {rst, isn + 13, "", 0}, {psh, isn + 5, "BBBB", 0}},
+			want: "AAAA\x00\x00\x00\x00CCCC", check: counts(4, 4, 0)},
+		{name: "late copy of a skipped hole is no conflict", steps: []step{{syn, isn, "", 0}, {psh, isn + 1, "AAAA", 0}, {psh, isn + 9, "CCCC", 0}, {rst, isn + 13, "", 0}, {psh, isn + 5, "BBBB", 0}},
+			want: "AAAACCCC", check: counts(4, 4, 0)},
 		// Fuzzing found these hanging: the zero fill stopped at the FIN,
 		// the range past it stayed buffered, and giving up holes looped.
 		{name: "zero fill up to a FIN with data past it, then RST", pol: Policy{Gaps: GapZero}, steps: []step{{syn, isn, "", 0}, {psh, isn + 1, "AAAA", 0}, {psh, isn + 20, "ZZZZ", 0}, {fin, isn + 9, "", 0}, {rst, isn + 9, "", 0}},

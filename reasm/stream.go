@@ -365,6 +365,9 @@ func (s *Stream) gap(ts int64, n uint64) {
 	}
 	s.stats.Gaps++
 	s.stats.MissingBytes += n
+	// Whatever a hole becomes, its bytes were never received: a late copy
+	// of them is compared with nothing, not with filler zeros.
+	defer func() { s.recent = s.recent[:0] }()
 	switch s.pol.Gaps {
 	case GapStop:
 		s.done = true
@@ -380,9 +383,6 @@ func (s *Stream) gap(ts int64, n uint64) {
 			}
 			s.next += n
 			s.stats.Delivered += n
-			// The zeros were never received: a late copy of these bytes
-			// is compared with nothing.
-			s.recent = s.recent[:0]
 			return
 		}
 		fillZeros(n, func(z []byte) error { s.deliver(ts, z); return s.err })
@@ -390,7 +390,6 @@ func (s *Stream) gap(ts int64, n uint64) {
 		// Adjacent holes are reported to a GapSink as one.
 		s.pendingGap += n
 		s.next += n
-		s.recent = s.recent[:0]
 	}
 }
 
