@@ -287,10 +287,19 @@ func Layouts(r Reader) []*pcapio.Layout {
 }
 
 // Extract writes the records of flows ids to cp (see Records for the
-// order) and returns how many it wrote.
+// order) and returns how many it wrote. A record that belongs to several
+// of the flows (a tunnelled frame is in its tunnel's flow and in the flow
+// it carries) is written once.
 func Extract(ctx context.Context, r Reader, ids []uint64, cp *pcapio.Copier) (int64, error) {
 	var n int64
+	lastCap, lastOff := -1, int64(-1)
 	err := Records(ctx, r, ids, func(ci int, _ uint64, rec *pcapio.Record) error {
+		// Records of one capture come in offset order, so the copies of a
+		// record shared by several flows are adjacent.
+		if ci == lastCap && rec.Offset == lastOff {
+			return nil
+		}
+		lastCap, lastOff = ci, rec.Offset
 		n++
 		return cp.Write(ci, rec)
 	})
