@@ -23,11 +23,14 @@ type Flow struct {
 	// connection's Zeek state or history: both spare the per-packet visit
 	// to the connection record (a cache miss with a million flows).
 	ended, steady bool
+	lastCap       int32 // the capture of the latest packet
+	active        int64 // the table's clock at the latest packet
 
 	ID   uint64 // 1, 2, 3... in order of first packet, across captures
 	Peer uint64 // ID of the reverse flow of the same connection, 0 if none
-	// Capture is the index of the capture the flow was seen in, among the
-	// captures of one run or index.
+	// Capture is the index of the capture of the flow's first packet,
+	// among the captures of an archive (in the order they were read);
+	// the flow's packets may continue into later captures.
 	Capture int
 
 	SrcMAC, DstMAC       [6]byte // first seen
@@ -38,7 +41,6 @@ type Flow struct {
 	// inside one tunnel). The tunnel's type and ID are in the Key.
 	Outer uint64
 	Depth uint8
-	outer int32 // the outer flow's index, until Finish sets Outer
 
 	// Zeek-style connection state and history (TCP), shared by both
 	// directions of a connection; History uses Zeek's letters with the

@@ -82,6 +82,42 @@ func (t *Table) put(fi int32) {
 	}
 }
 
+// del removes fi from the index if its key maps to it. Linear probing
+// keeps every key reachable from its home slot without gaps, so the
+// entries after the hole move back into it where their home allows
+// (Knuth's algorithm R): no tombstones accumulate as flows end.
+func (t *Table) del(fi int32) {
+	x := &t.keys
+	k := &t.Flow(fi).Key
+	tag := hashKey(k) >> 32
+	mask := uint64(len(x.slots) - 1)
+	i := tag & mask
+	for {
+		s := x.slots[i]
+		if s == 0 {
+			return // not indexed (a newer flow took the key)
+		}
+		if s == tag<<32|uint64(fi+1) {
+			break
+		}
+		i = (i + 1) & mask
+	}
+	x.n--
+	for j := (i + 1) & mask; ; j = (j + 1) & mask {
+		s := x.slots[j]
+		if s == 0 {
+			break
+		}
+		// The entry at j may move to the hole at i unless its home slot
+		// lies cyclically in (i, j].
+		if home := (s >> 32) & mask; (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			x.slots[i] = s
+			i = j
+		}
+	}
+	x.slots[i] = 0
+}
+
 func (t *Table) grow() {
 	old := t.keys.slots
 	t.keys.slots = make([]uint64, 2*len(old))

@@ -71,11 +71,14 @@ func (k *Key) VLANs() []uint16 { return k.VLAN[:k.NumVLAN] }
 // HasPorts reports whether the protocol puts ports (or ICMP type and code)
 // in the key.
 func (k *Key) HasPorts() bool {
-	switch k.Proto {
-	case pcapio.ProtoTCP, pcapio.ProtoUDP, pcapio.ProtoICMP, pcapio.ProtoICMPv6, pcapio.ProtoSCTP:
-		return true
-	}
-	return false
+	return PortProto(k.Proto) || k.Proto == pcapio.ProtoICMP || k.Proto == pcapio.ProtoICMPv6
+}
+
+// PortProto reports whether an IP protocol has port numbers: TCP, UDP
+// and SCTP. (ICMP's type and code sit in a key's port fields, but port
+// filters do not match them.)
+func PortProto(p uint8) bool {
+	return p == pcapio.ProtoTCP || p == pcapio.ProtoUDP || p == pcapio.ProtoSCTP
 }
 
 // Reverse returns the key of the opposite direction. For ICMP messages

@@ -137,35 +137,45 @@ func (t *Table) cover(fi int32, s *seqTrack, lo, hi uint64) {
 	s.hasSpans = true
 }
 
-// finishSeq counts the holes still open at the end, including the one
-// before a FIN: the FIN's sequence number says how long the stream was,
-// so bytes between the last ones seen and the FIN were sent and lost.
-func (t *Table) finishSeq(fi int32, f *Flow) {
-	s := &f.seq
+// finishSeq adds to out, a copy of live flow fi, the bytes that would be
+// missing if the direction ended now: the holes before the ranges seen
+// out of order, and the one before a FIN (the FIN's sequence number says
+// how long the stream was, so bytes between the last ones seen and the
+// FIN were sent and lost). The live flow is not changed.
+func (t *Table) finishSeq(fi int32, out *Flow) {
+	s := &out.seq
+	next := s.next
 	if s.hasSpans {
-		t.giveUpHoles(fi, f, s)
+		for _, x := range t.spans[fi] {
+			if lo := s.clip(x.lo); lo > next {
+				out.MissingBytes += lo - next
+			}
+			next = max(next, s.clip(x.hi))
+		}
 	}
-	if s.fin && s.finAt > s.next {
-		f.MissingBytes += s.finAt - s.next
-		s.next = s.finAt
+	if s.fin && s.finAt > next {
+		out.MissingBytes += s.finAt - next
 	}
+}
+
+// clip limits an offset to the FIN's: past it is neither data nor
+// missing, as reassembly counts it.
+func (s *seqTrack) clip(v uint64) uint64 {
+	if s.fin {
+		return min(v, s.finAt)
+	}
+	return v
 }
 
 // giveUpHoles counts the holes before the ranges seen out of order as
 // missing and moves past them. Past the FIN is neither data nor missing,
 // as reassembly counts it.
 func (t *Table) giveUpHoles(fi int32, f *Flow, s *seqTrack) {
-	clip := func(v uint64) uint64 {
-		if s.fin {
-			return min(v, s.finAt)
-		}
-		return v
-	}
 	for _, x := range t.spans[fi] {
-		if lo := clip(x.lo); lo > s.next {
+		if lo := s.clip(x.lo); lo > s.next {
 			f.MissingBytes += lo - s.next
 		}
-		s.next = max(s.next, clip(x.hi))
+		s.next = max(s.next, s.clip(x.hi))
 	}
 	delete(t.spans, fi)
 	s.hasSpans = false

@@ -1,37 +1,67 @@
 package flow
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 
+// Default timeouts of a Table (see Options).
+const (
+	DefaultIdleTimeout  = 10 * time.Minute
+	DefaultCloseTimeout = 10 * time.Second
+)
+
 // Options configure a Table.
 type Options struct {
-	// FirstID is the ID of the table's first flow (IDs continue across
-	// the captures of one run or index). 0 means 1.
+	// FirstID is the ID of the table's first flow (an archive that grows
+	// continues its IDs). 0 means 1.
 	FirstID uint64
-	// Capture is stored in every flow of the table.
-	Capture int
-	// IdleTimeout, when positive, starts a new flow for a key whose
-	// previous packet is older than this (capture time).
+	// IdleTimeout ends a connection that has had no packet, in either
+	// direction, for longer than this (capture time); a later packet with
+	// its key starts a new flow. 0 means never: every flow stays in memory
+	// until Finish.
 	IdleTimeout time.Duration
+	// CloseTimeout ends a closed TCP connection (a RST, or a FIN each
+	// way) after this much silence; stragglers later than that start a
+	// new flow. 0 means min(DefaultCloseTimeout, IdleTimeout). It has no
+	// effect when IdleTimeout is 0.
+	CloseTimeout time.Duration
+	// OnEnd is called when a connection ends (timeouts, Finish) with its
+	// flows (one or two), finished: counters, state and history are
+	// final. The flows are only valid during the call; their slots are
+	// reused after it.
+	OnEnd func(flows []Ended)
 	// OnAttach is called for packets that were held back (fragments that
 	// arrived before their datagram's first fragment) once the flow they
 	// belong to is known. The counters of the flow already include them.
 	OnAttach func(flow int32, h Held)
+	// OnStart is called when a flow starts, after its key, first time,
+	// MACs, peer and tunnel are set and before its first packet is
+	// counted.
+	OnStart func(flow int32)
+	// OnCapture is called when a flow gets its first packet in a capture
+	// (see SetCapture), including the capture it starts in.
+	OnCapture func(flow int32, capture int)
 	// MaxHeld bounds held fragments; beyond it, an unplaceable fragment
 	// goes straight to its portless flow. 0 means 65536.
 	MaxHeld int
 }
 
+// Ended is a flow whose connection ended, and the slot it had.
+type Ended struct {
+	Slot int32
+	Flow *Flow
+}
+
 // Held is a packet the table held back until its flow was known.
 type Held struct {
-	Offset int64
-	Length int32
-	TS     int64
-	wire   int32
+	Index   int64 // the record's position in its capture (pcapio.Record.Index)
+	Capture int32
+	TS      int64
+	wire    int32
 }
 
 // Stats counts the packets a table saw.
@@ -53,33 +83,55 @@ type fragKey struct {
 	vlan     uint16
 }
 
+// fragEntry remembers the flow of a datagram's first fragment. The flow's
+// ID is kept with its slot: the slot is reused once the flow ends.
 type fragEntry struct {
 	flow int32
+	id   uint64
 	ts   int64
 }
 
-// Table tracks the flows of one capture. Memory grows with the number of
-// flows (about 250 bytes each), never with the number of packets. It is
-// not safe for concurrent use.
+// slotRef is a flow slot with the ID of the flow that was in it, so that
+// a reference outliving its flow is recognised.
+type slotRef struct {
+	slot int32
+	id   uint64
+}
+
+// Table tracks the live flows of an archive: packets come in capture
+// order, across any number of captures, and a connection ends when it
+// has been silent for a timeout (Options). Memory grows with the flows
+// alive at once (about 330 bytes each), never with packets or with the
+// flows that have ended. It is not safe for concurrent use.
 type Table struct {
-	opts Options
-	keys keyIndex // current flow of each key
+	opts    Options
+	idle    int64 // ns; 0: connections never time out
+	closeTO int64
+	keys    keyIndex // current flow of each key
 	// tagged holds flows with VLAN tags under their key without tags, so
 	// that a direction tagged on the wire finds its untagged reverse (SPAN
 	// ports often see one direction of a routed conversation tagged).
-	tagged  map[Key]int32
-	chunks  [][]Flow // flows in creation order, in fixed-size chunks so pointers stay valid
-	n       int32
-	conns   [][]conn // connections, chunked like the flows: growing never copies them
-	nconns  int32
-	frags   map[fragKey]fragEntry
-	held    map[fragKey][]Held
-	nheld   int
-	sweepAt int64
-	stats   Stats
-	spans   map[int32][]span // out-of-order ranges seen, for flows with holes
-	ctx     *tunnelCtx       // set during AddInner
-	tunnels map[tunnelEnds]uint32
+	tagged   map[Key]slotRef
+	chunks   [][]Flow // flow slots, in fixed-size chunks so pointers stay valid
+	nslots   int32
+	freeF    []int32 // slots of ended flows, reused
+	conns    [][]conn
+	nconns   int32
+	freeC    []int32
+	nextID   uint64
+	serial   uint64 // connections made so far: orders them by age
+	live     int
+	frags    map[fragKey]fragEntry
+	held     map[fragKey][]Held
+	nheld    int
+	sweepAt  int64
+	stats    Stats
+	spans    map[int32][]span // out-of-order ranges seen, for flows with holes
+	ctx      *tunnelCtx       // set during AddInner
+	tunnels  map[tunnelEnds]uint32
+	clock    int64 // the latest packet time seen: the archive's "now"
+	deadline deadlines
+	capture  int32
 }
 
 // NewTable returns an empty table.
@@ -92,18 +144,32 @@ func NewTable(opts Options) *Table {
 	}
 	t := &Table{
 		opts:   opts,
-		tagged: make(map[Key]int32),
+		nextID: opts.FirstID,
+		tagged: make(map[Key]slotRef),
 		frags:  make(map[fragKey]fragEntry),
 		held:   make(map[fragKey][]Held),
+		clock:  -1 << 63,
+	}
+	if opts.IdleTimeout > 0 {
+		t.idle = int64(opts.IdleTimeout)
+		t.closeTO = int64(opts.CloseTimeout)
+		if t.closeTO <= 0 {
+			t.closeTO = min(int64(DefaultCloseTimeout), t.idle)
+		}
 	}
 	t.keys.init()
 	return t
 }
 
-// Len is the number of flows.
-func (t *Table) Len() int { return int(t.n) }
+// Options returns the options the table was made with.
+func (t *Table) Options() Options { return t.opts }
 
-// Flow returns flow i (0-based, in ID order). The pointer stays valid.
+// Live is the number of flows in memory: those whose connection has not
+// ended.
+func (t *Table) Live() int { return t.live }
+
+// Flow returns the flow in a slot (as Add returns it). The pointer stays
+// valid until the flow's connection ends.
 func (t *Table) Flow(i int32) *Flow { return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
 
 func (t *Table) conn(i int32) *conn { return &t.conns[i>>chunkBits][i&(1<<chunkBits-1)] }
@@ -117,70 +183,121 @@ func withRoom[T any](chunks [][]T, i int32) [][]T {
 	return chunks
 }
 
-// addConn stores c and returns its index.
+// allocFlow returns a free flow slot.
+func (t *Table) allocFlow() int32 {
+	if n := len(t.freeF); n > 0 {
+		fi := t.freeF[n-1]
+		t.freeF = t.freeF[:n-1]
+		return fi
+	}
+	fi := t.nslots
+	t.chunks = withRoom(t.chunks, fi)
+	t.nslots++
+	return fi
+}
+
+// addConn stores c and returns its slot.
 func (t *Table) addConn(c conn) int32 {
-	ci := t.nconns
-	t.conns = withRoom(t.conns, ci)
-	t.nconns++
+	var ci int32
+	if n := len(t.freeC); n > 0 {
+		ci = t.freeC[n-1]
+		t.freeC = t.freeC[:n-1]
+	} else {
+		ci = t.nconns
+		t.conns = withRoom(t.conns, ci)
+		t.nconns++
+	}
+	t.serial++
+	c.serial = t.serial
 	*t.conn(ci) = c
+	if t.idle > 0 {
+		t.deadline.push(deadline{at: t.clock + t.idle, conn: ci, serial: c.serial})
+	}
 	return ci
 }
 
 // Stats reports what the table has seen.
 func (t *Table) Stats() Stats { return t.stats }
 
-// NextID is the ID the next new flow would get.
-func (t *Table) NextID() uint64 { return t.opts.FirstID + uint64(t.n) }
+// NextID is the ID the next new flow will get.
+func (t *Table) NextID() uint64 { return t.nextID }
 
-// Add accounts one packet and returns the index of its flow, or -1 when
+// Clock is the latest packet time the table has seen (ns), or the
+// smallest int64 before the first packet.
+func (t *Table) Clock() int64 { return t.clock }
+
+// SetCapture says that the packets that follow come from capture ci
+// (captures are numbered by the caller, in the order they are read).
+func (t *Table) SetCapture(ci int) { t.capture = int32(ci) }
+
+// Add accounts one packet and returns the slot of its flow, or -1 when
 // the packet belongs to no flow (not IP) or is held back until its flow
-// is known (see Options.OnAttach).
+// is known (see Options.OnAttach). Connections whose timeout passed
+// before this packet's time end first.
 func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 {
 	t.stats.Packets++
+	if rec.Timestamp > t.clock {
+		t.clock = rec.Timestamp
+		t.expire()
+	}
 	if p.IPVersion == 0 {
 		t.stats.Problems[p.Problem]++
 		return -1
 	}
+	return t.add(rec, p)
+}
+
+func (t *Table) add(rec *pcapio.Record, p *pcapio.Packet) int32 {
 	ts := rec.Timestamp
 	if p.Fragment {
-		fk := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto, ver: p.IPVersion}
-		if p.NumVLAN > 0 {
-			fk.vlan = p.VLAN[0]
-		}
-		if p.FragOffset != 0 {
-			e, ok := t.frags[fk]
-			if !ok {
-				if t.nheld < t.opts.MaxHeld {
-					t.held[fk] = append(t.held[fk], Held{rec.Offset, int32(rec.Length), ts, int32(rec.OrigLen)})
-					t.nheld++
-					t.stats.Held++
-					return -1
-				}
-				t.stats.Orphans++
-				k := t.keyOf(p)
-				k.SrcPort, k.DstPort = 0, 0
-				fi := t.lookup(k, p, ts)
-				t.account(fi, p, ts, rec.OrigLen)
-				return fi
-			}
-			e.ts = ts
-			t.frags[fk] = e
-			t.account(e.flow, p, ts, rec.OrigLen)
-			return e.flow
-		}
-		fi := t.lookup(t.keyOf(p), p, ts)
-		t.account(fi, p, ts, rec.OrigLen)
-		t.frags[fk] = fragEntry{fi, ts}
-		if hs, ok := t.held[fk]; ok {
-			delete(t.held, fk)
-			t.nheld -= len(hs)
-			t.attach(fi, hs)
-		}
-		t.sweepFrags(ts)
-		return fi
+		return t.fragment(rec, p)
 	}
 	fi := t.lookup(t.keyOf(p), p, ts)
 	t.account(fi, p, ts, rec.OrigLen)
+	return fi
+}
+
+// fragment places an IP fragment: the first one carries the ports,
+// later ones follow it by (addresses, protocol, identification).
+func (t *Table) fragment(rec *pcapio.Record, p *pcapio.Packet) int32 {
+	ts := rec.Timestamp
+	fk := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto, ver: p.IPVersion}
+	if p.NumVLAN > 0 {
+		fk.vlan = p.VLAN[0]
+	}
+	if p.FragOffset != 0 {
+		e, ok := t.frags[fk]
+		if ok && t.Flow(e.flow).ID != e.id {
+			ok = false // its flow ended
+		}
+		if !ok {
+			if t.nheld < t.opts.MaxHeld {
+				t.held[fk] = append(t.held[fk], Held{rec.Index, t.capture, ts, int32(rec.OrigLen)})
+				t.nheld++
+				t.stats.Held++
+				return -1
+			}
+			t.stats.Orphans++
+			k := t.keyOf(p)
+			k.SrcPort, k.DstPort = 0, 0
+			fi := t.lookup(k, p, ts)
+			t.account(fi, p, ts, rec.OrigLen)
+			return fi
+		}
+		e.ts = ts
+		t.frags[fk] = e
+		t.account(e.flow, p, ts, rec.OrigLen)
+		return e.flow
+	}
+	fi := t.lookup(t.keyOf(p), p, ts)
+	t.account(fi, p, ts, rec.OrigLen)
+	t.frags[fk] = fragEntry{fi, t.Flow(fi).ID, ts}
+	if hs, ok := t.held[fk]; ok {
+		delete(t.held, fk)
+		t.nheld -= len(hs)
+		t.attach(fi, hs)
+	}
+	t.sweepFrags(ts)
 	return fi
 }
 
@@ -200,10 +317,10 @@ func (t *Table) AddInner(rec *pcapio.Record, inner *pcapio.Packet, outer int32, 
 	if outerPkt.Tunnel == pcapio.TunnelGTPU {
 		id = 0 // each direction has its own TEID
 	}
-	ctx := tunnelCtx{typ: outerPkt.Tunnel, id: id, conn: t.endpoints(&of.Key), outer: outer, depth: of.Depth + 1}
+	ctx := tunnelCtx{typ: outerPkt.Tunnel, id: id, conn: t.endpoints(&of.Key), outer: of.ID, depth: of.Depth + 1}
 	t.ctx = &ctx
 	defer func() { t.ctx = nil }()
-	return t.Add(rec, inner)
+	return t.add(rec, inner)
 }
 
 // endpoints interns the unordered pair of a tunnel's outer addresses (and
@@ -239,7 +356,7 @@ type tunnelCtx struct {
 	typ   pcapio.TunnelType
 	id    uint32
 	conn  uint32
-	outer int32
+	outer uint64 // ID of the outer flow
 	depth uint8
 }
 
@@ -263,9 +380,20 @@ func (t *Table) attach(fi int32, hs []Held) {
 		if h.TS > f.Last {
 			f.Last = h.TS
 		}
+		if h.Capture != f.lastCap {
+			t.touch(fi, f, int(h.Capture))
+		}
 		if t.opts.OnAttach != nil {
 			t.opts.OnAttach(fi, h)
 		}
+	}
+}
+
+// touch records that flow fi has a packet in capture ci.
+func (t *Table) touch(fi int32, f *Flow, ci int) {
+	f.lastCap = int32(ci)
+	if t.opts.OnCapture != nil {
+		t.opts.OnCapture(fi, ci)
 	}
 }
 
@@ -277,7 +405,7 @@ func (t *Table) sweepFrags(now int64) {
 	}
 	t.sweepAt = now + 10e9
 	for k, e := range t.frags {
-		if now-e.ts > 60e9 {
+		if now-e.ts > 60e9 || t.Flow(e.flow).ID != e.id {
 			delete(t.frags, k)
 		}
 	}
@@ -285,37 +413,32 @@ func (t *Table) sweepFrags(now int64) {
 
 // lookup finds or creates the current flow for k.
 func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
-	fi := t.get(&k)
-	ok := fi >= 0
-	if ok {
+	if fi := t.get(&k); fi >= 0 {
 		f := t.Flow(fi)
-		switch {
-		case t.opts.IdleTimeout > 0 && ts-f.Last > int64(t.opts.IdleTimeout):
-			ok = false
-		case k.Proto == pcapio.ProtoTCP && f.ended:
-			c := t.conn(f.conn)
-			side := t.sideOf(c, fi)
-			if p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn && !(c.hasBase[side] && c.base[side] == p.Seq) {
-				// Port reuse: a new connection on an ended one's key. A SYN
-				// with the old connection's initial sequence number is a
-				// late retransmission and stays in it.
-				ok = false
-			} else if ri, rok := t.reverse(k); rok && t.Flow(ri).conn != t.Flow(fi).conn && t.Flow(ri).conn > t.Flow(fi).conn {
-				// The other direction already started a newer connection
-				// (its SYN came first); this packet belongs to that one.
-				return t.newFlow(k, p, ts, t.Flow(ri).conn)
-			}
-		}
-		if ok {
+		if k.Proto != pcapio.ProtoTCP || !f.ended {
 			return fi
 		}
+		c := t.conn(f.conn)
+		side := t.sideOf(c, fi)
+		if p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) != pcapio.TCPSyn || (c.hasBase[side] && c.base[side] == p.Seq) {
+			// Not a new connection (a SYN with the old connection's initial
+			// sequence number is a late retransmission and stays in it),
+			// unless the other direction already started a newer one (its
+			// SYN came first): then this packet belongs to that one.
+			if ri, rok := t.reverse(k); rok {
+				if rc := t.conn(t.Flow(ri).conn); rc.serial > c.serial {
+					return t.newFlow(k, p, ts, t.Flow(ri).conn)
+				}
+			}
+			return fi
+		}
+		// Port reuse: a new connection on an ended one's key.
 	}
 	ci := int32(-1)
 	if ri, rok := t.reverse(k); rok {
 		rc := t.conn(t.Flow(ri).conn)
 		side := 1 - t.sideOf(rc, ri)
-		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) &&
-			!(t.opts.IdleTimeout > 0 && ts-t.Flow(ri).Last > int64(t.opts.IdleTimeout)) {
+		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) {
 			ci = t.Flow(ri).conn
 		}
 	}
@@ -335,8 +458,10 @@ func (t *Table) reverse(k Key) (int32, bool) {
 			return fi, true
 		}
 	}
-	fi, ok := t.tagged[r]
-	return fi, ok
+	if ref, ok := t.tagged[r]; ok && t.Flow(ref.slot).ID == ref.id {
+		return ref.slot, true
+	}
+	return -1, false
 }
 
 func (t *Table) sideOf(c *conn, fi int32) int {
@@ -348,14 +473,14 @@ func (t *Table) sideOf(c *conn, fi int32) int {
 
 // newFlow creates a flow for k, joining connection ci (or a new one).
 func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
-	fi := t.n
-	t.chunks = withRoom(t.chunks, fi)
-	t.n++
+	fi := t.allocFlow()
 	f := t.Flow(fi)
-	*f = Flow{ID: t.opts.FirstID + uint64(fi), Key: k, Capture: t.opts.Capture, First: ts, Last: ts,
-		SrcMAC: p.SrcMAC, DstMAC: p.DstMAC, HasSrcMAC: p.HasSrcMAC, HasDstMAC: p.HasDstMAC, outer: -1}
+	*f = Flow{ID: t.nextID, Key: k, Capture: int(t.capture), First: ts, Last: ts, active: t.clock,
+		SrcMAC: p.SrcMAC, DstMAC: p.DstMAC, HasSrcMAC: p.HasSrcMAC, HasDstMAC: p.HasDstMAC, lastCap: -1}
+	t.nextID++
+	t.live++
 	if c := t.ctx; c != nil {
-		f.outer, f.Depth = c.outer, c.depth
+		f.Outer, f.Depth = c.outer, c.depth
 	}
 	if ci < 0 {
 		c := conn{flows: [2]int32{fi, -1}, proto: k.Proto}
@@ -366,10 +491,14 @@ func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 		ci = t.addConn(c)
 	} else {
 		c := t.conn(ci)
+		side := 1
 		if c.flows[0] < 0 {
-			c.flows[0] = fi
-		} else {
-			c.flows[1] = fi
+			side = 0
+		}
+		c.flows[side] = fi
+		if o := c.flows[1-side]; o >= 0 {
+			of := t.Flow(o)
+			f.Peer, of.Peer = of.ID, f.ID
 		}
 	}
 	f.conn = ci
@@ -377,8 +506,12 @@ func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 	if k.NumVLAN > 0 {
 		u := k
 		u.NumVLAN, u.VLAN = 0, [MaxVLAN]uint16{}
-		t.tagged[u] = fi
+		t.tagged[u] = slotRef{fi, f.ID}
 	}
+	if t.opts.OnStart != nil {
+		t.opts.OnStart(fi)
+	}
+	t.touch(fi, f, int(t.capture))
 	return fi
 }
 
@@ -386,6 +519,10 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 	f := t.Flow(fi)
 	f.Packets++
 	f.Bytes += uint64(wire)
+	f.active = t.clock
+	if f.lastCap != t.capture {
+		t.touch(fi, f, int(t.capture))
+	}
 	if p.Proto == pcapio.ProtoTCP || p.Proto == pcapio.ProtoUDP {
 		f.PayloadBytes += uint64(p.PayloadLen)
 	}
@@ -403,18 +540,7 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 		if f.steady && p.TCPFlags&^(pcapio.TCPAck|pcapio.TCPPsh) == 0 && p.Window != 0 && p.TCPFlags&pcapio.TCPAck != 0 {
 			return
 		}
-		c := t.conn(f.conn)
-		side := t.sideOf(c, fi)
-		c.tcp(side, p)
-		if c.ended && !f.ended {
-			for _, o := range c.flows {
-				if o >= 0 {
-					t.Flow(o).ended = true
-				}
-			}
-		}
-		f.steady = c.state[side] == epEstablished && c.state[1-side] == epEstablished &&
-			c.seen[side]&(hAck|hData) == hAck|hData
+		t.tcpState(fi, f, p)
 	} else if p.Proto == pcapio.ProtoUDP && p.PayloadLen > 0 && p.FragOffset == 0 && !f.steady {
 		c := t.conn(f.conn)
 		c.note(t.sideOf(c, fi), hData)
@@ -422,16 +548,143 @@ func (t *Table) account(fi int32, p *pcapio.Packet, ts int64, wire int) {
 	}
 }
 
-// Finish places fragments whose first fragment never came (in a flow
-// with ports 0) and fills in peers, Zeek state and history, and Community
-// IDs. Call it once, after the last Add.
-func (t *Table) Finish() {
-	// Place orphans in file order, so that IDs do not depend on map order.
-	orphans := make([]fragKey, 0, len(t.held))
-	for fk := range t.held {
-		orphans = append(orphans, fk)
+// tcpState advances the connection's Zeek state for a segment of flow fi.
+func (t *Table) tcpState(fi int32, f *Flow, p *pcapio.Packet) {
+	c := t.conn(f.conn)
+	side := t.sideOf(c, fi)
+	wasClosed := c.closed()
+	c.tcp(side, p)
+	if c.ended && !f.ended {
+		for _, o := range c.flows {
+			if o >= 0 {
+				t.Flow(o).ended = true
+			}
+		}
 	}
-	sort.Slice(orphans, func(i, j int) bool { return t.held[orphans[i]][0].Offset < t.held[orphans[j]][0].Offset })
+	if !wasClosed && c.closed() && t.idle > 0 {
+		t.deadline.push(deadline{at: t.clock + t.closeTO, conn: f.conn, serial: c.serial})
+	}
+	f.steady = c.state[side] == epEstablished && c.state[1-side] == epEstablished &&
+		c.seen[side]&(hAck|hData) == hAck|hData
+}
+
+// expire ends the connections whose timeout has passed at t.clock.
+func (t *Table) expire() {
+	for len(t.deadline) > 0 && t.deadline[0].at < t.clock {
+		d := t.deadline.pop()
+		c := t.conn(d.conn)
+		if c.serial != d.serial {
+			continue // ended already; the slot holds another connection or none
+		}
+		due := t.lastActive(c)
+		if c.closed() {
+			due += t.closeTO
+		} else {
+			due += t.idle
+		}
+		if due < t.clock {
+			t.endConn(d.conn)
+		} else {
+			t.deadline.push(deadline{at: due, conn: d.conn, serial: c.serial})
+		}
+	}
+}
+
+// lastActive is the clock at the connection's latest packet.
+func (t *Table) lastActive(c *conn) int64 {
+	var a int64 = -1 << 63
+	for _, fi := range c.flows {
+		if fi >= 0 {
+			a = max(a, t.Flow(fi).active)
+		}
+	}
+	return a
+}
+
+// finish completes a live flow's counters into out without changing the
+// flow: holes still open count as missing, and the connection's Zeek
+// state and history are filled in.
+func (t *Table) finish(fi int32, out *Flow) {
+	f := t.Flow(fi)
+	*out = *f
+	t.finishSeq(fi, out)
+	if f.Key.Proto == pcapio.ProtoTCP {
+		c := t.conn(f.conn)
+		out.State = c.zeekState()
+		out.History = c.zeekHistory()
+	}
+}
+
+// Snapshot fills out with flow fi as it would be if its connection ended
+// now; the flow goes on unchanged.
+func (t *Table) Snapshot(fi int32, out *Flow) { t.finish(fi, out) }
+
+// endConn ends a connection: its flows are finished, handed to OnEnd and
+// their slots freed.
+func (t *Table) endConn(ci int32) {
+	c := t.conn(ci)
+	var fs [2]Flow
+	var ends [2]Ended
+	n := 0
+	for _, fi := range c.flows {
+		if fi >= 0 {
+			t.finish(fi, &fs[n])
+			ends[n] = Ended{fi, &fs[n]}
+			n++
+		}
+	}
+	if n == 2 && ends[1].Flow.ID < ends[0].Flow.ID {
+		ends[0], ends[1] = ends[1], ends[0]
+	}
+	if t.opts.OnEnd != nil {
+		t.opts.OnEnd(ends[:n])
+	}
+	for _, fi := range c.flows {
+		if fi >= 0 {
+			t.freeFlow(fi)
+		}
+	}
+	*c = conn{}
+	t.freeC = append(t.freeC, ci)
+}
+
+// freeFlow drops what refers to flow fi and makes its slot free.
+func (t *Table) freeFlow(fi int32) {
+	f := t.Flow(fi)
+	t.del(fi)
+	if k := f.Key; k.NumVLAN > 0 {
+		k.NumVLAN, k.VLAN = 0, [MaxVLAN]uint16{}
+		if ref, ok := t.tagged[k]; ok && ref.slot == fi {
+			delete(t.tagged, k)
+		}
+	}
+	if f.seq.hasSpans {
+		delete(t.spans, fi)
+	}
+	*f = Flow{}
+	t.freeF = append(t.freeF, fi)
+	t.live--
+}
+
+// EndCapture places the fragments of capture ci still waiting for
+// their datagram's first fragment in a flow with ports 0 (orphans).
+// Holding them across captures would make the flows of an archive
+// depend on where it was cut into index runs.
+func (t *Table) EndCapture(ci int) {
+	// Place orphans in capture order, so that IDs do not depend on map order.
+	orphans := make([]fragKey, 0, len(t.held))
+	for fk, hs := range t.held {
+		if ci < 0 || int(hs[0].Capture) == ci {
+			orphans = append(orphans, fk)
+		}
+	}
+	slices.SortFunc(orphans, func(a, b fragKey) int {
+		x, y := t.held[a][0], t.held[b][0]
+		if x.Capture != y.Capture {
+			return cmp.Compare(x.Capture, y.Capture)
+		}
+		return cmp.Compare(x.Index, y.Index)
+	})
 	for _, fk := range orphans {
 		hs := t.held[fk]
 		k := Key{Src: fk.src, Dst: fk.dst, Proto: fk.proto, IPVersion: fk.ver}
@@ -445,22 +698,61 @@ func (t *Table) Finish() {
 		}
 		t.stats.Orphans += uint64(len(hs))
 		t.attach(fi, hs)
+		delete(t.held, fk)
+		t.nheld -= len(hs)
 	}
-	clear(t.held)
-	t.nheld = 0
-	for i := int32(0); i < t.n; i++ {
-		f := t.Flow(i)
-		t.finishSeq(i, f)
-		if f.outer >= 0 {
-			f.Outer = t.Flow(f.outer).ID
+}
+
+// Finish ends every connection still live, in the order of their first
+// flow's ID, after placing held fragments (EndCapture). Call it once,
+// after the last packet of a scan.
+func (t *Table) Finish() {
+	t.EndCapture(-1)
+	for _, ci := range t.liveConns() {
+		t.endConn(ci)
+	}
+}
+
+// liveConns lists the live connections in the order of their first
+// flow's ID.
+func (t *Table) liveConns() []int32 {
+	type lc struct {
+		id uint64
+		ci int32
+	}
+	var cs []lc
+	for ci := int32(0); ci < t.nconns; ci++ {
+		c := t.conn(ci)
+		if c.serial == 0 {
+			continue
 		}
-		c := t.conn(t.Flow(i).conn)
-		if o := c.flows[1-t.sideOf(c, i)]; o >= 0 {
-			f.Peer = t.Flow(o).ID
+		id := ^uint64(0)
+		for _, fi := range c.flows {
+			if fi >= 0 {
+				id = min(id, t.Flow(fi).ID)
+			}
 		}
-		if f.Key.Proto == pcapio.ProtoTCP {
-			f.State = c.zeekState()
-			f.History = c.zeekHistory()
+		cs = append(cs, lc{id, ci})
+	}
+	slices.SortFunc(cs, func(a, b lc) int { return cmp.Compare(a.id, b.id) })
+	out := make([]int32, len(cs))
+	for i, c := range cs {
+		out[i] = c.ci
+	}
+	return out
+}
+
+// LiveFlows returns the slots of the live flows in ID order.
+func (t *Table) LiveFlows() []int32 {
+	var out []int32
+	for _, ci := range t.liveConns() {
+		c := t.conn(ci)
+		for _, fi := range c.flows {
+			if fi >= 0 {
+				out = append(out, fi)
+			}
 		}
 	}
+	slices.SortFunc(out, func(a, b int32) int { return cmp.Compare(t.Flow(a).ID, t.Flow(b).ID) })
+	return out
 }

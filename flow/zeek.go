@@ -17,7 +17,8 @@ const (
 
 // conn is the state two flows of one connection share.
 type conn struct {
-	flows   [2]int32 // flow index of side 0 (first seen) and side 1, -1 if none
+	serial  uint64   // order of creation among connections; 0: a free slot
+	flows   [2]int32 // flow slot of side 0 (first seen) and side 1, -1 if none
 	origIdx uint8    // which side is Zeek's originator
 	flipped bool     // the first packet came from the responder
 	ended   bool     // a FIN or RST was seen
@@ -139,6 +140,12 @@ func (c *conn) tcp(side int, p *pcapio.Packet) {
 			c.state[other] = epEstablished
 		}
 	}
+}
+
+// closed reports whether the connection is over: a RST, or a FIN from
+// each side. Its flows then end after Options.CloseTimeout of silence.
+func (c *conn) closed() bool {
+	return c.state[0] == epReset || c.state[1] == epReset || (c.state[0] == epClosed && c.state[1] == epClosed)
 }
 
 // zeekState is Zeek's conn_state for the connection.

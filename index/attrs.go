@@ -3,33 +3,39 @@ package index
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"slices"
 
 	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
-// Attribute keys come in two encodings.
+// Attribute keys come in three encodings.
 //
-// ID lists, for fields with few distinct values (ports, protocol, VLAN,
-// time and count buckets, Community ID buckets): one key per value (per
-// 64Ki IDs), value = uvarint(count) then the IDs delta-encoded.
+// ID lists (A keys), for values fixed when a flow starts and with few
+// distinct values (ports, protocol, VLAN, tunnel type and ID, Community
+// ID buckets): one key per value per list chunk, the value
 //
-// Sorted pair blocks, for addresses, whose values are as many as the
-// hosts: each capture's (address, flow ID) pairs sorted by address then
-// ID, cut into blocks of about addrBlock pairs. The key is
+//	uvarint(count) uvarint(first ID - key's first ID = 0) uvarint(ID delta)*
 //
-//	A <field> <IP version> <capture's first flow ID u64> <address> <ID u64>
+// Final-value lists (B keys), for values known when a flow ends (first
+// and last time, packet and byte counts, all bucketed): the same lists,
+// per index run (generation), of the flows that ended in it. The flows
+// live at the last commit are in the metadata list "live" instead, and
+// every lookup of these fields takes them as candidates.
 //
-// of the block's first pair (captures have disjoint key ranges, so that a
-// block's neighbours are its own capture's); the value is a sequence of
-// runs, one per address:
+// Sorted pair blocks (H keys), for addresses, whose values are as many
+// as the hosts: the (address, flow ID) pairs of a segment of flows (up
+// to segmentFlows consecutive IDs) sorted by address then ID, cut into
+// blocks of about addrBlock pairs, each keyed by its first pair and
+// holding runs, one per address:
 //
 //	address (4 or 16 bytes), uvarint(n), uvarint(first ID), n-1 uvarint ID deltas
 //
-// A range lookup seeks to the block holding the low address and reads
-// blocks until an address passes the high one. Keys grow with flows/512,
-// not with distinct hosts.
+// A range lookup seeks, in each segment, to the block holding the low
+// address and reads blocks until an address passes the high one. Keys
+// grow with flows/512, not with distinct hosts.
 
 // maxListIDs splits long ID lists over several keys.
 const maxListIDs = 1 << 16
@@ -37,31 +43,93 @@ const maxListIDs = 1 << 16
 // addrBlock is the number of (address, ID) pairs per block.
 const addrBlock = 512
 
-// idBuf accumulates one value's ID list.
-type idBuf struct {
-	field       Field
-	value       []byte // the attribute value, for the key
-	first, last uint64
-	n           int
-	buf         []byte
+// segmentFlows bounds the flows of one segment of address blocks: the
+// pairs are held in memory until the segment is written.
+const segmentFlows = 1 << 20
+
+// idList accumulates one value's ID list of flows as they start: IDs
+// come in ascending order and are delta-encoded as they come.
+type idList struct {
+	key  listKey
+	n    int
+	last uint64
+	buf  []byte
 }
 
-// attrBuilder collects the attribute keys of one capture's flows, which
-// arrive in ID order.
-type attrBuilder struct {
-	b         *writer
-	firstID   uint64
-	ports     [2][]*idBuf // by port, source and destination
-	proto     [256]*idBuf
-	vlan      map[uint16]*idBuf
-	times     [2]map[int64]*idBuf // first, last: by minute
-	counts    [2][65]*idBuf       // packets, bytes: by bit length
-	community []*idBuf            // by 16-bit hash bucket
-	tunnel    [256]*idBuf         // by tunnel type
-	tunnelID  map[uint32]*idBuf
-	peerCID   map[uint64]uint16 // bucket of flows whose peer is still to come
-	v4        [2][]uint64       // address<<32 | (ID - firstID)
+func (l *idList) add(w *writer, id uint64) error {
+	if l.n == 0 {
+		l.key.first, l.last = id, id
+	}
+	l.buf = binary.AppendUvarint(l.buf, id-l.last)
+	l.last = id
+	l.n++
+	if l.n == maxListIDs {
+		return l.emit(w)
+	}
+	return nil
+}
+
+func (l *idList) emit(w *writer) error {
+	if l == nil || l.n == 0 {
+		return nil
+	}
+	val := binary.AppendUvarint(make([]byte, 0, len(l.buf)+4), uint64(l.n))
+	val = append(val, l.buf...)
+	err := w.set(l.key.encode(), val)
+	l.n, l.buf = 0, l.buf[:0]
+	return err
+}
+
+// list returns the list *p, making it for field f and the value value()
+// gives (called once per distinct value).
+func list(p **idList, f Field, value func() []byte) *idList {
+	if *p == nil {
+		*p = &idList{key: listKey{field: f, value: value()}}
+	}
+	return *p
+}
+
+// finalList accumulates one value's IDs of flows as they end: in no
+// particular order, sorted when written.
+type finalList struct {
+	key listKey
+	ids []uint64
+}
+
+func (l *finalList) emit(w *writer) error {
+	if len(l.ids) == 0 {
+		return nil
+	}
+	slices.Sort(l.ids)
+	ids := slices.Compact(l.ids)
+	k := l.key
+	k.first = ids[0]
+	err := w.set(k.encode(), appendIDs(nil, ids[0], ids))
+	l.ids = l.ids[:0]
+	return err
+}
+
+// startAttrs collects the attribute keys of flows as they start: A lists
+// and the address pairs of the current segment.
+type startAttrs struct {
+	w         *writer
+	segment   uint64      // first ID of the current segment
+	n         int         // flows in it
+	v4        [2][]uint64 // address<<32 | (ID - segment)
 	v6        [2][]v6pair
+	ports     [2][]*idList // by port, source and destination
+	proto     [256]*idList
+	tunnel    [256]*idList
+	community []*idList // by 16-bit bucket
+	vlan      map[uint16]*idList
+	mac       [2]map[[6]byte]*idList
+	tunnelID  map[uint32]*idList
+	ring      [1 << 16]cidEntry // Community ID buckets of recent flows, by ID
+}
+
+type cidEntry struct {
+	id     uint64
+	bucket uint16
 }
 
 type v6pair struct {
@@ -69,37 +137,27 @@ type v6pair struct {
 	id     uint32
 }
 
-// newAttrBuilder starts the attribute lists of flows from firstID on;
-// flows is how many there will be (IPv4 address pairs are preallocated
-// for them: growing two arrays of millions by doubling showed up in the
-// ingest profile of a 5-million-flow capture).
-func newAttrBuilder(b *writer, firstID uint64, flows int) *attrBuilder {
-	a := &attrBuilder{b: b, firstID: firstID, vlan: map[uint16]*idBuf{},
-		times: [2]map[int64]*idBuf{{}, {}}, peerCID: map[uint64]uint16{}, tunnelID: map[uint32]*idBuf{},
-		community: make([]*idBuf, 1<<16)}
-	a.v4[0], a.v4[1] = make([]uint64, 0, flows), make([]uint64, 0, flows)
-	return a
+func newStartAttrs(w *writer, firstID uint64) *startAttrs {
+	return &startAttrs{w: w, segment: firstID, community: make([]*idList, 1<<16),
+		vlan: map[uint16]*idList{}, mac: [2]map[[6]byte]*idList{{}, {}}, tunnelID: map[uint32]*idList{}}
 }
 
-// list returns the list *p, creating it for field f and the value made
-// by value (called once per distinct value).
-func list(p **idBuf, f Field, value func() []byte) *idBuf {
-	if *p == nil {
-		*p = &idBuf{field: f, value: value()}
+var macFields = [2]Field{FieldSrcMAC, FieldDstMAC}
+
+var portFields = [2]Field{FieldSrcPort, FieldDstPort}
+
+// add records the attributes of flow f, which just started (its key,
+// MACs and tunnel are final).
+func (a *startAttrs) add(f *flow.Flow) error {
+	if a.n == segmentFlows {
+		if err := a.flushSegment(); err != nil {
+			return err
+		}
+		a.segment = f.ID
 	}
-	return *p
-}
-
-var (
-	portFields  = [2]Field{FieldSrcPort, FieldDstPort}
-	timeFields  = [2]Field{FieldFirst, FieldLast}
-	countFields = [2]Field{FieldPackets, FieldBytes}
-)
-
-func (a *attrBuilder) add(f *flow.Flow) error {
+	a.n++
 	k := &f.Key
-	id := f.ID
-	rel := uint32(id - a.firstID)
+	rel := uint32(f.ID - a.segment)
 	if k.IPVersion == 4 {
 		a.v4[0] = append(a.v4[0], uint64(binary.BigEndian.Uint32(k.Src[:4]))<<32|uint64(rel))
 		a.v4[1] = append(a.v4[1], uint64(binary.BigEndian.Uint32(k.Dst[:4]))<<32|uint64(rel))
@@ -108,15 +166,15 @@ func (a *attrBuilder) add(f *flow.Flow) error {
 		a.v6[1] = append(a.v6[1], v6pair{binary.BigEndian.Uint64(k.Dst[:8]), binary.BigEndian.Uint64(k.Dst[8:]), rel})
 	}
 	var err error
-	add := func(l *idBuf) {
+	add := func(l *idList) {
 		if err == nil {
-			err = a.addTo(l, id)
+			err = l.add(a.w, f.ID)
 		}
 	}
-	if portProto(k.Proto) {
+	if flow.PortProto(k.Proto) {
 		for d, port := range [2]uint16{k.SrcPort, k.DstPort} {
 			if a.ports[d] == nil {
-				a.ports[d] = make([]*idBuf, 1<<16)
+				a.ports[d] = make([]*idList, 1<<16)
 			}
 			add(list(&a.ports[d][port], portFields[d], func() []byte { return u16Value(port) }))
 		}
@@ -129,18 +187,15 @@ func (a *attrBuilder) add(f *flow.Flow) error {
 			a.vlan[v] = l
 		}
 	}
-	for i, ts := range [2]int64{f.First, f.Last} {
-		m := minute(ts)
-		l := a.times[i][m]
-		if l == nil {
-			l = &idBuf{field: timeFields[i], value: timeValue(ts)}
-			a.times[i][m] = l
+	for d, m := range [2]struct {
+		has bool
+		mac [6]byte
+	}{{f.HasSrcMAC, f.SrcMAC}, {f.HasDstMAC, f.DstMAC}} {
+		if m.has {
+			l := a.mac[d][m.mac]
+			add(list(&l, macFields[d], func() []byte { return slices.Clone(m.mac[:]) }))
+			a.mac[d][m.mac] = l
 		}
-		add(l)
-	}
-	for i, c := range [2]uint64{f.Packets, f.Bytes} {
-		b := bits.Len64(c)
-		add(list(&a.counts[i][b], countFields[i], func() []byte { return []byte{byte(b)} }))
 	}
 	if tt := k.TunnelType; tt != 0 {
 		add(list(&a.tunnel[tt], FieldTunnel, func() []byte { return []byte{byte(tt)} }))
@@ -148,57 +203,27 @@ func (a *attrBuilder) add(f *flow.Flow) error {
 		add(list(&l, FieldTunnelID, func() []byte { return binary.BigEndian.AppendUint32(nil, k.TunnelID) }))
 		a.tunnelID[k.TunnelID] = l
 	}
-	// Both directions of a connection share a Community ID: hash it once.
-	cb, ok := a.peerCID[id]
-	if ok {
-		delete(a.peerCID, id)
-	} else {
-		h := flow.CommunityHash(k, 0)
-		cb = binary.BigEndian.Uint16(h[:2])
-		if f.Peer > id {
-			a.peerCID[f.Peer] = cb
-		}
-	}
+	cb := a.communityBucket(f)
 	add(list(&a.community[cb], FieldCommunity, func() []byte { return u16Value(cb) }))
 	return err
 }
 
-func minute(ns int64) int64 {
-	m := ns / timeBucket
-	if ns < 0 && ns%timeBucket != 0 {
-		m--
+// communityBucket is the first two bytes of the Community ID of f's
+// connection. Both directions share it (but for ICMP messages without a
+// reply type): the second takes the first's from a ring of recent flows
+// instead of hashing again, which took a third of a second on 1.2 M
+// flows.
+func (a *startAttrs) communityBucket(f *flow.Flow) uint16 {
+	icmp := f.Key.Proto == pcapio.ProtoICMP || f.Key.Proto == pcapio.ProtoICMPv6
+	if p := f.Peer; p != 0 && !icmp {
+		if e := a.ring[p%uint64(len(a.ring))]; e.id == p {
+			return e.bucket
+		}
 	}
-	return m
-}
-
-func (a *attrBuilder) addTo(l *idBuf, id uint64) error {
-	if l.n == 0 {
-		l.first, l.last = id, id
-	}
-	l.buf = binary.AppendUvarint(l.buf, id-l.last)
-	l.last = id
-	l.n++
-	if l.n == maxListIDs {
-		return a.emit(l)
-	}
-	return nil
-}
-
-func (a *attrBuilder) emit(l *idBuf) error {
-	if l == nil || l.n == 0 {
-		return nil
-	}
-	val := binary.AppendUvarint(make([]byte, 0, len(l.buf)+4), uint64(l.n))
-	val = append(val, l.buf...)
-	err := a.b.set(attrKey(l.field, l.value, l.first), val)
-	l.n, l.buf = 0, l.buf[:0]
-	return err
-}
-
-// communityBucket is the bucket of a flow's Community ID.
-func communityBucket(k *flow.Key) []byte {
-	h := flow.CommunityHash(k, 0)
-	return h[:2]
+	h := flow.CommunityHash(&f.Key, 0)
+	b := binary.BigEndian.Uint16(h[:2])
+	a.ring[f.ID%uint64(len(a.ring))] = cidEntry{f.ID, b}
+	return b
 }
 
 // communityValue is the bucket of a Community ID: the first two bytes of
@@ -214,40 +239,57 @@ func communityValue(cid string) []byte {
 	return raw[:2]
 }
 
-func (a *attrBuilder) finish() error {
-	var lists []*idBuf
+// flush writes the lists and the current segment's address blocks; the
+// next flow starts a new segment.
+func (a *startAttrs) flush(nextID uint64) error {
+	var lists []*idList
 	for _, ports := range a.ports {
 		lists = append(lists, ports...)
 	}
 	lists = append(lists, a.proto[:]...)
+	lists = append(lists, a.tunnel[:]...)
+	lists = append(lists, a.community...)
 	for _, l := range a.vlan {
 		lists = append(lists, l)
 	}
-	for _, m := range a.times {
+	for _, m := range a.mac {
 		for _, l := range m {
 			lists = append(lists, l)
 		}
 	}
-	lists = append(lists, a.counts[0][:]...)
-	lists = append(lists, a.counts[1][:]...)
-	lists = append(lists, a.community...)
-	lists = append(lists, a.tunnel[:]...)
 	for _, l := range a.tunnelID {
 		lists = append(lists, l)
 	}
 	for _, l := range lists {
-		if err := a.emit(l); err != nil {
+		if err := l.emit(a.w); err != nil {
 			return err
 		}
+	}
+	if err := a.flushSegment(); err != nil {
+		return err
+	}
+	a.segment = nextID
+	return nil
+}
+
+func (a *startAttrs) flushSegment() error {
+	defer func() {
+		a.n = 0
+		for d := range a.v4 {
+			a.v4[d], a.v6[d] = a.v4[d][:0], a.v6[d][:0]
+		}
+	}()
+	if a.n == 0 {
+		return nil
 	}
 	for d := 0; d < 2; d++ {
 		f := []Field{FieldSrcAddr, FieldDstAddr}[d]
 		slices.Sort(a.v4[d])
-		w := addrBlockWriter{a: a, f: f, alen: 4}
+		w := addrBlockWriter{w: a.w, key: addrKey{field: f, ver: 4, segment: a.segment}, alen: 4}
 		for _, x := range a.v4[d] {
 			var addr [16]byte
 			binary.BigEndian.PutUint32(addr[:], uint32(x>>32))
-			if err := w.add(addr, a.firstID+uint64(uint32(x))); err != nil {
+			if err := w.add(addr, a.segment+uint64(uint32(x))); err != nil {
 				return err
 			}
 		}
@@ -263,12 +305,12 @@ func (a *attrBuilder) finish() error {
 			}
 			return cmpU64(uint64(x.id), uint64(y.id))
 		})
-		w = addrBlockWriter{a: a, f: f, alen: 16}
+		w = addrBlockWriter{w: a.w, key: addrKey{field: f, ver: 6, segment: a.segment}, alen: 16}
 		for _, x := range a.v6[d] {
 			var addr [16]byte
 			binary.BigEndian.PutUint64(addr[:], x.hi)
 			binary.BigEndian.PutUint64(addr[8:], x.lo)
-			if err := w.add(addr, a.firstID+uint64(x.id)); err != nil {
+			if err := w.add(addr, a.segment+uint64(x.id)); err != nil {
 				return err
 			}
 		}
@@ -289,13 +331,78 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
+// endAttrs collects the final-value lists of flows as they end.
+type endAttrs struct {
+	w      *writer
+	gen    uint32
+	times  [2]map[int64]*finalList // first, last: by minute
+	counts [2][65]*finalList       // packets, bytes: by bit length
+	n      int                     // IDs held
+}
+
+// endFlush bounds the IDs held before the lists are written.
+const endFlush = 1 << 22
+
+func newEndAttrs(w *writer, gen uint32) *endAttrs {
+	return &endAttrs{w: w, gen: gen, times: [2]map[int64]*finalList{{}, {}}}
+}
+
+var (
+	timeFields  = [2]Field{FieldFirst, FieldLast}
+	countFields = [2]Field{FieldPackets, FieldBytes}
+)
+
+func (a *endAttrs) add(f *flow.Flow) error {
+	for i, ts := range [2]int64{f.First, f.Last} {
+		m := minute(ts)
+		l := a.times[i][m]
+		if l == nil {
+			l = &finalList{key: listKey{final: true, field: timeFields[i], value: timeValue(ts), gen: a.gen}}
+			a.times[i][m] = l
+		}
+		l.ids = append(l.ids, f.ID)
+	}
+	for i, c := range [2]uint64{f.Packets, f.Bytes} {
+		b := bits.Len64(c)
+		l := a.counts[i][b]
+		if l == nil {
+			l = &finalList{key: listKey{final: true, field: countFields[i], value: []byte{byte(b)}, gen: a.gen}}
+			a.counts[i][b] = l
+		}
+		l.ids = append(l.ids, f.ID)
+	}
+	if a.n += 4; a.n >= endFlush {
+		return a.flush()
+	}
+	return nil
+}
+
+func (a *endAttrs) flush() error {
+	a.n = 0
+	for i := range a.times {
+		for _, l := range a.times[i] {
+			if err := l.emit(a.w); err != nil {
+				return err
+			}
+		}
+		for _, l := range a.counts[i] {
+			if l != nil {
+				if err := l.emit(a.w); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // addrBlockWriter cuts sorted (address, ID) pairs into blocks.
 type addrBlockWriter struct {
-	a      *attrBuilder
-	f      Field
+	w      *writer
+	key    addrKey // field, version and segment; the rest per block
 	alen   int
 	n      int      // pairs in the block
-	key    []byte   // the block's first pair, as a key
+	first  []byte   // the block's key
 	buf    []byte   // finished runs
 	run    [16]byte // address of the open run
 	runIDs []uint64
@@ -307,7 +414,9 @@ func (w *addrBlockWriter) add(addr [16]byte, id uint64) error {
 		w.closeRun()
 	}
 	if w.n == 0 {
-		w.key = addrBlockKey(w.f, w.alen, w.a.firstID, addr[:w.alen], id)
+		k := w.key
+		k.addr, k.id = addr[:w.alen], id
+		w.first = k.encode()
 	}
 	if !w.inRun {
 		w.run, w.inRun = addr, true
@@ -338,13 +447,10 @@ func (w *addrBlockWriter) flush() error {
 	if w.n == 0 {
 		return nil
 	}
-	err := w.a.b.set(w.key, w.buf)
+	err := w.w.set(w.first, w.buf)
 	w.n, w.buf = 0, w.buf[:0]
 	return err
 }
-
-// isAddrField reports whether a field is stored as sorted pair blocks.
-func isAddrField(f Field) bool { return f == FieldSrcAddr || f == FieldDstAddr }
 
 // decodeAddrBlock appends the IDs of the runs whose address lies in
 // [lo, hi] (both alen bytes) and reports whether an address above hi was
@@ -382,18 +488,34 @@ func decodeAddrBlock(b []byte, alen int, lo, hi []byte, out []uint64) ([]uint64,
 	return out, false, nil
 }
 
-// addrBlockKey is the key of an address block.
-func addrBlockKey(f Field, alen int, capFirst uint64, addr []byte, id uint64) []byte {
-	k := addrCapturePrefix(f, alen, capFirst)
-	k = append(k, addr...)
-	return binary.BigEndian.AppendUint64(k, id)
+// ID lists: uvarint(count), then the first ID as a delta from the key's
+// first ID (always 0) and the other IDs as deltas from the previous one.
+
+func appendIDs(b []byte, first uint64, ids []uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	prev := first
+	for _, id := range ids {
+		b = binary.AppendUvarint(b, id-prev)
+		prev = id
+	}
+	return b
 }
 
-// addrCapturePrefix is the key prefix of one capture's address blocks.
-func addrCapturePrefix(f Field, alen int, capFirst uint64) []byte {
-	ver := byte(4)
-	if alen == 16 {
-		ver = 6
+func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return out, fmt.Errorf("%w: ID list", errCorrupt)
 	}
-	return binary.BigEndian.AppendUint64([]byte{tagAttr, byte(f), ver}, capFirst)
+	b = b[k:]
+	prev := first
+	for i := uint64(0); i < n; i++ {
+		d, k := binary.Uvarint(b)
+		if k <= 0 {
+			return out, fmt.Errorf("%w: ID list", errCorrupt)
+		}
+		b = b[k:]
+		prev += d
+		out = append(out, prev)
+	}
+	return out, nil
 }

@@ -8,423 +8,635 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pcapflow/pcapflow/flow"
 )
 
+// SchemaVersion identifies the key layout and record encodings; an index
+// written with another version must be rebuilt.
+const SchemaVersion = "pcapflow-index/2"
+
 // BuildResult reports what Build did.
 type BuildResult struct {
-	Added   []CaptureInfo // captures indexed by this run
+	Added   []CaptureInfo // captures indexed by this run, in time order
 	Skipped []string      // captures already in the index
-	Errors  []error       // captures that could not be (fully) read
+	Errors  []error       // captures that could not be read (left out), or only in part (added up to the damage)
+	// NotCaptures are files in the directories given that are not
+	// captures (by their content); they were passed over.
+	NotCaptures []string
+	Flows       uint64 // flows in the index after the run
+	Live        int    // of them, flows whose connection was still open at the end
 }
 
+// ErrOlder means a capture to add begins before the end of the archive:
+// an index is built in time order, so it cannot go in.
+var ErrOlder = errors.New("capture is older than the end of the archive")
+
+// ErrSettings means captures were to be added with flow settings other
+// than the index's.
+var ErrSettings = errors.New("flow settings differ from the index's")
+
+// killPoint, set by tests (export_test.go), is called at named points of
+// Build; a test that exits there simulates a killed index run.
+var killPoint = func(string) {}
+
 // Build creates the index in dir, or adds to it the captures it does not
-// hold yet (matched by absolute path). Flow IDs continue from the index's
-// last flow. A capture that can be read only in part is indexed up to the
-// damage and its error is reported in the result; one that cannot be read
-// at all is left out.
+// hold yet (matched by absolute path). Directories among paths are
+// searched for captures by content (Discover). The new captures are read
+// in time order, continuing the archive: connections still open at its
+// end continue into them, so an index built one capture at a time, in
+// time order, equals one built from all of them at once.
 //
-// Durability: the store is written without a WAL. Build first persists
-// the state "building", then the data, then the capture records and the
-// state "complete", each step made durable by a flush. An index whose
-// state is not "complete" is refused by Open; the next Build removes the
-// uncommitted part and goes on.
+// A capture that cannot be read at all is left out, and one that can be
+// read only in part is indexed up to the damage; both are reported in
+// the result's Errors. If no capture can be read and dir was made by
+// this call, dir is removed again.
+//
+// Durability: every key written while captures are read is new; the
+// keys that change (provisional records of live flows, the live state,
+// the metadata) are written in one batch at the end, and made durable by
+// a flush. A run that dies before leaves the index as it was.
 func Build(ctx context.Context, dir string, paths []string, opts Options) (*BuildResult, error) {
+	res := &BuildResult{}
+	for _, p := range paths {
+		if p == "-" {
+			return res, fmt.Errorf("standard input cannot be indexed (it cannot be read again for extraction); save it to a file first")
+		}
+	}
+	disc, err := Discover(paths)
+	if err != nil {
+		return res, err
+	}
+	res.NotCaptures = disc.Skipped
+	_, statErr := os.Stat(dir)
+	made := errors.Is(statErr, os.ErrNotExist)
 	db, lf, err := openLocked(dir, true)
 	if err != nil {
-		return nil, err
+		if made {
+			os.RemoveAll(dir)
+		}
+		return res, err
 	}
-	defer lf.Close()
-	b := &builder{writer: writer{db: db}, dir: dir, opts: &opts}
-	res, err := b.run(ctx, paths)
+	b := &builder{dir: dir, db: db, opts: &opts, res: res}
+	err = b.run(ctx, disc.Captures)
 	if cerr := db.Close(); err == nil && cerr != nil {
 		err = cerr
+	}
+	lf.Close()
+	if made && b.meta.gen == 0 && !b.committed {
+		os.RemoveAll(dir) // nothing was indexed: leave no index behind
 	}
 	return res, err
 }
 
-// batchSize is how much a write batch collects before it is committed.
-const batchSize = 16 << 20
-
 type builder struct {
-	writer
-	dir  string
-	opts *Options
-	buf  []byte
+	dir       string
+	db        *pebble.DB
+	opts      *Options
+	res       *BuildResult
+	meta      committed
+	w         writer
+	committed bool
 }
 
-// writer batches writes to the store; each goroutine that writes has
-// its own.
-type writer struct {
-	db    *pebble.DB
-	batch *pebble.Batch
+func (b *builder) setMeta(w *writer, name metaKey, v string) error {
+	return w.set(name.encode(), []byte(v))
 }
 
-// KillPoint, when set (by tests), is called at named points of Build;
-// a test that panics or exits there simulates a killed ingest.
-var KillPoint func(point string)
-
-func killPoint(p string) {
-	if KillPoint != nil {
-		KillPoint(p)
+func (b *builder) run(ctx context.Context, paths []string) error {
+	b.w = writer{db: b.db}
+	m, err := readCommitted(b.db)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.dir, err)
 	}
+	b.meta = m
+	switch {
+	case m.version == "" && m.gen == 0:
+	case m.version != SchemaVersion:
+		return fmt.Errorf("%s: %w: it is %q, this pcapflow writes %q", b.dir, ErrSchema, m.version, SchemaVersion)
+	}
+	if m.gen > 0 && !reflect.DeepEqual(norm(m.settings), norm(b.opts.Settings)) {
+		return fmt.Errorf("%s: %w (the index: %s; asked: %s)", b.dir, ErrSettings, m.settings, b.opts.Settings)
+	}
+	// Which captures are new, and may they go in?
+	known := map[string]bool{}
+	for _, c := range m.captures {
+		known[c.Path] = true
+	}
+	var fresh []string
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return err
+		}
+		if known[abs] {
+			c := m.captures[slices.IndexFunc(m.captures, func(c CaptureInfo) bool { return c.Path == abs })]
+			if _, err := locateCapture(b.dir, &c); err != nil {
+				return err
+			}
+			b.res.Skipped = append(b.res.Skipped, p)
+			continue
+		}
+		known[abs] = true
+		fresh = append(fresh, p)
+	}
+	srcs, _, errs := order(fresh, nil)
+	b.res.Errors = append(b.res.Errors, errs...)
+	if m.gen > 0 {
+		for _, src := range srcs {
+			if !src.empty && src.first < m.clock {
+				return fmt.Errorf("%s: %w (it begins at %s; the archive in %s ends at %s)", src.path, ErrOlder,
+					formatNS(src.first), b.dir, formatNS(m.clock))
+			}
+		}
+	}
+	if len(srcs) == 0 {
+		if m.gen > 0 && m.state != "complete" {
+			return b.recover()
+		}
+		return nil
+	}
+	if m.gen > 0 && m.state != "complete" {
+		if err := b.recover(); err != nil {
+			return err
+		}
+	}
+	if err := b.setMeta(&b.w, metaVersion, SchemaVersion); err != nil {
+		return err
+	}
+	if err := b.setMeta(&b.w, metaState, "building"); err != nil {
+		return err
+	}
+	if err := b.flush(); err != nil {
+		return err
+	}
+	killPoint("building")
+	return b.ingest(ctx, srcs)
 }
 
-func (b *writer) flush() error {
-	if err := b.commit(); err != nil {
+func norm(s Settings) Settings {
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = flow.DefaultIdleTimeout
+	}
+	if len(s.VXLANPorts) == 0 {
+		s.VXLANPorts = nil
+	}
+	return s
+}
+
+func (s Settings) String() string {
+	idle := "idle timeout " + s.idle().String()
+	if s.idle() == 0 {
+		idle = "no idle timeout"
+	}
+	if s.NoTunnels {
+		idle += ", tunnels not opened"
+	}
+	if len(s.VXLANPorts) > 0 {
+		idle += fmt.Sprintf(", VXLAN ports %v", s.VXLANPorts)
+	}
+	return idle
+}
+
+func (b *builder) flush() error {
+	if err := b.w.commit(); err != nil {
 		return err
 	}
 	return b.db.Flush()
 }
 
-func (b *writer) commit() error {
-	if b.batch == nil || b.batch.Empty() {
-		return nil
-	}
-	err := b.batch.Commit(pebble.NoSync)
-	b.batch.Close()
-	b.batch = nil
-	return err
-}
-
-func (b *writer) set(k, v []byte) error {
-	if b.batch == nil {
-		b.batch = b.db.NewBatchWithSize(batchSize + batchSize/4)
-	}
-	if err := b.batch.Set(k, v, nil); err != nil {
+// ingest reads the new captures into the store and commits.
+func (b *builder) ingest(ctx context.Context, srcs []source) error {
+	m := &b.meta
+	gen := m.gen + 1
+	sink := newStoreSink(&b.w, gen, m.nextID)
+	g := newIngest(b.opts, sink, m.nextID)
+	if err := b.restore(g, sink); err != nil {
 		return err
 	}
-	if b.batch.Len() > batchSize {
-		return b.commit()
-	}
-	return nil
-}
-
-func (b *builder) setMeta(name, v string) error { return b.set(metaKey(name), []byte(v)) }
-
-func (b *builder) run(ctx context.Context, paths []string) (*BuildResult, error) {
-	res := &BuildResult{}
-	version, err := getMeta(b.db, metaVersion)
-	if err != nil {
-		return nil, err
-	}
-	switch version {
-	case "":
-		if err := b.setMeta(metaVersion, SchemaVersion); err != nil {
-			return nil, err
-		}
-	case SchemaVersion:
-	default:
-		return nil, fmt.Errorf("%s: index schema %q, this pcapflow writes %q; rebuild it (remove the directory and run index again)", b.dir, version, SchemaVersion)
-	}
-	captures, nextID, err := readCommitted(b.db)
-	if err != nil {
-		return nil, err
-	}
-	state, _ := getMeta(b.db, metaState)
-	if state != "complete" && version != "" {
-		// A previous ingest died: drop what it wrote after the last commit.
-		if err := b.dropUncommitted(len(captures), nextID); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.setMeta(metaState, "building"); err != nil {
-		return nil, err
-	}
-	if err := b.flush(); err != nil {
-		return nil, err
-	}
-	known := map[string]*CaptureInfo{}
-	for i := range captures {
-		known[captures[i].Path] = &captures[i]
-	}
-	for _, p := range paths {
-		if p == "-" {
-			return res, fmt.Errorf("standard input cannot be indexed (it cannot be read again for extraction); save it to a file first")
-		}
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return res, err
-		}
-		if c, ok := known[abs]; ok {
-			if err := checkCapture(b.dir, c); err != nil {
-				return res, err
-			}
-			res.Skipped = append(res.Skipped, p)
-			continue
-		}
-		info, err := b.addCapture(ctx, p, len(captures), nextID)
-		if errors.Is(err, context.Canceled) {
-			return res, err
-		}
-		if err != nil {
-			res.Errors = append(res.Errors, err)
-		}
-		if info == nil {
-			continue
-		}
-		if rel, rerr := filepath.Rel(b.dir, info.Path); rerr == nil {
-			info.RelPath = rel
-		}
-		captures = append(captures, *info)
-		known[info.Path] = &captures[len(captures)-1]
-		res.Added = append(res.Added, *info)
-		nextID += info.Flows
+	readErr := g.read(ctx, srcs, b.opts.stdin(), len(m.captures))
+	b.res.Errors = append(b.res.Errors, g.errs...)
+	if readErr != nil {
+		return readErr
 	}
 	killPoint("data-written")
-	if err := b.flush(); err != nil {
-		return res, err
-	}
-	killPoint("data-flushed")
-	for i, c := range captures {
-		v, err := json.Marshal(c)
-		if err != nil {
-			return res, err
-		}
-		if err := b.set(captureKey(i), v); err != nil {
-			return res, err
-		}
-	}
-	if err := b.setMeta(metaNextID, strconv.FormatUint(nextID, 10)); err != nil {
-		return res, err
-	}
-	if err := b.setMeta(metaCaptures, strconv.Itoa(len(captures))); err != nil {
-		return res, err
-	}
-	if err := b.setMeta(metaState, "complete"); err != nil {
-		return res, err
-	}
-	if err := b.flush(); err != nil {
-		return res, err
-	}
-	killPoint("committed")
-	return res, nil
+	return b.commit(g, sink)
 }
 
-// readCommitted returns the committed captures and the next flow ID.
-func readCommitted(db *pebble.DB) ([]CaptureInfo, uint64, error) {
-	n, _ := getMeta(db, metaCaptures)
-	next, _ := getMeta(db, metaNextID)
-	nc, _ := strconv.Atoi(n)
-	nextID, _ := strconv.ParseUint(next, 10, 64)
-	if nextID == 0 {
-		nextID = 1
+// restore loads the state of the last commit: the live flows into the
+// table, their postings, and the blocks still waiting for some of them.
+func (b *builder) restore(g *ingest, sink *storeSink) error {
+	m := &b.meta
+	if m.stateLen == 0 {
+		return nil
 	}
-	var out []CaptureInfo
-	for i := 0; i < nc; i++ {
-		v, c, err := db.Get(captureKey(i))
+	var state []byte
+	for i := 0; i < m.stateLen; i++ {
+		v, c, err := b.db.Get(stateKey(i).encode())
 		if err != nil {
-			return nil, 0, fmt.Errorf("capture record %d: %w", i, err)
+			return fmt.Errorf("%s: live state %d: %w", b.dir, i, err)
 		}
-		var ci CaptureInfo
-		err = json.Unmarshal(v, &ci)
+		state = append(state, v...)
 		c.Close()
+	}
+	// The table's state, then each live flow's postings, in ID order.
+	n, k := binary.Uvarint(state)
+	if k <= 0 || n > uint64(len(state)-k) {
+		return fmt.Errorf("%s: %w: live state", b.dir, errCorrupt)
+	}
+	t, err := flow.RestoreTable(g.t.Options(), state[k:k+int(n)])
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.dir, err)
+	}
+	g.t = t
+	rest := state[k+int(n):]
+	for _, fi := range t.LiveFlows() {
+		var p slotPosting
+		var err error
+		if rest, err = p.decodeState(rest, &g.pool); err != nil {
+			return fmt.Errorf("%s: live postings: %w", b.dir, err)
+		}
+		*g.posts.at(fi) = p
+	}
+	live := map[uint64]bool{}
+	for _, fi := range t.LiveFlows() {
+		live[t.Flow(fi).ID] = true
+	}
+	// Blocks written provisionally: their flows that ended wait again.
+	for first := range restoredBlocks(b.db) {
+		pb, err := b.pendingFrom(first, live)
 		if err != nil {
-			return nil, 0, fmt.Errorf("capture record %d: %w", i, err)
-		}
-		out = append(out, ci)
-	}
-	return out, nextID, nil
-}
-
-// dropUncommitted deletes every key an interrupted ingest may have
-// written: capture records from ncap on, flows from nextID on, and
-// attribute lists starting at nextID or later.
-func (b *builder) dropUncommitted(ncap int, nextID uint64) error {
-	del := func(lo, hi []byte) error {
-		if b.batch == nil {
-			b.batch = b.db.NewBatch()
-		}
-		return b.batch.DeleteRange(lo, hi, nil)
-	}
-	if err := del(captureKey(ncap), []byte{tagCapture + 1}); err != nil {
-		return err
-	}
-	for _, tag := range []byte{tagFlows, tagTails, tagChunk} {
-		if err := del(blockKey(tag, nextID), []byte{tag + 1}); err != nil {
 			return err
 		}
+		sink.pending[first] = pb
+		sink.queue = append(sink.queue, first)
+		sink.restoredG[first] = true
 	}
-	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagAttr}, UpperBound: []byte{tagAttr + 1}})
+	slices.Sort(sink.queue)
+	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLateProv}, UpperBound: []byte{tagLateProv + 1}})
 	if err != nil {
 		return err
 	}
 	for it.First(); it.Valid(); it.Next() {
-		if _, first := splitAttrKey(it.Key()); first >= nextID {
-			if b.batch == nil {
-				b.batch = b.db.NewBatch()
-			}
-			if err := b.batch.Delete(it.Key(), nil); err != nil {
-				it.Close()
-				return err
-			}
+		sink.restoredN[binary.BigEndian.Uint64(it.Key()[1:])] = true
+	}
+	return it.Close()
+}
+
+// restoredBlocks lists the blocks with provisional keys.
+func restoredBlocks(db *pebble.DB) map[uint64]bool {
+	out := map[uint64]bool{}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFlowsProv}, UpperBound: []byte{tagFlowsProv + 1}})
+	if err != nil {
+		return out
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		out[binary.BigEndian.Uint64(it.Key()[1:])] = true
+	}
+	return out
+}
+
+// pendingFrom rebuilds a pending block from its provisional keys: the
+// flows not live any more ended before the commit.
+func (b *builder) pendingFrom(first uint64, live map[uint64]bool) (*pendingBlock, error) {
+	get := func(tag byte) ([]byte, error) {
+		v, c, err := b.db.Get(blockKey{tag, first}.encode())
+		if err != nil {
+			return nil, fmt.Errorf("%s: block %c/%d: %w", b.dir, tag, first, err)
 		}
+		defer c.Close()
+		return slices.Clone(v), nil
+	}
+	recs, err := get(tagFlowsProv)
+	if err != nil {
+		return nil, err
+	}
+	tails, err := get(tagTailsProv)
+	if err != nil {
+		return nil, err
+	}
+	pb := &pendingBlock{first: first}
+	var d recordDecoder
+	d.start(recs, first)
+	holes, k := binary.Uvarint(tails)
+	if k <= 0 || holes != d.holes {
+		return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, errCorrupt)
+	}
+	tails = tails[k:]
+	var s storeSink
+	var f flow.Flow
+	for d.more() {
+		if err := d.next(&f); err != nil {
+			return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, err)
+		}
+		chunks, tail, rest, err := splitTail(tails)
+		if err != nil {
+			return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, err)
+		}
+		tails = rest
+		if !live[f.ID] {
+			pb.recs[f.ID-first] = s.standalone(nil, &f, chunks, tail)
+			pb.ended++
+		}
+	}
+	return pb, nil
+}
+
+// commit writes, in one batch, what changes at the end of a run: the
+// provisional records of the flows still live, the live state, the new
+// captures and the metadata; then it flushes.
+func (b *builder) commit(g *ingest, sink *storeSink) error {
+	m := &b.meta
+	t := g.t
+	// The lists and blocks of flows that started or ended, as new keys.
+	if err := sink.start.flush(t.NextID()); err != nil {
+		return err
+	}
+	if err := sink.end.flush(); err != nil {
+		return err
+	}
+	if err := b.w.commit(); err != nil {
+		return err
+	}
+	killPoint("data-flushed")
+	cw := &writer{db: b.db}
+	cw.batch = b.db.NewBatch()
+	live := map[uint64]*liveFlow{}
+	var liveIDs []uint64
+	var state []byte
+	for _, fi := range t.LiveFlows() {
+		lf := &liveFlow{}
+		t.Snapshot(fi, &lf.f)
+		p := g.posts.at(fi)
+		lf.chunks, lf.tail = p.chunks, p.appendChunk(nil)
+		live[lf.f.ID] = lf
+		liveIDs = append(liveIDs, lf.f.ID)
+		state = p.appendState(state)
+	}
+	for first, pb := range sink.pending {
+		if err := sink.writeBlockTo(cw, pb, live); err != nil {
+			return err
+		}
+		delete(sink.restoredG, first)
+	}
+	for first := range sink.restoredG { // provisional then, final now
+		cw.delete(blockKey{tagFlowsProv, first}.encode())
+		cw.delete(blockKey{tagTailsProv, first}.encode())
+	}
+	for _, id := range liveIDs {
+		if sink.pending[blockOf(id)] != nil {
+			continue
+		}
+		lf := live[id]
+		cw.set(lateKey{tagLateProv, id}.encode(), sink.standalone(nil, &lf.f, lf.chunks, lf.tail))
+		delete(sink.restoredN, id)
+	}
+	for id := range sink.restoredN {
+		cw.delete(lateKey{tagLateProv, id}.encode())
+	}
+	// The live state: the table's, then each live flow's postings.
+	ts, err := t.MarshalState()
+	if err != nil {
+		return err
+	}
+	state = append(append(binary.AppendUvarint(nil, uint64(len(ts))), ts...), state...)
+	const stateChunk = 1 << 20
+	nchunks := 0
+	for off := 0; off < len(state) || nchunks == 0; off += stateChunk {
+		cw.set(stateKey(nchunks).encode(), state[off:min(off+stateChunk, len(state))])
+		nchunks++
+	}
+	for i := nchunks; i < m.stateLen; i++ {
+		cw.delete(stateKey(i).encode())
+	}
+	// Captures, in index order.
+	ncap := len(m.captures)
+	for ci := ncap; ; ci++ {
+		info := sink.caps[ci]
+		if info == nil {
+			break
+		}
+		if rel, err := filepath.Rel(b.dir, info.Path); err == nil {
+			info.RelPath = rel
+		}
+		v, err := json.Marshal(info)
+		if err != nil {
+			return err
+		}
+		cw.set(captureKey(ci).encode(), v)
+		b.res.Added = append(b.res.Added, *info)
+		ncap++
+	}
+	settings, err := json.Marshal(norm(b.opts.Settings))
+	if err != nil {
+		return err
+	}
+	b.setMeta(cw, metaSettings, string(settings))
+	b.setMeta(cw, metaLive, string(appendIDs(nil, 0, liveIDs)))
+	b.setMeta(cw, metaState0, strconv.Itoa(nchunks))
+	b.setMeta(cw, metaGen, strconv.FormatUint(uint64(m.gen+1), 10))
+	b.setMeta(cw, metaNextID, strconv.FormatUint(t.NextID(), 10))
+	b.setMeta(cw, metaCaptures, strconv.Itoa(ncap))
+	b.setMeta(cw, metaClock, strconv.FormatInt(t.Clock(), 10))
+	b.setMeta(cw, metaState, "complete")
+	if cw.err != nil {
+		return cw.err
+	}
+	if err := cw.batch.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	cw.batch.Close()
+	if err := b.db.Flush(); err != nil {
+		return err
+	}
+	b.committed = true
+	b.res.Flows = t.NextID() - 1
+	b.res.Live = len(liveIDs)
+	killPoint("committed")
+	return nil
+}
+
+// writeBlockTo writes a pending block provisionally (G and R) into w.
+func (s *storeSink) writeBlockTo(w *writer, pb *pendingBlock, live map[uint64]*liveFlow) error {
+	saved := s.w
+	s.w = w
+	defer func() { s.w = saved }()
+	return s.writeBlock(pb, tagFlowsProv, tagTailsProv, live)
+}
+
+// recover drops what a run that died after the last commit wrote: every
+// key of flows, captures and lists beyond the committed ones, and the
+// final keys written for blocks and flows that were provisional.
+func (b *builder) recover() error {
+	m := &b.meta
+	w := &writer{db: b.db}
+	next := m.nextID
+	for _, tag := range []byte{tagFlows, tagTails} {
+		w.deleteRange(blockKey{tag, blockOf(next) + flowBlock}.encode(), []byte{tag + 1})
+	}
+	w.deleteRange(lateKey{tagLate, next}.encode(), []byte{tagLate + 1})
+	w.deleteRange(chunkKey{next, 0}.encode(), []byte{tagChunk + 1})
+	w.deleteRange(checkpointKey{uint32(len(m.captures)), 0}.encode(), []byte{tagCheckpoint + 1})
+	w.deleteRange(inCaptureKey{uint32(len(m.captures)), 0}.encode(), []byte{tagInCapture + 1})
+	w.deleteRange(binary.BigEndian.AppendUint32([]byte{tagCapture}, uint32(len(m.captures))), []byte{tagCapture + 1})
+	// Blocks with provisional keys: final keys beside them are new, and
+	// so are keys of their flows stored alone.
+	for first := range restoredBlocks(b.db) {
+		w.delete(blockKey{tagFlows, first}.encode())
+		w.delete(blockKey{tagTails, first}.encode())
+		w.deleteRange(lateKey{tagLate, first}.encode(), lateKey{tagLate, first + flowBlock}.encode())
+	}
+	if !m.hasBlock(b.db, blockOf(next)) {
+		for _, tag := range []byte{tagFlows, tagTails} {
+			w.delete(blockKey{tag, blockOf(next)}.encode())
+		}
+	}
+	// Flows stored alone: an L beside an N is new.
+	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLateProv}, UpperBound: []byte{tagLateProv + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		w.delete(lateKey{tagLate, binary.BigEndian.Uint64(it.Key()[1:])}.encode())
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	return b.flush()
+	// Posting chunks of live flows beyond the committed count.
+	if err := b.dropLiveChunks(w); err != nil {
+		return err
+	}
+	// Lists: start lists of new flows, final lists of the next generation,
+	// address blocks of new segments.
+	if err := b.dropLists(w); err != nil {
+		return err
+	}
+	if err := b.setMeta(w, metaState, "complete"); err != nil {
+		return err
+	}
+	if err := w.commit(); err != nil {
+		return err
+	}
+	if err := b.db.Flush(); err != nil {
+		return err
+	}
+	b.meta.state = "complete"
+	return nil
 }
 
-// addCapture reads one capture and writes its flows, postings and
-// attribute lists.
-func (b *builder) addCapture(ctx context.Context, path string, capIdx int, firstID uint64) (*CaptureInfo, error) {
-	var posts postingTable
-	var werr error
-	var sl slab
-	sink := func(fi int32, off int64, length int32) {
-		p := posts.at(int(fi))
-		p.add(off, length, &sl)
-		if p.n == ChunkSize {
-			b.buf = p.chunk(b.buf[:0])
-			if err := b.set(chunkKey(firstID+uint64(fi), p.chunks), b.buf); err != nil && werr == nil {
-				werr = err
+// hasBlock reports whether the block was committed with final keys: it
+// holds committed flows and no provisional keys.
+func (m *committed) hasBlock(db *pebble.DB, first uint64) bool {
+	if first >= m.nextID {
+		return false
+	}
+	_, c, err := db.Get(blockKey{tagFlowsProv, first}.encode())
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return true
+}
+
+// dropLiveChunks deletes the posting chunks that live flows got after
+// the commit.
+func (b *builder) dropLiveChunks(w *writer) error {
+	m := &b.meta
+	if m.stateLen == 0 {
+		return nil
+	}
+	var state []byte
+	for i := 0; i < m.stateLen; i++ {
+		v, c, err := b.db.Get(stateKey(i).encode())
+		if err != nil {
+			return err
+		}
+		state = append(state, v...)
+		c.Close()
+	}
+	n, k := binary.Uvarint(state)
+	if k <= 0 || n > uint64(len(state)-k) {
+		return fmt.Errorf("%s: %w: live state", b.dir, errCorrupt)
+	}
+	t, err := flow.RestoreTable(flow.Options{IdleTimeout: b.meta.settings.idle()}, state[k:k+int(n)])
+	if err != nil {
+		return err
+	}
+	rest := state[k+int(n):]
+	var pool bufPool
+	for _, fi := range t.LiveFlows() {
+		var p slotPosting
+		if rest, err = p.decodeState(rest, &pool); err != nil {
+			return err
+		}
+		id := t.Flow(fi).ID
+		w.deleteRange(chunkKey{id, p.chunks}.encode(), chunkKey{id + 1, 0}.encode())
+	}
+	return nil
+}
+
+// dropLists deletes the lists a run that did not commit wrote.
+func (b *builder) dropLists(w *writer) error {
+	m := &b.meta
+	for _, tag := range []byte{tagList, tagFinalList, tagAddr} {
+		it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			drop := false
+			switch tag {
+			case tagAddr:
+				k, err := decodeAddrKey(it.Key())
+				drop = err == nil && k.segment >= m.nextID
+			default:
+				k, err := decodeListKey(it.Key(), fieldWidth(Field(it.Key()[1])))
+				drop = err == nil && (k.final && k.gen > m.gen || !k.final && k.first >= m.nextID)
 			}
-			p.chunks++
-		}
-	}
-	info, t, err := readCapture(ctx, path, nil, capIdx, firstID, b.opts, sink)
-	if werr != nil {
-		return nil, werr
-	}
-	if t == nil || (err != nil && info.Packets == 0) {
-		return nil, err
-	}
-	if werr := b.writeFlows(t, firstID, &posts); werr != nil {
-		return nil, werr
-	}
-	killPoint("capture-written")
-	return info, err
-}
-
-// writeFlows writes the flow records and posting tails of a finished
-// table while another goroutine builds and writes its attribute keys.
-func (b *builder) writeFlows(t *flow.Table, firstID uint64, posts *postingTable) error {
-	n := t.Len()
-	attrErr := make(chan error, 1)
-	go func() {
-		w := &writer{db: b.db}
-		attrs := newAttrBuilder(w, firstID, n)
-		var err error
-		for i := 0; i < n && err == nil; i++ {
-			err = attrs.add(t.Flow(int32(i)))
-		}
-		if err == nil {
-			err = attrs.finish()
-		}
-		if err == nil {
-			err = w.commit()
-		}
-		attrErr <- err
-	}()
-	var tails []byte
-	var err error
-	enc := &blockEncoder{}
-	for start := 0; start < n && err == nil; start += flowBlock {
-		end := min(start+flowBlock, n)
-		enc.reset(firstID+uint64(start), t.Flow(int32(start)).Capture)
-		tails = tails[:0]
-		for i := start; i < end; i++ {
-			enc.add(t.Flow(int32(i)))
-			mark := len(tails)
-			tails = append(tails, 0)
-			tails = posts.at(i).chunk(tails)
-			// Length-prefix the chunk; it is nearly always under 128 bytes.
-			if l := len(tails) - mark - 1; l < 128 {
-				tails[mark] = byte(l)
-			} else {
-				chunk := append([]byte(nil), tails[mark+1:]...)
-				tails = binary.AppendUvarint(tails[:mark], uint64(l))
-				tails = append(tails, chunk...)
+			if drop {
+				w.delete(slices.Clone(it.Key()))
 			}
 		}
-		err = b.set(blockKey(tagFlows, firstID+uint64(start)), enc.b)
-		if err == nil {
-			err = b.set(blockKey(tagTails, firstID+uint64(start)), tails)
+		if err := it.Close(); err != nil {
+			return err
 		}
 	}
-	if aerr := <-attrErr; err == nil {
-		err = aerr
-	}
-	return err
+	return nil
 }
 
-// checkCapture verifies that a capture still is what was indexed.
-func checkCapture(dir string, c *CaptureInfo) error {
-	_, err := locateCapture(dir, c)
-	return err
+// appendState encodes a live flow's postings for the live state.
+func (p *slotPosting) appendState(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(p.chunks))
+	dst = binary.AppendUvarint(dst, uint64(p.n))
+	dst = binary.AppendUvarint(dst, uint64(p.last.Capture))
+	dst = binary.AppendUvarint(dst, uint64(p.last.Index))
+	dst = binary.AppendUvarint(dst, uint64(len(p.buf)))
+	return append(dst, p.buf...)
 }
 
-// locateCapture finds an indexed capture (by its absolute path, else by
-// its path relative to the index directory, for a moved archive) and
-// checks that it is unchanged.
-func locateCapture(dir string, c *CaptureInfo) (string, error) {
-	path := c.Path
-	f, err := os.Open(path)
-	if err != nil && c.RelPath != "" {
-		if f2, err2 := os.Open(filepath.Join(dir, c.RelPath)); err2 == nil {
-			path, f, err = filepath.Join(dir, c.RelPath), f2, nil
+func (p *slotPosting) decodeState(b []byte, pool *bufPool) ([]byte, error) {
+	var v [5]uint64
+	for i := range v {
+		x, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, errCorrupt
 		}
+		v[i], b = x, b[k:]
 	}
-	if err != nil {
-		return "", fmt.Errorf("capture %s indexed in %s: %w", c.Path, dir, err)
+	if v[4] > uint64(len(b)) || v[1] > chunkMax {
+		return nil, errCorrupt
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
+	p.chunks, p.n = uint32(v[0]), int32(v[1])
+	p.last = PacketRef{int32(v[2]), int64(v[3])}
+	if v[1] > 0 {
+		p.buf = append(pool.get(int(v[4])), b[:v[4]]...)
 	}
-	if st.Size() == c.Size && st.ModTime().UnixNano() == c.ModTime {
-		return path, nil
-	}
-	size, _, id, err := Identify(f)
-	if err != nil {
-		return "", err
-	}
-	if id != c.Identity {
-		return "", &StaleError{Index: dir, Capture: path, OldSize: c.Size, NewSize: size}
-	}
-	return path, nil
+	return b[v[4]:], nil
 }
 
-// StaleError reports a capture that changed after it was indexed.
-type StaleError struct {
-	Index, Capture   string
-	OldSize, NewSize int64
-}
-
-func (e *StaleError) Error() string {
-	change := "its content changed"
-	if e.OldSize != e.NewSize {
-		change = fmt.Sprintf("its size changed from %d to %d bytes", e.OldSize, e.NewSize)
-	}
-	return fmt.Sprintf("index %s is stale: capture %s changed after it was indexed (%s); rebuild it: rm -r %s && pcapflow index -i %s ...",
-		e.Index, e.Capture, change, e.Index, e.Index)
-}
-
-// postingTable holds the posting buffer of each flow of a capture being
-// ingested, in fixed-size chunks: a million flows' buffers are never
-// copied to grow the table (that was 5% of the ingest).
-type postingTable struct {
-	chunks [][]ingestPosting
-}
-
-// ingestPosting is a flow's current chunk and how many full chunks of it
-// were written already.
-type ingestPosting struct {
-	postingBuf
-	chunks uint32
-}
-
-const postingTableBits = 12
-
-// at returns flow i's buffer, making room for it.
-func (t *postingTable) at(i int) *ingestPosting {
-	for i>>postingTableBits >= len(t.chunks) {
-		t.chunks = append(t.chunks, make([]ingestPosting, 1<<postingTableBits))
-	}
-	return &t.chunks[i>>postingTableBits][i&(1<<postingTableBits-1)]
-}
+func formatNS(ns int64) string { return string(flow.AppendTime(nil, ns)) }

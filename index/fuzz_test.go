@@ -12,16 +12,23 @@ import (
 // corrupt index must give errors, never panics or runaway allocation.
 func FuzzRecords(f *testing.F) {
 	var e blockEncoder
-	e.reset(1, 0)
+	e.reset(1)
 	fl := flow.Flow{ID: 1, Peer: 2, Packets: 3, Bytes: 300}
 	fl.Key.IPVersion, fl.Key.Proto = 4, 6
 	e.add(&fl)
-	f.Add(e.b)
+	fl2 := fl
+	fl2.ID, fl2.Peer, fl2.Key, fl2.Capture = 3, 1, fl.Key.Reverse(), 2
+	e.add(&fl2)
+	f.Add(e.bytes(nil))
 	var p postingBuf
-	var sl slab
-	p.add(100, 60, &sl)
-	p.add(200, 1514, &sl)
-	f.Add(p.chunkCopy(nil))
+	var pool bufPool
+	p.add(PacketRef{0, 100}, &pool)
+	p.add(PacketRef{0, 101}, &pool)
+	p.add(PacketRef{0, 90}, &pool)
+	p.add(PacketRef{2, 7}, &pool)
+	f.Add(p.appendChunk(nil))
+	var st storeSink
+	f.Add(st.standalone(nil, &fl, 2, p.appendChunk(nil)))
 	f.Add(appendIDs(nil, 5, []uint64{5, 7, 100}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var d recordDecoder
@@ -38,6 +45,11 @@ func FuzzRecords(f *testing.F) {
 		if ids, err := decodeIDs(b, 0, nil); err == nil && len(ids) > len(b) {
 			t.Fatalf("%d IDs from %d bytes", len(ids), len(b))
 		}
+		splitStandalone(b)
+		splitTail(b)
+		decodeListKey(b, 2)
+		decodeAddrKey(b)
+		FormatKey(b)
 		lo, hi := []byte{0, 0, 0, 0}, []byte{255, 255, 255, 255}
 		decodeAddrBlock(b, 4, lo, hi, nil)
 		decodeAddrBlock(b, 16, make([]byte, 16), bytes.Repeat([]byte{0xff}, 16), nil)

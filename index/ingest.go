@@ -2,38 +2,14 @@ package index
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
 	"sync/atomic"
 	"time"
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
-
-// CaptureInfo describes one capture of an index or a scan.
-type CaptureInfo struct {
-	Name        string // base name, printed as a flow's "capture"
-	Path        string // absolute path ("-" for standard input)
-	RelPath     string // path relative to the index directory, to find a moved archive
-	Size        int64
-	ModTime     int64  // ns since the epoch
-	Identity    string // hash of size, head and tail; see Identify
-	Compression string // "", "gzip" or "zstd"
-	Layout      pcapio.Layout
-	FirstID     uint64 // ID of the capture's first flow
-	Flows       uint64
-	Packets     uint64
-	Bytes       uint64 // sum of wire lengths
-	NonIP       uint64 // frames that decoded to no IP flow
-	Warning     string // the problem that ended reading early, if any
-}
 
 // Progress is updated while captures are read, for a progress display.
 // Its fields are safe to read from another goroutine.
@@ -45,20 +21,48 @@ type Progress struct {
 	Flows   atomic.Int64 // flows found in all captures
 }
 
+// Settings are the flow semantics an archive is built with; an index
+// records them, and every capture added to it is read with the same.
+type Settings struct {
+	// IdleTimeout ends a connection silent for longer (0: the default,
+	// flow.DefaultIdleTimeout; negative: never).
+	IdleTimeout time.Duration `json:"idle_timeout"`
+	// Decode tunes the decoder (VXLAN ports, no decapsulation).
+	VXLANPorts []uint16 `json:"vxlan_ports,omitempty"`
+	NoTunnels  bool     `json:"no_tunnels,omitempty"`
+}
+
+func (s Settings) idle() time.Duration {
+	switch {
+	case s.IdleTimeout == 0:
+		return flow.DefaultIdleTimeout
+	case s.IdleTimeout < 0:
+		return 0
+	}
+	return s.IdleTimeout
+}
+
+func (s Settings) decode() *pcapio.DecodeOptions {
+	if s.VXLANPorts == nil && !s.NoTunnels {
+		return nil
+	}
+	return &pcapio.DecodeOptions{VXLANPorts: s.VXLANPorts, NoTunnels: s.NoTunnels}
+}
+
 // Options configure reading captures.
 type Options struct {
-	IdleTimeout time.Duration
+	Settings
 	// Warn receives problems that do not stop the work: a capture cut
 	// short, skipped records, undecodable link types. Nil discards them.
 	Warn     func(error)
 	Progress *Progress
 	// Stdin is read for the capture "-" (os.Stdin when nil).
 	Stdin io.Reader
-	// Decode tunes the decoder (VXLAN ports, no decapsulation).
-	Decode *pcapio.DecodeOptions
 	// MaxPackets, when positive, stops reading each capture after that
 	// many records (pcap_flow's --packet-max).
 	MaxPackets int64
+	// Decode, when set, overrides the decoder options of Settings.
+	Decode *pcapio.DecodeOptions
 }
 
 func (o *Options) stdin() io.Reader {
@@ -74,239 +78,272 @@ func (o *Options) warn(err error) {
 	}
 }
 
-// packetSink receives the records of flows as they are read: flow is the
-// index in the capture's table.
-type packetSink func(flow int32, off int64, length int32)
-
-// OpenCapture opens a capture file, or standard input for "-".
-func OpenCapture(path string) (io.ReadCloser, error) {
-	if path == "-" {
-		return io.NopCloser(os.Stdin), nil
-	}
-	return os.Open(path)
+// ingestSink receives what reading captures produces: flows as their
+// connections end, posting chunks, record checkpoints and captures.
+type ingestSink interface {
+	// started is a flow that just started (its key and first packet's
+	// attributes are set).
+	started(f *flow.Flow) error
+	// chunk is a full posting chunk of flow id, its n-th.
+	chunk(id uint64, n uint32, b []byte) error
+	// ended is a flow whose connection ended; chunks full chunks of its
+	// postings went to chunk, tail is the last, partial one.
+	ended(f *flow.Flow, chunks uint32, tail []byte) error
+	// inCapture says flow id has packets in capture ci.
+	inCapture(id uint64, ci int)
+	// checkpoints are the offsets of capture ci's records n*K*1024,
+	// n*K*1024 + K, ... (K = CheckpointEvery): chunk n.
+	checkpoints(ci int, n int, offs []int64) error
+	// capture is a capture read to its end (or its damage).
+	capture(ci int, info *CaptureInfo) error
 }
 
-// identityBytes is how much of each end of a capture Identify hashes.
-const identityBytes = 64 << 10
-
-// Identify hashes a capture's size, first and last 64 KiB. A capture that
-// is appended to, truncated, rewritten or replaced gets a different
-// identity (short of an edit confined to its middle with the same size,
-// which the modification time then catches).
-func Identify(f *os.File) (size, mtime int64, id string, err error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, 0, "", err
-	}
-	size, mtime = fi.Size(), fi.ModTime().UnixNano()
-	h := sha256.New()
-	fmt.Fprintf(h, "%d\n", size)
-	buf := make([]byte, identityBytes)
-	n, err := f.ReadAt(buf[:min(int64(len(buf)), size)], 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, "", err
-	}
-	h.Write(buf[:n])
-	if size > identityBytes {
-		tail := max(size-identityBytes, identityBytes)
-		n, err = f.ReadAt(buf[:size-tail], tail)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, 0, "", err
-		}
-		h.Write(buf[:n])
-	}
-	return size, mtime, hex.EncodeToString(h.Sum(nil)[:16]), nil
+// ingest reads captures through the decoder into a flow table and hands
+// what it produces to a sink. The table goes on from one capture to the
+// next: a connection that crosses a file rotation is one flow per
+// direction.
+type ingest struct {
+	opts  *Options
+	sink  ingestSink
+	t     *flow.Table
+	posts postingSlots
+	pool  bufPool
+	caps  map[int]*capState
+	errs  []error // captures that could not be (fully) read
+	werr  error   // the sink's first error
+	cur   int     // capture of the last record
 }
 
-// decodedBatch carries decoded packets from the reading goroutine to the
-// flow table.
-type decodedBatch struct {
-	n      int
-	offset int64
-	ps     [256][MaxTunnelDepth + 1]pcapio.Packet // the packet, then what its tunnels carry
-	depth  [256]uint8
-	meta   [256]pcapio.Record // without Data and Raw
+// capState is what is gathered about a capture being read.
+type capState struct {
+	info     *CaptureInfo
+	ckpts    []int64
+	nckpt    int
+	badLinks map[pcapio.LinkType]int
 }
 
-// MaxTunnelDepth bounds how many tunnels inside each other are opened.
-const MaxTunnelDepth = 3
+// postingSlots holds the posting buffer of each flow slot of the table,
+// in fixed-size chunks: a million flows' buffers are never copied.
+type postingSlots struct {
+	chunks [][]slotPosting
+}
 
-// readCapture reads one capture through the decoder into a new flow
-// table whose IDs start at firstID. It returns the table (finished) even
-// when reading stopped at an error, so that the flows before the damage
-// are kept; the error then names the file and offset.
-func readCapture(ctx context.Context, path string, src io.Reader, capIdx int, firstID uint64, opts *Options, sink packetSink) (*CaptureInfo, *flow.Table, error) {
-	info := &CaptureInfo{Name: filepath.Base(path), Path: path, Size: -1, FirstID: firstID}
-	if path == "-" {
-		info.Name = "-"
-	} else if abs, err := filepath.Abs(path); err == nil {
-		info.Path = abs
+type slotPosting struct {
+	postingBuf
+	chunks uint32 // full chunks written
+}
+
+const postingSlotBits = 12
+
+func (t *postingSlots) at(i int32) *slotPosting {
+	for int(i>>postingSlotBits) >= len(t.chunks) {
+		t.chunks = append(t.chunks, make([]slotPosting, 1<<postingSlotBits))
 	}
-	var rc io.ReadCloser
-	if src == nil && path == "-" {
-		src = opts.stdin()
-	}
-	if src != nil {
-		rc = io.NopCloser(src)
-	} else {
-		var err error
-		if rc, err = OpenCapture(path); err != nil {
-			return info, nil, err
+	return &t.chunks[i>>postingSlotBits][i&(1<<postingSlotBits-1)]
+}
+
+func newIngest(opts *Options, sink ingestSink, firstID uint64) *ingest {
+	g := &ingest{opts: opts, sink: sink, caps: map[int]*capState{}, cur: -1}
+	g.t = flow.NewTable(flow.Options{
+		FirstID:     firstID,
+		IdleTimeout: opts.idle(),
+		OnEnd:       g.ended,
+		OnAttach:    func(fi int32, h flow.Held) { g.post(fi, PacketRef{h.Capture, h.Index}) },
+		OnCapture:   func(fi int32, ci int) { g.sink.inCapture(g.t.Flow(fi).ID, ci) },
+		OnStart: func(fi int32) {
+			if err := g.sink.started(g.t.Flow(fi)); err != nil && g.werr == nil {
+				g.werr = err
+			}
+		},
+	})
+	return g
+}
+
+// post appends a packet to flow fi's postings, writing a full chunk.
+func (g *ingest) post(fi int32, r PacketRef) {
+	p := g.posts.at(fi)
+	p.add(r, &g.pool)
+	if p.n == chunkMax {
+		b := p.appendChunk(nil)
+		if err := g.sink.chunk(g.t.Flow(fi).ID, p.chunks, b); err != nil && g.werr == nil {
+			g.werr = err
 		}
+		p.chunks++
+		p.reset()
 	}
-	defer rc.Close()
-	var err error
-	if f, ok := rc.(*os.File); ok && path != "-" {
-		info.Size, info.ModTime, info.Identity, err = Identify(f)
-		if err != nil {
-			return info, nil, fmt.Errorf("%s: %w", path, err)
+}
+
+// ended hands the flows of an ended connection to the sink.
+func (g *ingest) ended(ends []flow.Ended) {
+	var tail []byte
+	for _, e := range ends {
+		p := g.posts.at(e.Slot)
+		tail = p.appendChunk(tail[:0])
+		if err := g.sink.ended(e.Flow, p.chunks, tail); err != nil && g.werr == nil {
+			g.werr = err
 		}
+		p.free(&g.pool)
+		p.chunks = 0
 	}
-	pr := opts.Progress
-	if pr != nil {
-		pr.Capture.Store(info.Name)
-		pr.Bytes.Store(0)
-		pr.Total.Store(info.Size)
+}
+
+// read reads the captures (in time order: see captureStream) with the
+// first taking index firstCI.
+func (g *ingest) read(ctx context.Context, srcs []source, stdin io.Reader, firstCI int) error {
+	dec := g.opts.Decode
+	if dec == nil {
+		dec = g.opts.Settings.decode()
 	}
-	r, err := pcapio.NewReader(rc, path)
-	if err != nil {
-		return info, nil, err
-	}
-	defer r.Close()
-	info.Compression = r.Compression()
-	r.OnWarning = opts.Warn
-	topts := flow.Options{FirstID: firstID, Capture: capIdx, IdleTimeout: opts.IdleTimeout}
-	if sink != nil {
-		topts.OnAttach = func(fi int32, h flow.Held) { sink(fi, h.Offset, h.Length) }
-	}
-	t := flow.NewTable(topts)
-	// Reading and decoding run in their own goroutine, a batch ahead of
+	o := *g.opts
+	o.Decode = dec
+	cs := &captureStream{srcs: srcs, stdin: stdin, opts: &o, firstCI: firstCI}
+	// Reading and decoding run in their own goroutine, batches ahead of
 	// the flow table: the two overlap on two cores.
-	batches := make(chan *decodedBatch, 4)
+	out := make(chan *decodedBatch, 4)
 	free := make(chan *decodedBatch, 6)
 	for i := 0; i < cap(free); i++ {
 		free <- &decodedBatch{}
 	}
-	var (
-		badLinks map[pcapio.LinkType]int
-		readErr  error
-		endErr   error // the error that ended reading
-	)
 	stop := make(chan struct{})
-	defer close(stop)
+	done := make(chan struct{})
 	go func() {
-		defer close(batches)
-		var rec pcapio.Record
-		var read int64
-		for {
-			var b *decodedBatch
-			select {
-			case b = <-free:
-			case <-stop:
-				return
-			}
-			b.n = 0
-			for b.n < len(b.ps) {
-				if opts.MaxPackets > 0 && read >= opts.MaxPackets {
-					break
-				}
-				read++
-				err := r.Next(&rec)
-				if err != nil {
-					if err != io.EOF {
-						endErr = err
-					}
-					break
-				}
-				chain := &b.ps[b.n]
-				p := &chain[0]
-				p.DecodeWith(rec.LinkType, rec.Data, opts.Decode)
-				depth := 0
-				data := rec.Data
-				for depth < MaxTunnelDepth && chain[depth].Tunnel != 0 {
-					outer := &chain[depth]
-					data = data[outer.InnerOffset:]
-					chain[depth+1].DecodeWith(outer.InnerLink, data, opts.Decode)
-					depth++
-				}
-				b.depth[b.n] = uint8(depth)
-				if p.Problem == pcapio.ProblemUnsupportedLink {
-					if badLinks == nil {
-						badLinks = map[pcapio.LinkType]int{}
-					}
-					badLinks[rec.LinkType]++
-				}
-				m := &b.meta[b.n]
-				*m = rec
-				m.Data, m.Raw = nil, nil
-				b.n++
-			}
-			b.offset = r.Offset()
-			last := b.n < len(b.ps)
-			select {
-			case batches <- b:
-			case <-stop:
-				return
-			}
-			if last {
-				return
-			}
-		}
+		defer close(done)
+		cs.run(ctx, free, out, stop)
 	}()
-	for b := range batches {
-		for i := 0; i < b.n; i++ {
-			m := &b.meta[i]
-			info.Packets++
-			info.Bytes += uint64(m.OrigLen)
-			chain := &b.ps[i]
-			fi := t.Add(m, &chain[0])
-			if fi >= 0 && sink != nil {
-				sink(fi, m.Offset, int32(m.Length))
-			}
-			for d := 1; d <= int(b.depth[i]); d++ {
-				// A tunnel: the same record also belongs to the flow it carries.
-				if fi = t.AddInner(m, &chain[d], fi, &chain[d-1]); fi >= 0 && sink != nil {
-					sink(fi, m.Offset, int32(m.Length))
-				}
-			}
+	defer func() {
+		close(stop)
+		for range out {
 		}
+		<-done
+	}()
+	pr := g.opts.Progress
+	for b := range out {
 		if err := ctx.Err(); err != nil {
-			return info, nil, err
+			return err
+		}
+		ev := 0
+		for i := 0; i < b.n; i++ {
+			for ev < len(b.events) && b.events[ev].at == i {
+				g.event(&b.events[ev])
+				ev++
+			}
+			g.record(b, i)
+		}
+		for ; ev < len(b.events); ev++ {
+			g.event(&b.events[ev])
+		}
+		if g.werr != nil {
+			return g.werr
 		}
 		if pr != nil {
 			pr.Bytes.Store(b.offset)
 			pr.Packets.Add(int64(b.n))
-			pr.Flows.Store(int64(t.NextID() - 1))
+			pr.Flows.Store(int64(g.t.NextID() - 1))
 		}
 		free <- b
 	}
-	// The reader goroutine has finished (batches is closed): its results
-	// are safe to read.
-	if endErr != nil {
-		if pcapio.IsWarning(endErr) {
-			opts.warn(endErr)
-		} else {
-			readErr = endErr
+	return g.werr
+}
+
+// record accounts record i of a batch.
+func (g *ingest) record(b *decodedBatch, i int) {
+	m := &b.meta[i]
+	ci := int(b.cap[i])
+	if ci != g.cur {
+		g.cur = ci
+		g.t.SetCapture(ci)
+	}
+	cs := g.caps[ci]
+	info := cs.info
+	info.Packets++
+	info.Bytes += uint64(m.OrigLen)
+	if info.Packets == 1 {
+		info.First, info.Last = m.Timestamp, m.Timestamp
+	} else {
+		info.Last = max(info.Last, m.Timestamp)
+	}
+	if m.Index%CheckpointEvery == 0 {
+		g.checkpoint(ci, cs, m.Offset)
+	}
+	chain := &b.ps[i]
+	if chain[0].IPVersion == 0 {
+		info.NonIP++
+	}
+	if chain[0].Problem == pcapio.ProblemUnsupportedLink {
+		if cs.badLinks == nil {
+			cs.badLinks = map[pcapio.LinkType]int{}
 		}
-		info.Warning = endErr.Error()
+		cs.badLinks[m.LinkType]++
 	}
-	if pr != nil {
-		pr.Bytes.Store(r.Offset())
+	ref := PacketRef{int32(ci), m.Index}
+	fi := g.t.Add(m, &chain[0])
+	if fi >= 0 {
+		g.post(fi, ref)
 	}
-	t.Finish()
-	st := t.Stats()
-	for _, c := range st.Problems {
-		info.NonIP += c
+	for d := 1; d <= int(b.depth[i]); d++ {
+		// A tunnel: the same record also belongs to the flow it carries.
+		if fi = g.t.AddInner(m, &chain[d], fi, &chain[d-1]); fi >= 0 {
+			g.post(fi, ref)
+		}
 	}
-	links := make([]int, 0, len(badLinks))
-	for l := range badLinks {
-		links = append(links, int(l))
+}
+
+func (g *ingest) checkpoint(ci int, cs *capState, off int64) {
+	cs.ckpts = append(cs.ckpts, off)
+	if len(cs.ckpts) == checkpointChunk {
+		g.flushCheckpoints(ci, cs)
 	}
-	sort.Ints(links)
-	for _, l := range links {
-		opts.warn(fmt.Errorf("%s: %d packets of unsupported link type %v were counted but not decoded", path, badLinks[pcapio.LinkType(l)], pcapio.LinkType(l)))
+}
+
+func (g *ingest) flushCheckpoints(ci int, cs *capState) {
+	if len(cs.ckpts) == 0 {
+		return
 	}
-	info.Flows = uint64(t.Len())
-	info.Layout = *r.Layout()
-	return info, t, readErr
+	if err := g.sink.checkpoints(ci, cs.nckpt, cs.ckpts); err != nil && g.werr == nil {
+		g.werr = err
+	}
+	cs.nckpt++
+	cs.ckpts = cs.ckpts[:0]
+}
+
+// event handles a capture starting or ending.
+func (g *ingest) event(ev *streamEvent) {
+	if ev.ci < 0 { // a capture that could not be opened
+		g.errs = append(g.errs, ev.err)
+		return
+	}
+	if ev.start {
+		g.caps[ev.ci] = &capState{info: ev.info}
+		g.cur = -1 // SetCapture again
+		if pr := g.opts.Progress; pr != nil {
+			pr.Capture.Store(ev.info.Name)
+			pr.Bytes.Store(0)
+			pr.Total.Store(ev.info.Size)
+		}
+		ev.info.firstID = g.t.NextID()
+		return
+	}
+	cs := g.caps[ev.ci]
+	delete(g.caps, ev.ci)
+	info := cs.info
+	g.t.EndCapture(ev.ci)
+	g.flushCheckpoints(ev.ci, cs)
+	info.Flows = g.t.NextID() - info.firstID
+	for _, w := range unsupportedLinks(info.Path, cs.badLinks) {
+		g.opts.warn(w)
+	}
+	if ev.err != nil {
+		info.Warning = ev.err.Error()
+		if pcapio.IsWarning(ev.err) {
+			g.opts.warn(ev.err)
+		} else {
+			g.errs = append(g.errs, ev.err)
+		}
+	}
+	if info.Packets == 0 && ev.err != nil && !pcapio.IsWarning(ev.err) && info.Layout.Format == 0 {
+		return // not a capture at all: not part of the archive
+	}
+	if err := g.sink.capture(ev.ci, info); err != nil && g.werr == nil {
+		g.werr = err
+	}
 }

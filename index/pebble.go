@@ -93,8 +93,8 @@ func openLocked(dir string, write bool) (*pebble.DB, *os.File, error) {
 	return db, lf, nil
 }
 
-func getMeta(db *pebble.DB, name string) (string, error) {
-	v, c, err := db.Get(metaKey(name))
+func getMeta(db *pebble.DB, name metaKey) (string, error) {
+	v, c, err := db.Get(name.encode())
 	if errors.Is(err, pebble.ErrNotFound) {
 		return "", nil
 	}

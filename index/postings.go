@@ -5,90 +5,203 @@ import (
 	"fmt"
 )
 
-// A posting list holds the records of one flow: for each packet, its byte
-// offset and length in the capture. It is stored in chunks of up to
-// ChunkSize entries. A chunk is
+// A posting list holds the records of one flow, in the order they were
+// read: for each packet, its capture and its index among that capture's
+// records (pcapio.Record.Index). The byte offset is not stored: the index
+// keeps the offset of every CheckpointEvery-th record of each capture and
+// extraction walks forward from there, so a packet costs about one byte
+// instead of four (docs/index.md).
 //
-//	uvarint(count) { zigzag-varint(offset - previous offset) uvarint(length) }*
+// The list is stored in chunks. A chunk is
 //
-// where the first "previous offset" is 0. Offsets usually grow, so deltas
-// are small; they may shrink when a held-back fragment joins its flow late,
-// hence the signed encoding. About 5 bytes per packet.
-const ChunkSize = 512
-
-// PacketRef locates one record of a flow.
+//	uvarint(count) uvarint(capture) uvarint(index) entry*
+//
+// with the first packet written out and each further one as
+//
+//	uvarint(d), d >= 1            same capture, index = previous + d
+//	0 0 uvarint(c) uvarint(i)     capture previous + c (c >= 1), index i
+//	0 1 uvarint(b)                same capture, index = previous - b
+//
+// Packets of a flow nearly always come in increasing index order, mostly
+// less than 128 records apart; a step back happens when a fragment that
+// arrived before its datagram's first fragment joins its flow.
 type PacketRef struct {
-	Offset int64
-	Length int32
+	Capture int32
+	Index   int64
 }
 
-// postingBuf accumulates one flow's current chunk.
+// chunkMax bounds a chunk's entries; a flow's list is cut into full
+// chunks of that many, and its tail.
+const chunkMax = 1024
+
+// postingBuf accumulates one flow's current chunk while a capture is
+// read.
 type postingBuf struct {
 	buf  []byte
-	n    int
-	last int64
+	n    int32
+	last PacketRef
 }
 
-// slab hands out small buffers carved from large allocations, so that a
-// million short posting lists cost a few allocations, not a million.
-type slab struct{ free []byte }
-
-const slabPiece = 32
-
-func (s *slab) take() []byte {
-	if len(s.free) < slabPiece {
-		s.free = make([]byte, 1<<20)
-	}
-	b := s.free[:0:slabPiece]
-	s.free = s.free[slabPiece:]
-	return b
-}
-
-func (p *postingBuf) add(off int64, length int32, s *slab) {
+// add appends one packet.
+func (p *postingBuf) add(r PacketRef, pool *bufPool) {
 	if p.buf == nil {
-		p.buf = s.take()
+		p.buf = pool.get(16)
 	}
-	p.buf = binary.AppendVarint(p.buf, off-p.last)
-	p.buf = binary.AppendUvarint(p.buf, uint64(length))
-	p.last = off
+	if len(p.buf)+24 > cap(p.buf) {
+		p.buf = pool.grow(p.buf, len(p.buf)+24)
+	}
+	switch {
+	case p.n == 0:
+		p.buf = binary.AppendUvarint(p.buf, uint64(r.Capture))
+		p.buf = binary.AppendUvarint(p.buf, uint64(r.Index))
+	case r.Capture == p.last.Capture && r.Index > p.last.Index:
+		p.buf = binary.AppendUvarint(p.buf, uint64(r.Index-p.last.Index))
+	case r.Capture == p.last.Capture:
+		p.buf = append(p.buf, 0, 1)
+		p.buf = binary.AppendUvarint(p.buf, uint64(p.last.Index-r.Index))
+	default:
+		p.buf = append(p.buf, 0, 0)
+		p.buf = binary.AppendUvarint(p.buf, uint64(r.Capture-p.last.Capture))
+		p.buf = binary.AppendUvarint(p.buf, uint64(r.Index))
+	}
+	p.last = r
 	p.n++
 }
 
-// chunk returns the encoded chunk and resets the buffer for the next one.
-func (p *postingBuf) chunk(dst []byte) []byte {
+// appendChunk appends the buffer as an encoded chunk to dst.
+func (p *postingBuf) appendChunk(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(p.n))
-	dst = append(dst, p.buf...)
-	p.buf, p.n, p.last = p.buf[:0], 0, 0
-	return dst
+	return append(dst, p.buf...)
 }
 
-// decodeChunk appends the refs of one encoded chunk to out.
+// reset empties the buffer for the next chunk.
+func (p *postingBuf) reset() { p.buf, p.n = p.buf[:0], 0 }
+
+// free returns the buffer's memory to the pool.
+func (p *postingBuf) free(pool *bufPool) {
+	if p.buf != nil {
+		pool.put(p.buf)
+	}
+	*p = postingBuf{}
+}
+
+// decodeChunk appends the refs of one encoded chunk to out. It checks
+// every length against the input, so corrupt bytes give an error, never
+// a panic or a huge allocation.
 func decodeChunk(b []byte, out []PacketRef) ([]PacketRef, error) {
+	bad := func(what string) ([]PacketRef, error) {
+		return out, fmt.Errorf("%w: posting chunk: %s", errCorrupt, what)
+	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
-		return out, fmt.Errorf("bad posting chunk header")
+		return bad("count")
+	}
+	if n == 0 {
+		return out, nil
 	}
 	b = b[k:]
-	var last int64
-	for i := uint64(0); i < n; i++ {
-		d, k1 := binary.Varint(b)
-		if k1 <= 0 {
-			return out, fmt.Errorf("truncated posting chunk")
+	next := func() (uint64, bool) {
+		v, k := binary.Uvarint(b)
+		if k <= 0 {
+			return 0, false
 		}
-		b = b[k1:]
-		l, k2 := binary.Uvarint(b)
-		if k2 <= 0 || l > 1<<30 {
-			return out, fmt.Errorf("truncated posting chunk")
+		b = b[k:]
+		return v, true
+	}
+	c, ok1 := next()
+	i, ok2 := next()
+	if !ok1 || !ok2 || c > 1<<31-1 || i > 1<<62 {
+		return bad("first entry")
+	}
+	cur := PacketRef{int32(c), int64(i)}
+	out = append(out, cur)
+	for j := uint64(1); j < n; j++ {
+		d, ok := next()
+		if !ok {
+			return bad("truncated")
 		}
-		b = b[k2:]
-		last += d
-		out = append(out, PacketRef{Offset: last, Length: int32(l)})
+		if d > 0 {
+			if d > 1<<62 {
+				return bad("step")
+			}
+			cur.Index += int64(d)
+		} else {
+			cmd, ok := next()
+			if !ok {
+				return bad("truncated")
+			}
+			switch cmd {
+			case 0:
+				dc, ok1 := next()
+				i, ok2 := next()
+				if !ok1 || !ok2 || dc == 0 || dc > 1<<31-1-uint64(cur.Capture) || i > 1<<62 {
+					return bad("capture change")
+				}
+				cur = PacketRef{cur.Capture + int32(dc), int64(i)}
+			case 1:
+				back, ok := next()
+				if !ok || back == 0 || back > uint64(cur.Index) {
+					return bad("step back")
+				}
+				cur.Index -= int64(back)
+			default:
+				return bad("escape")
+			}
+		}
+		out = append(out, cur)
 	}
 	return out, nil
 }
 
-// chunkCopy encodes the buffer as a chunk without resetting it.
-func (p *postingBuf) chunkCopy(dst []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(p.n))
-	return append(dst, p.buf...)
+// bufPool hands out byte buffers in power-of-two size classes and takes
+// them back, so that the posting buffers of millions of flows that come
+// and go cost no garbage and a few large allocations.
+type bufPool struct {
+	free [16][][]byte // by class: cap 16 << class
+	slab []byte
+}
+
+func sizeClass(n int) int {
+	c := 0
+	for 16<<c < n {
+		c++
+	}
+	return c
+}
+
+func (p *bufPool) get(n int) []byte {
+	c := sizeClass(n)
+	if c >= len(p.free) {
+		return make([]byte, 0, n)
+	}
+	if l := p.free[c]; len(l) > 0 {
+		b := l[len(l)-1]
+		p.free[c] = l[:len(l)-1]
+		return b[:0]
+	}
+	size := 16 << c
+	if size > 4096 {
+		return make([]byte, 0, size)
+	}
+	if len(p.slab) < size {
+		p.slab = make([]byte, 1<<20)
+	}
+	b := p.slab[:0:size]
+	p.slab = p.slab[size:]
+	return b
+}
+
+func (p *bufPool) grow(b []byte, n int) []byte {
+	nb := p.get(max(n, 2*cap(b)))
+	nb = append(nb, b...)
+	p.put(b)
+	return nb
+}
+
+func (p *bufPool) put(b []byte) {
+	c := sizeClass(cap(b))
+	if 16<<c != cap(b) || c >= len(p.free) {
+		return // not one of ours
+	}
+	p.free[c] = append(p.free[c], b[:0])
 }

@@ -3,22 +3,26 @@ package index
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 
-// Flow records are stored in blocks of up to flowBlock flows with
-// consecutive IDs (the key holds the first ID). A block is
+// Flow records are stored in blocks of the flowBlock consecutive IDs
+// from a multiple of flowBlock (plus one) on; the key holds the first.
+// A block is
 //
-//	uvarint(capture) record*
+//	uvarint(holes) record*
 //
-// and a record is
+// where bit i of holes marks ID first+i as stored alone (under an L key:
+// the flow outlived its block, see writer.go); the records are those of
+// the other IDs in order, as many as the block holds. A record is
 //
 //	uvarint flags: bits 0-2 VLAN count, 3 IPv6, 4 src MAC, 5 dst MAC,
 //	        6 tunnel, 7 key mirrors peer, 8 MACs mirror peer,
-//	        9 state and history mirror peer, 10 has peer
+//	        9 state and history mirror peer, 10 has peer,
+//	        11 capture differs from the previous record's (0 at first)
+//	[varint(capture - previous capture)]
 //	[varint(peer - ID)]
 //	[proto u8, src, dst (4 or 16 bytes), uvarint sport, dport, VLAN IDs,
 //	 [u8 tunnel type, uvarint tunnel ID, tunnel endpoints]]                          unless key mirrors
@@ -42,25 +46,43 @@ const (
 	recMACMirror  = 1 << 8
 	recConnMirror = 1 << 9
 	recHasPeer    = 1 << 10
+	recCapture    = 1 << 11
 )
 
 // blockEncoder encodes one block of flow records.
 type blockEncoder struct {
 	b         []byte
 	first     uint64
-	n         int
+	next      uint64 // the ID after the last one added
+	holes     uint64
+	have      uint64 // IDs added, as bits
 	prevFirst int64
-	flows     [flowBlock]flow.Flow
+	prevCap   int
+	flows     [flowBlock]flow.Flow // by ID - first
 }
 
-func (e *blockEncoder) reset(first uint64, capture int) {
-	e.b = binary.AppendUvarint(e.b[:0], uint64(capture))
-	e.first, e.n, e.prevFirst = first, 0, 0
+// reset starts a block whose first ID is first.
+func (e *blockEncoder) reset(first uint64) {
+	e.b = e.b[:0]
+	e.first, e.next, e.holes, e.have, e.prevFirst, e.prevCap = first, first, 0, 0, 0, 0
 }
 
-// peerInBlock returns the peer of f when it was encoded earlier in the block.
-func peerInBlock(flows []flow.Flow, first uint64, f *flow.Flow, n int) *flow.Flow {
-	if f.Peer < first || f.Peer >= f.ID || f.Peer-first >= uint64(n) {
+// hole marks ID id (the next one) as stored alone.
+func (e *blockEncoder) hole(id uint64) {
+	e.holes |= 1 << (id - e.first)
+	e.next = id + 1
+}
+
+// bytes returns the encoded block.
+func (e *blockEncoder) bytes(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, e.holes)
+	return append(dst, e.b...)
+}
+
+// peerInBlock returns the peer of f when it was encoded earlier in the
+// block (have: the IDs encoded, as bits).
+func peerInBlock(flows []flow.Flow, first, have uint64, f *flow.Flow) *flow.Flow {
+	if f.Peer < first || f.Peer >= f.ID || f.Peer-first >= flowBlock || have&(1<<(f.Peer-first)) == 0 {
 		return nil
 	}
 	return &flows[f.Peer-first]
@@ -85,7 +107,17 @@ func (e *blockEncoder) add(f *flow.Flow) {
 	if f.Peer != 0 {
 		fl |= recHasPeer
 	}
-	if p := peerInBlock(e.flows[:], e.first, f, e.n); p != nil {
+	if f.Capture != e.prevCap {
+		fl |= recCapture
+	}
+	if f.ID < e.next || f.ID-e.first >= flowBlock {
+		panic("index: flows added to a block out of order")
+	}
+	for ; e.next < f.ID; e.next++ {
+		e.holes |= 1 << (e.next - e.first) // IDs skipped are stored alone
+	}
+	e.next = f.ID + 1
+	if p := peerInBlock(e.flows[:], e.first, e.have, f); p != nil {
 		if p.Key.Reverse() == *k {
 			fl |= recKeyMirror
 		}
@@ -97,6 +129,9 @@ func (e *blockEncoder) add(f *flow.Flow) {
 		}
 	}
 	b = binary.AppendUvarint(b, fl)
+	if fl&recCapture != 0 {
+		b = binary.AppendVarint(b, int64(f.Capture-e.prevCap))
+	}
 	if f.Peer != 0 {
 		b = binary.AppendVarint(b, int64(f.Peer-f.ID))
 	}
@@ -147,8 +182,9 @@ func (e *blockEncoder) add(f *flow.Flow) {
 	b = binary.AppendUvarint(b, f.OverlapBytes)
 	e.b = b
 	e.prevFirst = f.First
-	e.flows[e.n] = *f
-	e.n++
+	e.prevCap = f.Capture
+	e.flows[f.ID-e.first] = *f
+	e.have |= 1 << (f.ID - e.first)
 }
 
 // recordDecoder decodes the records of one block in order.
@@ -156,20 +192,37 @@ type recordDecoder struct {
 	b         []byte
 	err       error
 	first     uint64
+	pos       uint64 // ID - first of the next record
+	holes     uint64
+	have      uint64
 	capture   int
-	n         int
 	prevFirst int64
 	flows     [flowBlock]flow.Flow
 }
 
 // start begins decoding block b whose first flow is first.
 func (d *recordDecoder) start(b []byte, first uint64) {
-	d.b, d.err, d.first, d.n, d.prevFirst = b, nil, first, 0, 0
-	d.capture = int(d.uvarint())
+	d.b, d.err, d.first, d.pos, d.have, d.prevFirst, d.capture = b, nil, first, 0, 0, 0, 0
+	d.holes = d.uvarint()
+	d.skipHoles()
+}
+
+func (d *recordDecoder) skipHoles() {
+	for d.pos < flowBlock && d.holes&(1<<d.pos) != 0 {
+		d.pos++
+	}
 }
 
 // more reports whether records remain.
-func (d *recordDecoder) more() bool { return len(d.b) > 0 && d.err == nil }
+func (d *recordDecoder) more() bool { return len(d.b) > 0 && d.err == nil && d.pos < flowBlock }
+
+// nextID is the ID of the next record.
+func (d *recordDecoder) nextID() uint64 { return d.first + d.pos }
+
+// isHole reports whether the block stores ID id elsewhere.
+func (d *recordDecoder) isHole(id uint64) bool {
+	return id >= d.first && id-d.first < flowBlock && d.holes&(1<<(id-d.first)) != 0
+}
 
 func (d *recordDecoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
@@ -206,17 +259,23 @@ func (d *recordDecoder) bytes(n int) []byte {
 
 // next decodes the next record into f.
 func (d *recordDecoder) next(f *flow.Flow) error {
-	if d.n >= flowBlock {
+	if d.pos >= flowBlock {
 		return errCorrupt
 	}
 	fl := d.uvarint()
-	*f = flow.Flow{ID: d.first + uint64(d.n), Capture: d.capture}
+	if fl&recCapture != 0 {
+		d.capture += int(d.varint())
+		if d.capture < 0 {
+			return errCorrupt
+		}
+	}
+	*f = flow.Flow{ID: d.first + d.pos, Capture: d.capture}
 	if fl&recHasPeer != 0 {
 		f.Peer = uint64(int64(f.ID) + d.varint())
 	}
 	var p *flow.Flow
 	if fl&(recKeyMirror|recMACMirror|recConnMirror) != 0 {
-		if p = peerInBlock(d.flows[:], d.first, f, d.n); p == nil {
+		if p = peerInBlock(d.flows[:], d.first, d.have, f); p == nil {
 			return errCorrupt
 		}
 	}
@@ -288,39 +347,9 @@ func (d *recordDecoder) next(f *flow.Flow) error {
 		return d.err
 	}
 	d.prevFirst = f.First
-	d.flows[d.n] = *f
-	d.n++
+	d.flows[d.pos] = *f
+	d.have |= 1 << d.pos
+	d.pos++
+	d.skipHoles()
 	return nil
-}
-
-// ID lists: uvarint(count), then the first ID as a delta from the key's
-// first ID (always 0) and the other IDs as deltas from the previous one.
-
-func appendIDs(b []byte, first uint64, ids []uint64) []byte {
-	b = binary.AppendUvarint(b, uint64(len(ids)))
-	prev := first
-	for _, id := range ids {
-		b = binary.AppendUvarint(b, id-prev)
-		prev = id
-	}
-	return b
-}
-
-func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)) {
-		return out, fmt.Errorf("%w: ID list", errCorrupt)
-	}
-	b = b[k:]
-	prev := first
-	for i := uint64(0); i < n; i++ {
-		d, k := binary.Uvarint(b)
-		if k <= 0 {
-			return out, fmt.Errorf("%w: ID list", errCorrupt)
-		}
-		b = b[k:]
-		prev += d
-		out = append(out, prev)
-	}
-	return out, nil
 }

@@ -4,35 +4,19 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"slices"
-	"sort"
 
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 
-// capturePather is implemented by readers that can locate their captures
-// for reading records (both Store and Mem).
-type capturePather interface {
-	CapturePath(i int) (string, error)
-}
-
-// batchPackets is implemented by readers that can list many flows'
-// records at once (Store).
-type batchPackets interface {
-	PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, refs []PacketRef) error) error
-}
-
 // flowRef is one record of a selected flow: 16 bytes, as selecting every
-// flow of a capture holds one per packet (8.8 M for a 2 GB capture).
+// flow of a capture holds one per packet (6.9 M for a 2 GB one).
 type flowRef struct {
-	Offset int64
-	Length int32
-	Flow   uint32 // the flow's ID minus its capture's first flow ID
+	Index int64
+	Flow  uint64
 }
 
 // RecordFunc receives records in capture order. rec.Data and rec.Raw are
@@ -41,60 +25,25 @@ type RecordFunc func(capture int, flow uint64, rec *pcapio.Record) error
 
 // Records calls fn for every record of the flows ids (ascending), in
 // capture order: file order within a capture, and across captures merged
-// by timestamp (ties keep capture order). Only those records are read,
-// by offset; a compressed capture is decompressed up to its last wanted
-// record instead.
+// by timestamp (ties keep capture order). A record shared by several of
+// the flows (a tunnelled frame) comes once for each, one after the
+// other. Only those records are read: from the nearest stored offset
+// before each, or, in a compressed capture, by decompressing up to the
+// last one wanted.
 func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 	caps := r.Captures()
 	per := make([][]flowRef, len(caps))
-	// Room for each capture's share of packets, in proportion to the
-	// share of its flows selected: selecting most flows of a large
-	// capture otherwise spends a second in growing the list.
-	selected := make([]uint64, len(caps))
-	for _, id := range ids {
-		if ci := captureOf(caps, id); ci >= 0 {
-			selected[ci]++
-		}
-	}
-	for ci, n := range selected {
-		if c := &caps[ci]; n > 0 && c.Flows > 0 {
-			est := float64(c.Packets) * float64(n) / float64(c.Flows) * 1.1
-			per[ci] = make([]flowRef, 0, int(min(est, float64(c.Packets))))
-		}
-	}
-	add := func(id uint64, refs []PacketRef) error {
-		ci := captureOf(caps, id)
-		if ci < 0 {
-			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
-		}
-		rel := id - caps[ci].FirstID
-		if rel > math.MaxUint32 {
-			return fmt.Errorf("flow %d: more than 2^32 flows in one capture", id)
-		}
+	err := r.PacketsOf(ctx, ids, func(id uint64, refs []PacketRef) error {
 		for _, p := range refs {
-			per[ci] = append(per[ci], flowRef{p.Offset, p.Length, uint32(rel)})
+			if int(p.Capture) >= len(per) {
+				return fmt.Errorf("flow %d: %w: packet in capture %d of %d", id, errCorrupt, p.Capture, len(per))
+			}
+			per[p.Capture] = append(per[p.Capture], flowRef{p.Index, id})
 		}
 		return nil
-	}
-	if bp, ok := r.(batchPackets); ok {
-		if err := bp.PacketsOf(ctx, ids, add); err != nil {
-			return err
-		}
-	} else {
-		var refs []PacketRef
-		for _, id := range ids {
-			var err error
-			if refs, err = r.Packets(id, refs[:0]); err != nil {
-				return err
-			}
-			if err := add(id, refs); err != nil {
-				return err
-			}
-		}
-	}
-	cp, ok := r.(capturePather)
-	if !ok {
-		return errors.New("this index cannot locate its captures")
+	})
+	if err != nil {
+		return err
 	}
 	var curs []*cursor
 	defer func() {
@@ -106,12 +55,12 @@ func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 		if len(list) == 0 {
 			continue
 		}
-		sortByOffset(list)
-		path, err := cp.CapturePath(ci)
+		sortRefs(list)
+		path, err := r.CapturePath(ci)
 		if err != nil {
 			return err
 		}
-		c, err := newCursor(path, &caps[ci], ci, list)
+		c, err := newCursor(ctx, r, path, &caps[ci], ci, list)
 		if err != nil {
 			return err
 		}
@@ -133,7 +82,7 @@ func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 			return ctx.Err()
 		}
 		c := (*h)[0]
-		if err := fn(c.capture, c.firstID+uint64(c.refs[c.pos-1].Flow), &c.rec); err != nil {
+		if err := fn(c.capture, c.refs[c.pos-1].Flow, &c.rec); err != nil {
 			return err
 		}
 		ok, err := c.next()
@@ -149,34 +98,31 @@ func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 	return nil
 }
 
-// captureOf returns the index of the capture holding flow id.
-func captureOf(caps []CaptureInfo, id uint64) int {
-	i := sort.Search(len(caps), func(i int) bool { return caps[i].FirstID+caps[i].Flows > id })
-	if i == len(caps) || id < caps[i].FirstID {
-		return -1
-	}
-	return i
-}
-
 // cursor walks the wanted records of one capture.
 type cursor struct {
+	ctx     context.Context
+	r       Reader
 	capture int
-	firstID uint64
 	refs    []flowRef
 	pos     int
 	rec     pcapio.Record
 	file    *os.File
-	rr      *pcapio.RecordReader // plain captures: random access
+	rr      *pcapio.RecordReader // plain captures: from the checkpoints
 	seq     *pcapio.Reader       // compressed captures: sequential
 	name    string
+	chunk   int     // checkpoint chunk loaded, -1 for none
+	ckpts   []int64 // its offsets
+	have    bool    // c.rec holds the record of index c.at-1 (walking)
+	at      int64
+	repeat  bool // c.rec is the record of refs[pos-1] (a shared record)
 }
 
-func newCursor(path string, info *CaptureInfo, ci int, refs []flowRef) (*cursor, error) {
+func newCursor(ctx context.Context, r Reader, path string, info *CaptureInfo, ci int, refs []flowRef) (*cursor, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	c := &cursor{capture: ci, firstID: info.FirstID, refs: refs, file: f, name: path}
+	c := &cursor{ctx: ctx, r: r, capture: ci, refs: refs, file: f, name: path, chunk: -1}
 	if info.Compression != "" {
 		c.seq, err = pcapio.NewReader(f, path)
 		if err != nil {
@@ -184,7 +130,7 @@ func newCursor(path string, info *CaptureInfo, ci int, refs []flowRef) (*cursor,
 			return nil, err
 		}
 	} else {
-		c.rr = pcapio.NewRecordReader(newWindowReader(f), path, &info.Layout)
+		c.rr = pcapio.NewRecordReader(f, path, &info.Layout)
 	}
 	return c, nil
 }
@@ -203,21 +149,63 @@ func (c *cursor) next() (bool, error) {
 	}
 	ref := c.refs[c.pos]
 	c.pos++
-	if c.rr != nil {
-		return true, c.rr.ReadRecord(ref.Offset, int(ref.Length), &c.rec)
+	if c.pos > 1 && c.refs[c.pos-2].Index == ref.Index {
+		return true, nil // the same record, for another flow
 	}
+	if c.seq != nil {
+		return true, c.readSequential(ref.Index)
+	}
+	return true, c.readAt(ref.Index)
+}
+
+// readAt reads record idx, walking from the last record read when it is
+// close ahead, or else from the checkpoint before it.
+func (c *cursor) readAt(idx int64) error {
+	if !c.have || idx < c.at || idx-c.at >= CheckpointEvery {
+		n := int(idx / (CheckpointEvery * checkpointChunk))
+		if n != c.chunk {
+			ck, err := c.r.Checkpoints(c.ctx, c.capture, n)
+			if err != nil {
+				return err
+			}
+			c.chunk, c.ckpts = n, ck
+		}
+		k := int(idx/CheckpointEvery) % checkpointChunk
+		if k >= len(c.ckpts) {
+			return fmt.Errorf("%s: record %d lies past the indexed end of the capture", c.name, idx)
+		}
+		base := idx / CheckpointEvery * CheckpointEvery
+		c.rr.SeekRecord(c.ckpts[k], base)
+		c.at = base
+	}
+	for {
+		if err := c.rr.Next(&c.rec); err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("%s: record %d: the capture ends before it (shorter than indexed)", c.name, idx)
+			}
+			return err
+		}
+		c.at, c.have = c.rec.Index+1, true
+		if c.rec.Index == idx {
+			return nil
+		}
+	}
+}
+
+// readSequential decompresses up to record idx.
+func (c *cursor) readSequential(idx int64) error {
 	for {
 		if err := c.seq.Next(&c.rec); err != nil {
 			if err == io.EOF {
-				err = fmt.Errorf("%s: no record at offset %d (capture shorter than indexed)", c.name, ref.Offset)
+				err = fmt.Errorf("%s: record %d: the capture ends before it (shorter than indexed)", c.name, idx)
 			}
-			return false, err
+			return err
 		}
-		if c.rec.Offset == ref.Offset {
-			return true, nil
+		if c.rec.Index == idx {
+			return nil
 		}
-		if c.rec.Offset > ref.Offset {
-			return false, fmt.Errorf("%s: no record starts at offset %d", c.name, ref.Offset)
+		if c.rec.Index > idx {
+			return fmt.Errorf("%s: record %d wanted out of order", c.name, idx)
 		}
 	}
 }
@@ -240,42 +228,6 @@ func (h *cursorHeap) Pop() any {
 	return x
 }
 
-// windowReader serves ReadAt from a cached window of the file, so that
-// reading the records of a flow, which cluster, costs one system call
-// per window rather than one per record.
-type windowReader struct {
-	f     io.ReaderAt
-	buf   []byte
-	start int64
-	n     int
-}
-
-const windowSize = 256 << 10
-
-func newWindowReader(f io.ReaderAt) *windowReader { return &windowReader{f: f, start: -1} }
-
-func (w *windowReader) ReadAt(p []byte, off int64) (int, error) {
-	if w.start >= 0 && off >= w.start && off+int64(len(p)) <= w.start+int64(w.n) {
-		return copy(p, w.buf[off-w.start:]), nil
-	}
-	if len(p) > windowSize/2 {
-		return w.f.ReadAt(p, off)
-	}
-	if w.buf == nil {
-		w.buf = make([]byte, windowSize)
-	}
-	n, err := w.f.ReadAt(w.buf, off)
-	w.start, w.n = off, n
-	if n >= len(p) {
-		return copy(p, w.buf[:n]), nil
-	}
-	copy(p, w.buf[:n])
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
-}
-
 // Layouts returns the layouts of the captures, for an output Copier.
 func Layouts(r Reader) []*pcapio.Layout {
 	caps := r.Captures()
@@ -292,14 +244,14 @@ func Layouts(r Reader) []*pcapio.Layout {
 // it carries) is written once.
 func Extract(ctx context.Context, r Reader, ids []uint64, cp *pcapio.Copier) (int64, error) {
 	var n int64
-	lastCap, lastOff := -1, int64(-1)
+	lastCap, lastIdx := -1, int64(-1)
 	err := Records(ctx, r, ids, func(ci int, _ uint64, rec *pcapio.Record) error {
-		// Records of one capture come in offset order, so the copies of a
-		// record shared by several flows are adjacent.
-		if ci == lastCap && rec.Offset == lastOff {
+		// The copies of a record shared by several flows come one after
+		// the other.
+		if ci == lastCap && rec.Index == lastIdx {
 			return nil
 		}
-		lastCap, lastOff = ci, rec.Offset
+		lastCap, lastIdx = ci, rec.Index
 		n++
 		return cp.Write(ci, rec)
 	})
@@ -309,23 +261,19 @@ func Extract(ctx context.Context, r Reader, ids []uint64, cp *pcapio.Copier) (in
 	return n, cp.Finish()
 }
 
-// sortedIDs reports whether ids ascend (a precondition of Flows).
-func sortedIDs(ids []uint64) bool { return slices.IsSorted(ids) }
-
-// sortByOffset puts refs in capture order. Long lists, which selecting
-// most flows of a capture gives (8.8 M refs for a 2 GB one), are radix
-// sorted on the offset, 11 bits a pass (three passes for a capture under
-// 8 GB): 0.5 s where a comparison sort took 0.9 s, most of it now the
-// page faults of the scratch list. Offsets
-// are unique within a capture, so stability does not matter.
-func sortByOffset(refs []flowRef) {
+// sortRefs puts refs in capture order. Long lists, which selecting most
+// flows of a capture gives (6.9 M refs for a 2 GB one), are radix sorted
+// on the record index, 11 bits a pass: 0.5 s where a comparison sort took
+// 0.9 s. Refs of one record (a tunnelled frame in several flows) stay
+// together; their order does not matter.
+func sortRefs(refs []flowRef) {
 	if len(refs) < 1<<16 {
-		slices.SortFunc(refs, func(a, b flowRef) int { return cmp.Compare(a.Offset, b.Offset) })
+		slices.SortFunc(refs, func(a, b flowRef) int { return cmp.Compare(a.Index, b.Index) })
 		return
 	}
 	var hi int64
 	for i := range refs {
-		hi = max(hi, refs[i].Offset)
+		hi = max(hi, refs[i].Index)
 	}
 	src, dst := refs, make([]flowRef, len(refs))
 	const bits = 11 // 2048 write positions stay in the cache
@@ -333,7 +281,7 @@ func sortByOffset(refs []flowRef) {
 	for shift := uint(0); shift < 64 && hi>>shift > 0; shift += bits {
 		clear(count[:])
 		for i := range src {
-			count[(src[i].Offset>>shift)&(1<<bits-1)]++
+			count[(src[i].Index>>shift)&(1<<bits-1)]++
 		}
 		pos := 0
 		for d, c := range count {
@@ -341,7 +289,7 @@ func sortByOffset(refs []flowRef) {
 			pos += c
 		}
 		for i := range src {
-			d := (src[i].Offset >> shift) & (1<<bits - 1)
+			d := (src[i].Index >> shift) & (1<<bits - 1)
 			dst[count[d]] = src[i]
 			count[d]++
 		}

@@ -8,8 +8,8 @@ import (
 )
 
 // The radix sort of long ref lists gives capture order, whatever the
-// size of the offsets (captures under 64 KiB, under 4 GiB, terabytes).
-func TestSortByOffset(t *testing.T) {
+// number of records of the capture.
+func TestSortRefs(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
 	for _, tc := range []struct {
 		n   int
@@ -21,17 +21,17 @@ func TestSortByOffset(t *testing.T) {
 		seen := map[int64]bool{}
 		for i := range refs {
 			o := r.Int63n(tc.max)
-			for seen[o] { // offsets are unique within a capture
+			for seen[o] { // one ref per record (a flow's own)
 				o = r.Int63n(tc.max)
 			}
 			seen[o] = true
-			refs[i] = flowRef{Offset: o, Length: int32(i), Flow: uint32(i)}
+			refs[i] = flowRef{Index: o, Flow: uint64(i)}
 		}
 		want := slices.Clone(refs)
-		slices.SortFunc(want, func(a, b flowRef) int { return cmp.Compare(a.Offset, b.Offset) })
-		sortByOffset(refs)
+		slices.SortFunc(want, func(a, b flowRef) int { return cmp.Compare(a.Index, b.Index) })
+		sortRefs(refs)
 		if !slices.Equal(refs, want) {
-			t.Errorf("%d refs below %d: not in offset order", tc.n, tc.max)
+			t.Errorf("%d refs below %d: not in record order", tc.n, tc.max)
 		}
 	}
 }

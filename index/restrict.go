@@ -4,46 +4,58 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/pcapflow/pcapflow/flow"
 )
 
-// restricted shows only the flows of some captures of an index.
+// restricted shows only the flows with packets in some captures of an
+// index.
 type restricted struct {
 	Reader
-	keep []bool // by capture index
+	ids []uint64 // ascending
 }
 
-// Restrict limits r to the flows of the named captures (matched by path
-// or base name); it fails for a name the index does not hold.
-func Restrict(r Reader, names []string) (Reader, error) {
+// Restrict limits r to the flows with packets in the named captures
+// (matched by path or base name); it fails for a name the index does
+// not hold.
+func Restrict(ctx context.Context, r Reader, names []string) (Reader, error) {
 	caps := r.Captures()
-	keep := make([]bool, len(caps))
+	var ids []uint64
 	for _, n := range names {
 		abs, _ := filepath.Abs(n)
 		found := false
 		for i, c := range caps {
 			if c.Path == abs || c.Name == n || c.Path == n {
-				keep[i], found = true, true
+				found = true
+				in, err := r.InCapture(ctx, i)
+				if err != nil {
+					return nil, err
+				}
+				ids = append(ids, in...)
 			}
 		}
 		if !found {
 			return nil, fmt.Errorf("capture %s is not in the index", n)
 		}
 	}
-	return &restricted{Reader: r, keep: keep}, nil
-}
-
-func (r *restricted) allowed(id uint64) bool {
-	ci := captureOf(r.Reader.Captures(), id)
-	return ci >= 0 && r.keep[ci]
+	slices.Sort(ids)
+	return &restricted{Reader: r, ids: slices.Compact(ids)}, nil
 }
 
 func (r *restricted) filter(ids []uint64) []uint64 {
-	out := make([]uint64, 0, len(ids))
-	for _, id := range ids {
-		if r.allowed(id) {
-			out = append(out, id)
+	out := make([]uint64, 0, min(len(ids), len(r.ids)))
+	i, j := 0, 0
+	for i < len(ids) && j < len(r.ids) {
+		switch {
+		case ids[i] < r.ids[j]:
+			i++
+		case ids[i] > r.ids[j]:
+			j++
+		default:
+			out = append(out, ids[i])
+			i++
+			j++
 		}
 	}
 	return out
@@ -51,14 +63,7 @@ func (r *restricted) filter(ids []uint64) []uint64 {
 
 func (r *restricted) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) error) error {
 	if ids == nil {
-		ids = []uint64{}
-		for i, c := range r.Reader.Captures() {
-			if r.keep[i] {
-				for id := c.FirstID; id < c.FirstID+c.Flows; id++ {
-					ids = append(ids, id)
-				}
-			}
-		}
+		ids = r.ids
 	} else {
 		ids = r.filter(ids)
 	}
@@ -73,35 +78,6 @@ func (r *restricted) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, erro
 	return r.filter(ids), exact, err
 }
 
-// Estimate passes through to the underlying index when it has one.
-func (r *restricted) Estimate(ctx context.Context, l Lookup) (uint64, error) {
-	if e, ok := r.Reader.(interface {
-		Estimate(context.Context, Lookup) (uint64, error)
-	}); ok {
-		return e.Estimate(ctx, l)
-	}
-	return r.Reader.NumFlows(), nil
-}
-
-func (r *restricted) CapturePath(i int) (string, error) {
-	return r.Reader.(capturePather).CapturePath(i)
-}
-
-// PacketsOf passes through to the underlying index when it has it.
 func (r *restricted) PacketsOf(ctx context.Context, ids []uint64, fn func(uint64, []PacketRef) error) error {
-	ids = r.filter(ids)
-	if bp, ok := r.Reader.(batchPackets); ok {
-		return bp.PacketsOf(ctx, ids, fn)
-	}
-	var refs []PacketRef
-	for _, id := range ids {
-		var err error
-		if refs, err = r.Reader.Packets(id, refs[:0]); err != nil {
-			return err
-		}
-		if err := fn(id, refs); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.Reader.PacketsOf(ctx, r.filter(ids), fn)
 }

@@ -4,45 +4,78 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pcapflow/pcapflow/flow"
 )
 
-// Store is an index on disk, opened read-only. It is safe for concurrent
-// use, and several processes may open one index at the same time.
+// Store is an index on disk, opened read-only. It answers what the last
+// committed index run left; it is safe for concurrent use, and several
+// processes may open one index at the same time.
 type Store struct {
-	dir      string
-	db       *pebble.DB
-	lock     *os.File
-	captures []CaptureInfo
-	nflows   uint64
-	pathMu   sync.Mutex
-	paths    []string // located capture files, by capture index ("" until checked)
+	dir        string
+	db         *pebble.DB
+	lock       *os.File
+	meta       committed
+	provBlocks map[uint64]bool // blocks with G/R keys
+	provLate   map[uint64]bool // flows with N keys
+	liveIDs    []uint64        // flows live at the commit
+	pathMu     sync.Mutex
+	paths      []string // located capture files, by capture index ("" until checked)
+	missing    []bool   // captures not found where they were (packets cannot be read)
+	// Interrupted is set when an index run died after this commit: what
+	// it wrote is ignored.
+	Interrupted bool
 }
 
-// ErrIncomplete means the index was being written when its writer stopped.
-var ErrIncomplete = errors.New("incomplete index: its ingest did not finish (killed or failed)")
+// committed is the metadata of the last commit.
+type committed struct {
+	version  string
+	state    string
+	gen      uint32
+	nextID   uint64
+	captures []CaptureInfo
+	settings Settings
+	clock    int64
+	stateLen int
+}
 
-// Open opens the index in dir for reading. It refuses an index whose
-// ingest did not complete and one of another schema version; call Check
-// to also verify that the captures did not change.
+// ErrIncomplete means the index was never committed: its first run
+// stopped before the end.
+var ErrIncomplete = errors.New("incomplete index: its first index run did not finish (killed or failed)")
+
+// ErrNotIndex means a directory is not a pcapflow index.
+var ErrNotIndex = errors.New("not a pcapflow index")
+
+// ErrSchema means the index was written by a pcapflow with another
+// layout.
+var ErrSchema = errors.New("index schema differs")
+
+// Open opens the index in dir for reading. It refuses a directory that
+// holds no committed index and one of another schema version; Check then
+// verifies that the captures did not change.
 func Open(dir string) (*Store, error) {
-	if _, err := os.Stat(dir); err != nil {
+	st, err := os.Stat(dir)
+	if err != nil {
 		return nil, err
 	}
-	incomplete := fmt.Errorf("%s: %w; re-run 'pcapflow index -i %s CAPTURE...' to finish it", dir, ErrIncomplete, dir)
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s: %w (a file, not a directory)", dir, ErrNotIndex)
+	}
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
-		return nil, incomplete // the writer died right after making the directory
+		return nil, fmt.Errorf("%s: %w (an empty directory)", dir, ErrNotIndex)
 	}
 	db, lf, err := openLocked(dir, false)
 	if errors.Is(err, pebble.ErrDBDoesNotExist) {
-		return nil, incomplete // ... or after taking the lock, before the store existed
+		return nil, fmt.Errorf("%s: %w", dir, ErrIncomplete)
 	}
 	if err != nil {
 		return nil, err
@@ -52,32 +85,103 @@ func Open(dir string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	version, err := getMeta(db, metaVersion)
-	if err != nil {
-		return fail(err)
-	}
-	if version == "" {
-		// Build writes the version with the first state marker; without
-		// it, nothing the writer did was made durable.
-		return fail(incomplete)
-	}
-	if version != SchemaVersion {
-		return fail(fmt.Errorf("%s: index schema %q, this pcapflow reads %q; rebuild it (remove the directory and run index again)", dir, version, SchemaVersion))
-	}
-	if state, _ := getMeta(db, metaState); state != "complete" {
-		return fail(incomplete)
-	}
-	caps, next, err := readCommitted(db)
+	s.meta, err = readCommitted(db)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", dir, err))
 	}
-	s.captures, s.nflows = caps, next-1
-	s.paths = make([]string, len(caps))
+	switch m := &s.meta; {
+	case m.version == "" || m.gen == 0:
+		// Nothing was ever committed: the first run died.
+		return fail(fmt.Errorf("%s: %w", dir, ErrIncomplete))
+	case m.version != SchemaVersion:
+		return fail(fmt.Errorf("%s: %w: it is %q, this pcapflow reads %q", dir, ErrSchema, m.version, SchemaVersion))
+	case m.state != "complete":
+		s.Interrupted = true
+	}
+	if err := s.loadProvisional(); err != nil {
+		return fail(err)
+	}
+	s.paths = make([]string, len(s.meta.captures))
+	s.missing = make([]bool, len(s.meta.captures))
 	return s, nil
+}
+
+// loadProvisional reads which blocks and flows have provisional keys,
+// and the flows live at the commit.
+func (s *Store) loadProvisional() error {
+	s.provBlocks, s.provLate = map[uint64]bool{}, map[uint64]bool{}
+	for tag, set := range map[byte]map[uint64]bool{tagFlowsProv: s.provBlocks, tagLateProv: s.provLate} {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			if len(it.Key()) == 9 {
+				set[binary.BigEndian.Uint64(it.Key()[1:])] = true
+			}
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+	}
+	v, err := getMeta(s.db, metaLive)
+	if err != nil || v == "" {
+		return err
+	}
+	s.liveIDs, err = decodeIDs([]byte(v), 0, nil)
+	return err
+}
+
+// readCommitted reads the metadata of the last commit.
+func readCommitted(db *pebble.DB) (committed, error) {
+	var m committed
+	var err error
+	get := func(k metaKey) string {
+		if err != nil {
+			return ""
+		}
+		var v string
+		v, err = getMeta(db, k)
+		return v
+	}
+	m.version = get(metaVersion)
+	m.state = get(metaState)
+	g, _ := strconv.ParseUint(get(metaGen), 10, 32)
+	m.gen = uint32(g)
+	m.nextID, _ = strconv.ParseUint(get(metaNextID), 10, 64)
+	if m.nextID == 0 {
+		m.nextID = 1
+	}
+	nc, _ := strconv.Atoi(get(metaCaptures))
+	m.clock, _ = strconv.ParseInt(get(metaClock), 10, 64)
+	m.stateLen, _ = strconv.Atoi(get(metaState0))
+	if set := get(metaSettings); set != "" && err == nil {
+		err = json.Unmarshal([]byte(set), &m.settings)
+	}
+	if err != nil {
+		return m, err
+	}
+	for i := 0; i < nc; i++ {
+		v, c, err := db.Get(captureKey(i).encode())
+		if err != nil {
+			return m, fmt.Errorf("capture record %d: %w", i, err)
+		}
+		var ci CaptureInfo
+		err = json.Unmarshal(v, &ci)
+		c.Close()
+		if err != nil {
+			return m, fmt.Errorf("capture record %d: %w", i, err)
+		}
+		m.captures = append(m.captures, ci)
+	}
+	return m, nil
 }
 
 // Dir is the index directory.
 func (s *Store) Dir() string { return s.dir }
+
+// Settings are the flow semantics the index was built with.
+func (s *Store) Settings() Settings { return s.meta.settings }
 
 func (s *Store) Close() error {
 	var err error
@@ -92,14 +196,17 @@ func (s *Store) Close() error {
 	return err
 }
 
-func (s *Store) Captures() []CaptureInfo { return s.captures }
-func (s *Store) NumFlows() uint64        { return s.nflows }
+func (s *Store) Captures() []CaptureInfo { return s.meta.captures }
+func (s *Store) NumFlows() uint64        { return s.meta.nextID - 1 }
+func (s *Store) Indexed() bool           { return true }
 
-// Check verifies that every indexed capture is where it was and did not
-// change. A changed capture gives a *StaleError.
+// Check verifies that every indexed capture that is present is unchanged
+// (a changed one gives a *StaleError). A capture no longer where it was
+// is not an error here: listing and counting need no packets; reading
+// its records reports it.
 func (s *Store) Check() error {
-	for i := range s.captures {
-		if _, err := s.CapturePath(i); err != nil {
+	for i := range s.meta.captures {
+		if _, err := s.CapturePath(i); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -113,7 +220,7 @@ func (s *Store) CapturePath(i int) (string, error) {
 	if s.paths[i] != "" {
 		return s.paths[i], nil
 	}
-	p, err := locateCapture(s.dir, &s.captures[i])
+	p, err := locateCapture(s.dir, &s.meta.captures[i])
 	if err != nil {
 		return "", err
 	}
@@ -121,378 +228,327 @@ func (s *Store) CapturePath(i int) (string, error) {
 	return p, nil
 }
 
-// blockOf finds the key of the block (tag F or Q) that holds flow id.
-func (s *Store) blockOf(it *pebble.Iterator, tag byte, id uint64) (first uint64, val []byte, err error) {
-	if !it.SeekLT(blockKey(tag, id+1)) || it.Key()[0] != tag {
-		return 0, nil, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+// get reads a key's value (a copy); nil when it is absent.
+func (s *Store) get(k []byte) ([]byte, error) {
+	v, c, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
 	}
-	first = binary.BigEndian.Uint64(it.Key()[1:])
-	if id-first >= flowBlock {
-		return 0, nil, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+	if err != nil {
+		return nil, err
 	}
-	return first, it.Value(), nil
+	out := slices.Clone(v)
+	c.Close()
+	return out, nil
+}
+
+// blockValue reads a block's records (F or G) or tails (Q or R).
+func (s *Store) blockValue(first uint64, tails bool) ([]byte, error) {
+	final, prov := byte(tagFlows), byte(tagFlowsProv)
+	if tails {
+		final, prov = tagTails, tagTailsProv
+	}
+	tag := final
+	if s.provBlocks[first] {
+		tag = prov
+	}
+	v, err := s.get(blockKey{tag, first}.encode())
+	if err == nil && v == nil {
+		err = fmt.Errorf("%s: %w: no block %c/%d", s.dir, errCorrupt, tag, first)
+	}
+	return v, err
+}
+
+// lateValue reads a flow stored alone (L or N).
+func (s *Store) lateValue(id uint64) ([]byte, error) {
+	tag := byte(tagLate)
+	if s.provLate[id] {
+		tag = tagLateProv
+	}
+	v, err := s.get(lateKey{tag, id}.encode())
+	if err == nil && v == nil {
+		err = fmt.Errorf("%s: flow %d: %w: not stored", s.dir, id, errCorrupt)
+	}
+	return v, err
+}
+
+// blockReader decodes the flows of blocks as they are asked for, in
+// ascending ID order.
+type blockReader struct {
+	s     *Store
+	first uint64 // the block loaded, 0 for none
+	d     recordDecoder
+	f     flow.Flow
+}
+
+// flow returns flow id's record.
+func (b *blockReader) flow(id uint64) (*flow.Flow, error) {
+	first := blockOf(id)
+	if first != b.first || id < b.d.nextID() && !b.d.isHole(id) {
+		v, err := b.s.blockValue(first, false)
+		if err != nil {
+			return nil, err
+		}
+		b.first = first
+		b.d.start(v, first)
+	}
+	if b.d.isHole(id) {
+		v, err := b.s.lateValue(id)
+		if err != nil {
+			return nil, err
+		}
+		rec, _, _, err := splitStandalone(v)
+		if err != nil {
+			return nil, err
+		}
+		var d recordDecoder
+		d.start(rec, id)
+		if err := d.next(&b.f); err != nil {
+			return nil, fmt.Errorf("%s: flow %d: %w", b.s.dir, id, err)
+		}
+		return &b.f, nil
+	}
+	for b.d.more() && b.d.nextID() <= id {
+		if err := b.d.next(&b.f); err != nil {
+			return nil, fmt.Errorf("%s: flow %d: %w", b.s.dir, b.d.nextID(), err)
+		}
+		if b.f.ID == id {
+			return &b.f, nil
+		}
+	}
+	if b.d.err != nil {
+		return nil, fmt.Errorf("%s: block %d: %w", b.s.dir, first, b.d.err)
+	}
+	return nil, fmt.Errorf("%s: flow %d: %w: not in its block", b.s.dir, id, errCorrupt)
 }
 
 func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) error) error {
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagFlows}, UpperBound: []byte{tagFlows + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	var f flow.Flow
-	d := &recordDecoder{}
-	if ids == nil {
-		for ok := it.First(); ok; ok = it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			first := binary.BigEndian.Uint64(it.Key()[1:])
-			d.start(it.Value(), first)
-			for i := uint64(0); d.more(); i++ {
-				if err := d.next(&f); err != nil {
-					return fmt.Errorf("%s: flow %d: %w", s.dir, first+i, err)
-				}
-				if err := fn(&f); err != nil {
-					return err
-				}
-			}
-			if d.err != nil {
-				return fmt.Errorf("%s: block %d: %w", s.dir, first, d.err)
-			}
-		}
-		return it.Error()
-	}
-	var (
-		curFirst uint64
-		cur      []byte
-		pos      uint64
-	)
-	for n, id := range ids {
-		if n&1023 == 0 && ctx.Err() != nil {
+	br := &blockReader{s: s}
+	n := s.NumFlows()
+	each := func(i int, id uint64) error {
+		if i&1023 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if id == 0 || id > s.nflows {
+		if id == 0 || id > n {
 			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 		}
-		// Blocks hold up to flowBlock flows, but a capture's last block
-		// may hold fewer: reload when id is behind us or past the block.
-		if cur == nil || id < curFirst+pos || id >= curFirst+flowBlock || (!d.more() && curFirst+pos <= id) {
-			first, val, err := s.blockOf(it, tagFlows, id)
-			if err != nil {
+		f, err := br.flow(id)
+		if err != nil {
+			return err
+		}
+		return fn(f)
+	}
+	if ids == nil {
+		for id := uint64(1); id <= n; id++ {
+			if err := each(int(id), id); err != nil {
 				return err
 			}
-			curFirst, cur = first, slices.Clone(val)
-			d.start(cur, first)
-			pos = 0
 		}
-		for ; curFirst+pos <= id; pos++ {
-			if !d.more() {
-				first, val, err := s.blockOf(it, tagFlows, id)
-				if err != nil {
-					return err
-				}
-				if first == curFirst {
-					return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
-				}
-				curFirst, cur = first, slices.Clone(val)
-				d.start(cur, first)
-				pos = 0
-			}
-			if err := d.next(&f); err != nil {
-				return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
-			}
-		}
-		if err := fn(&f); err != nil {
+		return nil
+	}
+	for i, id := range ids {
+		if err := each(i, id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) Packets(id uint64, out []PacketRef) ([]PacketRef, error) {
-	if id == 0 || id > s.nflows {
-		return out, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
-	}
-	start := len(out)
-	pre := chunkPrefix(id)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: pre, UpperBound: append(slices.Clone(pre), 0xff, 0xff, 0xff, 0xff, 0xff)})
-	if err != nil {
-		return out, err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		if out, err = decodeChunk(it.Value(), out); err != nil {
-			it.Close()
-			return out, fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
-		}
-	}
-	if err := it.Close(); err != nil {
-		return out, err
-	}
-	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTails}, UpperBound: []byte{tagTails + 1}})
-	if err != nil {
-		return out, err
-	}
-	defer it.Close()
-	first, val, err := s.blockOf(it, tagTails, id)
-	if err != nil {
-		return out, err
-	}
-	for i := first; ; i++ {
-		l, k := binary.Uvarint(val)
-		if k <= 0 || uint64(len(val)-k) < l {
-			return out, fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
-		}
-		if i == id {
-			out, err = decodeChunk(val[k:k+int(l)], out)
-			if err != nil {
-				return out, fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
-			}
-			break
-		}
-		val = val[k+int(l):]
-	}
-	sortRefs(out[start:])
-	return out, nil
+// tailReader finds flows' posting tails, in ascending ID order.
+type tailReader struct {
+	s     *Store
+	first uint64
+	tails map[uint64][2][]byte // by ID: chunk count (uvarint) and tail
+	holes uint64
 }
 
-// Lookup reads the attribute lists of l's range and unites them.
-func (s *Store) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
-	if isAddrField(l.Field) {
-		ids, _, err := s.lookupAddr(ctx, l, false)
-		return ids, true, err
-	}
-	lo, hi, exact, err := lookupRange(&l)
-	if err != nil {
-		return nil, false, err
-	}
-	pre := attrPrefix(l.Field)
-	lower := append(slices.Clone(pre), lo...)
-	upper := append(append(slices.Clone(pre), hi...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, false, err
-	}
-	defer it.Close()
-	var ids []uint64
-	runs := 0
-	var last uint64
-	sorted := true
-	for ok := it.First(); ok; ok = it.Next() {
-		v, first := splitAttrKey(it.Key())
-		if len(v) != len(lo) || bytes.Compare(v, lo) < 0 || bytes.Compare(v, hi) > 0 {
-			continue // another width (IPv6 under an IPv4 range) or beyond the range
-		}
-		n := len(ids)
-		ids, err = decodeIDs(it.Value(), first, ids)
+func (t *tailReader) tail(id uint64) (uint32, []byte, error) {
+	first := blockOf(id)
+	if first != t.first {
+		v, err := t.s.blockValue(first, true)
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", s.dir, err)
+			return 0, nil, err
 		}
-		if n > 0 && len(ids) > n && ids[n] <= last {
-			sorted = false
+		holes, k := binary.Uvarint(v)
+		if k <= 0 {
+			return 0, nil, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, errCorrupt)
 		}
-		if len(ids) > 0 {
-			last = ids[len(ids)-1]
+		v = v[k:]
+		t.first, t.holes = first, holes
+		if t.tails == nil {
+			t.tails = map[uint64][2][]byte{}
 		}
-		runs++
-	}
-	if err := it.Error(); err != nil {
-		return nil, false, err
-	}
-	if !sorted {
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
-	}
-	return ids, exact, nil
-}
-
-// lookupRange turns a lookup into the range of attribute values to read
-// and says whether the values decide the lookup exactly.
-func lookupRange(l *Lookup) (lo, hi []byte, exact bool, err error) {
-	switch l.Field {
-	case FieldSrcAddr, FieldDstAddr:
-		return addrValue(l.AddrLo), addrValue(l.AddrHi), true, nil
-	case FieldSrcPort, FieldDstPort, FieldVLAN:
-		if l.Hi > 0xffff {
-			l.Hi = 0xffff
-		}
-		return u16Value(uint16(l.Lo)), u16Value(uint16(l.Hi)), true, nil
-	case FieldProto:
-		return []byte{byte(min(l.Lo, 255))}, []byte{byte(min(l.Hi, 255))}, true, nil
-	case FieldSrcMAC, FieldDstMAC:
-		return l.MAC[:], l.MAC[:], true, nil
-	case FieldFirst, FieldLast:
-		return timeValue(int64(l.Lo)), timeValue(int64(l.Hi)), false, nil
-	case FieldPackets, FieldBytes:
-		return log2Value(l.Lo), log2Value(l.Hi), false, nil
-	case FieldCommunity:
-		v := communityValue(l.Community)
-		return v, v, false, nil
-	case FieldTunnel:
-		return []byte{byte(min(l.Lo, 255))}, []byte{byte(min(l.Hi, 255))}, true, nil
-	case FieldTunnelID:
-		return binary.BigEndian.AppendUint32(nil, uint32(min(l.Lo, 1<<32-1))), binary.BigEndian.AppendUint32(nil, uint32(min(l.Hi, 1<<32-1))), true, nil
-	}
-	return nil, nil, false, fmt.Errorf("unknown lookup field %d", l.Field)
-}
-
-// Estimate returns how many flows a lookup would return (at most),
-// reading only the counts at the head of each ID list: a cheap way for a
-// planner to order lookups.
-func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
-	if isAddrField(l.Field) {
-		_, n, err := s.lookupAddr(ctx, l, true)
-		return n, err
-	}
-	lo, hi, _, err := lookupRange(&l)
-	if err != nil {
-		return 0, err
-	}
-	pre := attrPrefix(l.Field)
-	lower := append(slices.Clone(pre), lo...)
-	upper := append(append(slices.Clone(pre), hi...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	var n uint64
-	for ok := it.First(); ok; ok = it.Next() {
-		v, _ := splitAttrKey(it.Key())
-		if len(v) != len(lo) {
-			continue
-		}
-		c, k := binary.Uvarint(it.Value())
-		if k > 0 {
-			n += c
-		}
-	}
-	return n, it.Error()
-}
-
-// lookupAddr reads the address blocks covering [AddrLo, AddrHi]. With
-// estimate set it decodes nothing and returns an upper bound of the
-// pairs in range instead.
-func (s *Store) lookupAddr(ctx context.Context, l Lookup, estimate bool) ([]uint64, uint64, error) {
-	lo, hi := addrValue(l.AddrLo), addrValue(l.AddrHi)
-	if lo[0] != hi[0] {
-		return nil, 0, fmt.Errorf("address range %v-%v mixes IPv4 and IPv6", l.AddrLo, l.AddrHi)
-	}
-	alen := len(lo) - 1
-	var ids []uint64
-	var n uint64
-	for _, c := range s.captures {
-		pre := addrCapturePrefix(l.Field, alen, c.FirstID)
-		it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: pre, UpperBound: addrCapturePrefix(l.Field, alen, c.FirstID+1)})
-		if err != nil {
-			return nil, 0, err
-		}
-		start := binary.BigEndian.AppendUint64(append(slices.Clone(pre), lo[1:]...), 0)
-		ok := it.SeekLT(start)
-		if !ok {
-			ok = it.First()
-		}
-		for blocks := 0; ok; ok = it.Next() {
-			first := it.Key()[len(pre) : len(pre)+alen]
-			if string(first) > string(hi[1:]) {
-				break
-			}
-			blocks++
-			if estimate && blocks > 2 {
-				n += addrBlock // a wide range: count whole blocks
+		clear(t.tails)
+		for i := uint64(0); i < flowBlock && len(v) > 0; i++ {
+			if holes&(1<<i) != 0 {
 				continue
 			}
-			var past bool
-			mark := len(ids)
-			ids, past, err = decodeAddrBlock(it.Value(), alen, lo[1:], hi[1:], ids)
-			if estimate {
-				n += uint64(len(ids) - mark)
-				ids = ids[:mark]
-			}
+			start := v
+			_, tail, rest, err := splitTail(v)
 			if err != nil {
-				it.Close()
-				return nil, 0, fmt.Errorf("%s: %w", s.dir, err)
+				return 0, nil, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
 			}
-			if past {
-				break
-			}
-		}
-		if err := it.Close(); err != nil {
-			return nil, 0, err
+			t.tails[first+i] = [2][]byte{start[:len(start)-len(rest)-len(tail)], tail}
+			v = rest
 		}
 	}
-	slices.Sort(ids)
-	return slices.Compact(ids), n, nil
+	if t.holes&(1<<(id-first)) != 0 {
+		v, err := t.s.lateValue(id)
+		if err != nil {
+			return 0, nil, err
+		}
+		_, chunks, tail, err := splitStandalone(v)
+		return chunks, tail, err
+	}
+	e, ok := t.tails[id]
+	if !ok {
+		return 0, nil, fmt.Errorf("%s: flow %d: %w: no posting tail", t.s.dir, id, errCorrupt)
+	}
+	c, _ := binary.Uvarint(e[0])
+	return uint32(c), e[1], nil
 }
 
-// PacketsOf calls fn with the records of each flow of ids (ascending), in
-// capture order. It walks the posting keys once, so it costs far less
-// than Packets per flow when many flows are wanted. refs is valid only
-// during fn.
+// PacketsOf calls fn with the records of each flow of ids (ascending),
+// in the order they were read. refs is valid only during fn.
 func (s *Store) PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, refs []PacketRef) error) error {
 	pit, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagChunk}, UpperBound: []byte{tagChunk + 1}})
 	if err != nil {
 		return err
 	}
 	defer pit.Close()
-	qit, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{tagTails}, UpperBound: []byte{tagTails + 1}})
-	if err != nil {
-		return err
-	}
-	defer qit.Close()
-	var (
-		refs   []PacketRef
-		pValid = pit.First()
-		tails  [][]byte // the current Q block's chunks, by position
-		tFirst uint64
-		haveQ  bool
-		pKeyID = func() uint64 { return binary.BigEndian.Uint64(pit.Key()[1:9]) }
-	)
+	tr := &tailReader{s: s}
+	var refs []PacketRef
 	for n, id := range ids {
 		if n&1023 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if id == 0 || id > s.nflows {
+		if id == 0 || id > s.NumFlows() {
 			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 		}
+		chunks, tail, err := tr.tail(id)
+		if err != nil {
+			return err
+		}
 		refs = refs[:0]
-		// Full chunks: the cursor only moves forward; it seeks when the
-		// wanted flow is beyond it.
-		if pValid && pKeyID() < id {
-			pValid = pit.SeekGE(chunkPrefix(id))
-		}
-		for pValid && pKeyID() == id {
-			if refs, err = decodeChunk(pit.Value(), refs); err != nil {
-				return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
-			}
-			pValid = pit.Next()
-		}
-		// The tail, from the flow's block of chunks.
-		if !haveQ || id < tFirst || id-tFirst >= uint64(len(tails)) {
-			first, val, err := s.blockOf(qit, tagTails, id)
-			if err != nil {
-				return err
-			}
-			tFirst, haveQ = first, true
-			tails = tails[:0]
-			for len(val) > 0 {
-				l, k := binary.Uvarint(val)
-				if k <= 0 || uint64(len(val)-k) < l {
-					return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+		// Full chunks: exactly as many as the tail says, whatever a run
+		// that died after the commit left beyond them.
+		if chunks > 0 {
+			ok := pit.SeekGE(chunkKey{id, 0}.encode())
+			for c := uint32(0); c < chunks; c++ {
+				if !ok || !bytes.Equal(pit.Key(), chunkKey{id, c}.encode()) {
+					return fmt.Errorf("%s: flow %d: %w: posting chunk %d missing", s.dir, id, errCorrupt, c)
 				}
-				tails = append(tails, val[k:k+int(l)])
-				val = val[k+int(l):]
-			}
-			if id-tFirst >= uint64(len(tails)) {
-				return fmt.Errorf("%s: flow %d: %w", s.dir, id, errCorrupt)
+				if refs, err = decodeChunk(pit.Value(), refs); err != nil {
+					return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
+				}
+				ok = pit.Next()
 			}
 		}
-		if refs, err = decodeChunk(tails[id-tFirst], refs); err != nil {
+		if refs, err = decodeChunk(tail, refs); err != nil {
 			return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
 		}
-		sortRefs(refs)
 		if err := fn(id, refs); err != nil {
 			return err
 		}
 	}
-	return nil
+	return pit.Error()
+}
+
+// Checkpoints returns chunk n of capture i's record offsets.
+func (s *Store) Checkpoints(ctx context.Context, i, n int) ([]int64, error) {
+	v, err := s.get(checkpointKey{uint32(i), uint32(n)}.encode())
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("%s: capture %d: no checkpoints %d", s.dir, i, n)
+	}
+	cnt, k := binary.Uvarint(v)
+	if k <= 0 || cnt > checkpointChunk {
+		return nil, fmt.Errorf("%s: capture %d: %w: checkpoints", s.dir, i, errCorrupt)
+	}
+	v = v[k:]
+	out := make([]int64, cnt)
+	var prev int64
+	for j := range out {
+		d, k := binary.Uvarint(v)
+		if k <= 0 {
+			return nil, fmt.Errorf("%s: capture %d: %w: checkpoints", s.dir, i, errCorrupt)
+		}
+		v = v[k:]
+		prev += int64(d)
+		out[j] = prev
+	}
+	return out, nil
+}
+
+// InCapture returns the flows with packets in capture i.
+func (s *Store) InCapture(ctx context.Context, i int) ([]uint64, error) {
+	if i < 0 || i >= len(s.meta.captures) {
+		return nil, fmt.Errorf("no capture %d", i)
+	}
+	pre := binary.BigEndian.AppendUint32([]byte{tagInCapture}, uint32(i))
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: pre, UpperBound: prefixEnd(pre)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var ids []uint64
+	for it.First(); it.Valid(); it.Next() {
+		k, err := decodeInCaptureKey(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		if ids, err = decodeIDs(it.Value(), k.first, ids); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.dir, err)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), it.Error()
+}
+
+// locateCapture finds an indexed capture (by its absolute path, else by
+// its path relative to the index directory, for a moved archive) and
+// checks that it is unchanged.
+func locateCapture(dir string, c *CaptureInfo) (string, error) {
+	path := c.Path
+	f, err := os.Open(path)
+	if err != nil && c.RelPath != "" {
+		if f2, err2 := os.Open(filepath.Join(dir, c.RelPath)); err2 == nil {
+			path, f, err = filepath.Join(dir, c.RelPath), f2, nil
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("capture %s indexed in %s: %w", c.Path, dir, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if st.Size() == c.Size && st.ModTime().UnixNano() == c.ModTime {
+		return path, nil
+	}
+	size, _, id, err := Identify(f)
+	if err != nil {
+		return "", err
+	}
+	if id != c.Identity {
+		return "", &StaleError{Index: dir, Capture: path, OldSize: c.Size, NewSize: size}
+	}
+	return path, nil
+}
+
+// StaleError reports a capture that changed after it was indexed.
+type StaleError struct {
+	Index, Capture   string
+	OldSize, NewSize int64
+}
+
+func (e *StaleError) Error() string {
+	change := "its content changed"
+	if e.OldSize != e.NewSize {
+		change = fmt.Sprintf("its size changed from %d to %d bytes", e.OldSize, e.NewSize)
+	}
+	return fmt.Sprintf("index %s is stale: capture %s changed after it was indexed (%s)", e.Index, e.Capture, change)
 }

@@ -155,6 +155,11 @@ func (s tsScale) nanos(units uint64) int64 {
 
 // Record is one captured packet.
 type Record struct {
+	// Index is the record's position among the capture's packet records
+	// (0 for the first), as Reader counts them; an index refers to a
+	// record by it. RecordReader sets it only when it walks from a
+	// position with a known index (Walker).
+	Index     int64
 	Offset    int64 // byte offset of the record header or pcapng block
 	Length    int   // bytes the record occupies in the file, header included
 	CapLen    int   // captured bytes (len(Data))

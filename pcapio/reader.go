@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -69,6 +70,10 @@ type Reader struct {
 	// Current pcapng section.
 	sec    int
 	lastTs int64
+
+	// known is set when the layout was learnt before (RecordReader): a
+	// section or interface block met is looked up, not added.
+	known bool
 
 	// OnWarning, when set, is called for problems the reader passes over
 	// while it goes on reading (a packet block naming an undefined
@@ -202,6 +207,7 @@ func (x *Reader) Next(rec *Record) error {
 		x.err = err
 		return err
 	}
+	rec.Index = x.stats.Records
 	x.stats.Records++
 	return nil
 }
@@ -423,8 +429,10 @@ func (x *Reader) nextNG(rec *Record) error {
 		}
 		switch btype {
 		case blockIDB:
-			if err := x.readIDB(off, b); err != nil {
-				return err
+			if !x.known {
+				if err := x.readIDB(off, b); err != nil {
+					return err
+				}
 			}
 			x.r += n
 		case blockEPB, blockOPB, blockSPB:
@@ -472,6 +480,17 @@ func (x *Reader) readSHB(off int64) error {
 	}
 	if major := x.u16(b[12:]); major != 1 {
 		return x.errorf(off, ErrUnsupportedVersion, "section version %d.%d", major, x.u16(b[14:]))
+	}
+	if x.known {
+		// Reading at offsets of a capture whose layout is known: find the
+		// section rather than adding it.
+		si := slices.IndexFunc(x.layout.Sections, func(s Section) bool { return s.Offset == off })
+		if si < 0 {
+			return x.errorf(off, ErrBadBlock, "section header not in the capture's layout")
+		}
+		x.sec = si
+		x.r += n
+		return nil
 	}
 	x.sec = len(x.layout.Sections)
 	x.layout.Sections = append(x.layout.Sections, Section{

@@ -11,12 +11,6 @@ import (
 	"github.com/pcapflow/pcapflow/index"
 )
 
-// estimator is implemented by indexes with attribute keys (index.Store).
-// Without it (a scan's in-memory index) every flow is simply checked.
-type estimator interface {
-	Estimate(ctx context.Context, l index.Lookup) (uint64, error)
-}
-
 // set is a sorted set of flow IDs, or every flow.
 type set struct {
 	all bool
@@ -38,7 +32,6 @@ func (t *Trace) add(format string, args ...any) {
 type planner struct {
 	ctx   context.Context
 	r     index.Reader
-	est   estimator
 	n     uint64
 	trace *Trace
 }
@@ -60,8 +53,9 @@ func SelectTrace(ctx context.Context, r index.Reader, e Expr, tr *Trace, fn func
 		tr.add("all flows (no filter): %d", r.NumFlows())
 		return r.Flows(ctx, nil, fn)
 	}
-	est, ok := r.(estimator)
-	if !ok {
+	if !r.Indexed() {
+		// A scan's in-memory index has no attribute keys: checking every
+		// record is what a lookup would do anyway.
 		tr.add("scan: every flow record checked against the filter")
 		return r.Flows(ctx, nil, func(f *flow.Flow) error {
 			if e.Match(f) {
@@ -70,7 +64,7 @@ func SelectTrace(ctx context.Context, r index.Reader, e Expr, tr *Trace, fn func
 			return nil
 		})
 	}
-	p := &planner{ctx: ctx, r: r, est: est, n: r.NumFlows(), trace: tr}
+	p := &planner{ctx: ctx, r: r, n: r.NumFlows(), trace: tr}
 	s, exact, err := p.eval(e)
 	if err != nil {
 		return err
@@ -138,7 +132,7 @@ func (p *planner) estimate(e Expr) uint64 {
 	}
 	var n uint64
 	for _, l := range ls {
-		c, err := p.est.Estimate(p.ctx, l)
+		c, err := p.r.Estimate(p.ctx, l)
 		if err != nil {
 			return p.n
 		}

@@ -74,6 +74,7 @@ func prepare(ctx context.Context, e *env, fs *flag.FlagSet, cf *commonFlags, arg
 	if err != nil {
 		return nil, nil, err
 	}
+	cf.noteSet(fs)
 	captures, filter := splitCaptures(rest)
 	expr, err := parseFilter(filter)
 	if err != nil {

@@ -32,30 +32,32 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	cf.noteSet(fs)
 	if len(rest) > 0 && rest[0] == "--" {
 		rest = rest[1:]
 	}
 	if len(rest) == 0 {
 		return usagef("no capture given")
 	}
-	captures, err := expandCaptures(rest)
-	if err != nil {
-		return err
+	for _, c := range rest {
+		if c == "-" {
+			return usagef("standard input cannot be indexed: it cannot be read again to extract packets; save it to a file first (or scan it: pcapflow flows -)")
+		}
 	}
 	dir := cf.indexDir
 	if dir == "" {
-		if len(captures) != 1 || len(rest) != 1 {
+		if len(rest) != 1 {
 			return usagef("several captures go into one index: give it with -i DIR")
 		}
-		dir = index.DefaultPath(captures[0])
+		if st, err := os.Stat(rest[0]); err == nil && st.IsDir() {
+			return usagef("a directory of captures goes into an index you name: pcapflow index -i DIR.pfidx %s", rest[0])
+		}
+		dir = index.DefaultPath(rest[0])
 	}
-	if cf.idleTimeout != 0 {
-		return usagef("--idle-timeout applies to scans; an index keeps the default flow semantics")
-	}
-	opts := index.Options{Warn: e.warn}
+	opts := index.Options{Warn: e.warn, Settings: cf.settings()}
 	stop := e.startProgress(&cf, &opts.Progress)
 	start := time.Now()
-	res, err := index.Build(ctx, dir, captures, opts)
+	res, err := index.Build(ctx, dir, rest, opts)
 	stop()
 	if res != nil {
 		var flows, packets, nonIP uint64

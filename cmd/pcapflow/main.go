@@ -147,8 +147,27 @@ func run(ctx context.Context, e *env, argv []string) int {
 		fmt.Fprintf(e.stderr, "pcapflow %s: interrupted\n", cmd.name)
 		return exitInput
 	}
-	fmt.Fprintf(e.stderr, "pcapflow %s: %v\n", cmd.name, err)
+	fmt.Fprintf(e.stderr, "pcapflow %s: %v%s\n", cmd.name, err, advice(err))
 	return exitInput
+}
+
+// advice says what to do about an error the libraries report without
+// knowing about commands.
+func advice(err error) string {
+	var se *index.StaleError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("; rebuild it: rm -r %s && pcapflow index -i %s CAPTURE...", se.Index, se.Index)
+	case errors.Is(err, index.ErrIncomplete):
+		return "; re-run 'pcapflow index' with the same arguments to finish it"
+	case errors.Is(err, index.ErrSchema):
+		return "; remove the index directory and run 'pcapflow index' again"
+	case errors.Is(err, index.ErrOlder):
+		return "; an index grows in time order: rebuild it from all its captures (rm -r INDEX && pcapflow index -i INDEX CAPTURES...)"
+	case errors.Is(err, index.ErrSettings):
+		return "; give the same flow options (such as --idle-timeout) as when the index was made, or build another index"
+	}
+	return ""
 }
 
 // parseArgs parses flags that may appear anywhere before "--" and returns

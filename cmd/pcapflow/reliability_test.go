@@ -257,11 +257,15 @@ func TestConcurrentReaders(t *testing.T) {
 				if err != nil || fmt.Sprint(ids) != want[f] {
 					errs <- fmt.Sprintf("goroutine %d filter %q: %v", g, f, err)
 				}
-				var refs []index.PacketRef
-				st.Flows(context.Background(), ids[:min(len(ids), 5)], func(fl *flow.Flow) error {
-					refs, err = st.Packets(fl.ID, refs[:0])
-					if err != nil || len(refs) != int(fl.Packets) {
-						errs <- fmt.Sprintf("flow %d: %d refs for %d packets", fl.ID, len(refs), fl.Packets)
+				packets := map[uint64]uint64{}
+				some := ids[:min(len(ids), 5)]
+				st.Flows(context.Background(), some, func(fl *flow.Flow) error {
+					packets[fl.ID] = fl.Packets
+					return nil
+				})
+				st.PacketsOf(context.Background(), some, func(id uint64, refs []index.PacketRef) error {
+					if len(refs) != int(packets[id]) {
+						errs <- fmt.Sprintf("flow %d: %d refs for %d packets", id, len(refs), packets[id])
 					}
 					return nil
 				})

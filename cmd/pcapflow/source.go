@@ -2,14 +2,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/index"
 )
 
@@ -34,8 +34,30 @@ func (s *source) Close() { s.r.Close() }
 type commonFlags struct {
 	indexDir    string
 	idleTimeout time.Duration
+	idleSet     bool // --idle-timeout was given
 	progress    bool
 	scan        bool
+}
+
+// noteSet records which of the flags were given.
+func (c *commonFlags) noteSet(fs *flag.FlagSet) {
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "idle-timeout" {
+			c.idleSet = true
+		}
+	})
+}
+
+// settings are the flow semantics the flags ask for.
+func (c *commonFlags) settings() index.Settings {
+	var s index.Settings
+	switch {
+	case c.idleTimeout == 0:
+		s.IdleTimeout = -1 // never
+	default:
+		s.IdleTimeout = c.idleTimeout
+	}
+	return s
 }
 
 func (c *commonFlags) register(fs interface {
@@ -44,64 +66,38 @@ func (c *commonFlags) register(fs interface {
 	BoolVar(*bool, string, bool, string)
 }) {
 	fs.StringVar(&c.indexDir, "i", "", "index directory to answer from")
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "start a new flow after this much idle capture time (scan mode)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", flow.DefaultIdleTimeout, "a connection silent this long (capture time) ends; 0: never")
 	fs.BoolVar(&c.progress, "progress", false, "show progress on stderr even when it is not a terminal")
 	fs.BoolVar(&c.scan, "scan", false, "read the captures even when an index is beside them")
 }
 
-// captureExts are the file names a directory argument expands to.
-var captureExts = []string{".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".pcap.zst", ".pcapng.zst", ".cap.gz"}
-
-// expandCaptures replaces directory arguments by the capture files in
-// them (sorted by name, not recursive).
-func expandCaptures(args []string) ([]string, error) {
-	var out []string
-	for _, a := range args {
-		if a == "-" {
-			out = append(out, a)
-			continue
-		}
-		st, err := os.Stat(a)
-		if err != nil {
-			return nil, err
-		}
-		if !st.IsDir() {
-			out = append(out, a)
-			continue
-		}
-		ents, err := os.ReadDir(a)
-		if err != nil {
-			return nil, err
-		}
-		var files []string
-		for _, ent := range ents {
-			if ent.IsDir() {
-				continue
-			}
-			for _, ext := range captureExts {
-				if strings.HasSuffix(ent.Name(), ext) {
-					files = append(files, filepath.Join(a, ent.Name()))
-					break
-				}
-			}
-		}
-		sort.Strings(files)
-		if len(files) == 0 {
-			return nil, fmt.Errorf("%s: no capture files (%s) in this directory", a, strings.Join(captureExts, ", "))
-		}
-		out = append(out, files...)
+// expandCaptures replaces directory arguments by the captures in them,
+// recognised by content (not recursive); files that are not captures are
+// passed over with a warning saying how many.
+func expandCaptures(e *env, args []string) ([]string, error) {
+	d, err := index.Discover(args)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	if n := len(d.Skipped); n > 0 && e != nil {
+		e.warn(fmt.Errorf("passed over %d %s that %s not captures (first: %s)", n, plural(uint64(n), "file", "files"), plural(uint64(n), "is", "are"), d.Skipped[0]))
+	}
+	if len(d.Captures) == 0 {
+		return nil, fmt.Errorf("%s: no captures there", strings.Join(args, ", "))
+	}
+	return d.Captures, nil
 }
 
 // openSource opens the index to answer from, or scans the captures.
 func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string, keepPackets bool) (*source, error) {
-	captures, err := expandCaptures(captures)
-	if err != nil {
-		return nil, err
+	if len(captures) > 0 {
+		var err error
+		if captures, err = expandCaptures(e, captures); err != nil {
+			return nil, err
+		}
 	}
 	dir := cf.indexDir
-	if dir == "" && len(captures) == 1 && captures[0] != "-" && cf.idleTimeout == 0 && !cf.scan {
+	if dir == "" && len(captures) == 1 && captures[0] != "-" && !cf.idleSet && !cf.scan {
 		if st, err := os.Stat(index.DefaultPath(captures[0])); err == nil && st.IsDir() {
 			dir = index.DefaultPath(captures[0])
 		}
@@ -120,7 +116,7 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 			s.names = append(s.names, c.Name)
 		}
 		if len(captures) > 0 && cf.indexDir != "" {
-			rr, err := index.Restrict(r, captures)
+			rr, err := index.Restrict(ctx, r, captures)
 			if err != nil {
 				r.Close()
 				return nil, err
@@ -142,7 +138,7 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 		return nil, usagef("standard input (-) can be read only once")
 	}
 	opts := index.ScanOptions{KeepPackets: keepPackets}
-	opts.IdleTimeout = cf.idleTimeout
+	opts.Settings = cf.settings()
 	opts.Warn = e.warn
 	opts.Stdin = e.stdin
 	stop := e.startProgress(cf, &opts.Progress)

@@ -1,0 +1,326 @@
+package index_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/klauspost/compress/gzip"
+	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/index"
+	"github.com/pcapflow/pcapflow/internal/capgen"
+	"github.com/pcapflow/pcapflow/pcapio"
+	"github.com/pcapflow/pcapflow/reasm"
+)
+
+// rotation builds a capture whose every cut into files is a case an
+// archive must get right: connections that begin before a cut and end
+// after it (one cut falls mid-handshake), a retransmission on the other
+// side of a cut from its original, a FIN in the next file, a fragment
+// train across files, a port reused right after a cut, UDP and ICMP
+// conversations that go on.
+func rotation() *capgen.Capture {
+	c := capgen.New(capgen.Start)
+	r := rand.New(rand.NewPCG(7, 7))
+	ep := func(ip string, port uint16) capgen.Endpoint {
+		return capgen.Endpoint{MAC: capgen.MAC(byte(port)), IP: netip.MustParseAddr(ip), Port: port}
+	}
+	var conns []*capgen.TCPConn
+	for i := 0; i < 6; i++ {
+		a := ep(fmt.Sprintf("10.1.0.%d", i+1), uint16(40000+i))
+		b := ep("192.0.2.80", 80)
+		if i%3 == 2 {
+			a = ep(fmt.Sprintf("2001:db8::%d", i+1), uint16(40000+i))
+			b = ep("2001:db8::80", 80)
+		}
+		conns = append(conns, c.NewTCP(a, b, r.Uint32(), r.Uint32()))
+	}
+	for _, t := range conns {
+		t.Send(true, 0x02, nil) // SYNs first: cuts fall between SYN and SYN-ACK
+	}
+	for _, t := range conns {
+		t.Send(false, 0x12, nil)
+		t.Send(true, 0x10, nil)
+	}
+	udp := func(from, to capgen.Endpoint, payload string) {
+		f := capgen.Frame{SrcMAC: from.MAC, DstMAC: to.MAC, Src: from.IP, Dst: to.IP, Proto: layers.IPProtocolUDP,
+			SrcPort: from.Port, DstPort: to.Port, Payload: []byte(payload)}
+		c.Add(f.Bytes())
+	}
+	dnsC, dnsS := ep("10.1.0.9", 5353), ep("192.0.2.53", 53)
+	for round := 0; round < 12; round++ {
+		for i, t := range conns {
+			if round > 8 && i%2 == 0 {
+				continue
+			}
+			seq := t.NextA
+			payload := capgen.Text(fmt.Sprintf("c%dr%d", i, round), 200+r.IntN(900))
+			t.Data(true, payload)
+			if round%4 == 1 && i == 1 {
+				t.Raw(true, 0x18, seq, payload) // a retransmission
+			}
+			t.Data(false, capgen.Text(fmt.Sprintf("s%dr%d", i, round), 300+r.IntN(1100)))
+		}
+		udp(dnsC, dnsS, fmt.Sprintf("query %d", round))
+		udp(dnsS, dnsC, fmt.Sprintf("answer %d", round))
+		if round == 5 {
+			// A fragmented datagram, its fragments in order across a cut.
+			f := capgen.Frame{SrcMAC: capgen.MAC(3), DstMAC: capgen.MAC(4), Src: netip.MustParseAddr("10.1.0.20"),
+				Dst: netip.MustParseAddr("192.0.2.20"), Proto: layers.IPProtocolUDP, SrcPort: 7000, DstPort: 7001,
+				Payload: capgen.Text("big datagram", 3000), IPID: 77}
+			for _, fr := range capgen.Fragments4(&f, 800) {
+				c.Add(fr)
+			}
+		}
+	}
+	// Half the connections end: a FIN each way, then the last ACK.
+	for i, t := range conns {
+		if i%2 == 0 {
+			t.Send(true, 0x11, nil)
+			t.Send(false, 0x11, nil)
+			t.Send(true, 0x10, nil)
+		}
+	}
+	// Port reuse: connection 0's 4-tuple again, a new handshake.
+	again := c.NewTCP(conns[0].A, conns[0].B, r.Uint32(), r.Uint32())
+	again.Handshake()
+	again.Data(true, []byte("GET /again HTTP/1.1\r\n\r\n"))
+	again.Data(false, capgen.Text("again", 700))
+	again.Close()
+	// The others end now.
+	for i, t := range conns {
+		if i%2 == 1 {
+			t.Close()
+		}
+	}
+	return c
+}
+
+// writeParts writes the capture cut before each packet index in cuts,
+// as x.pcap, x.pcap1, x.pcap2... (tcpdump -C names), gzip-compressed
+// when gz is set.
+func writeParts(t *testing.T, c *capgen.Capture, cuts []int, gz bool) []string {
+	t.Helper()
+	dir := t.TempDir()
+	var paths []string
+	bounds := append(append([]int{0}, cuts...), len(c.Packets))
+	for i := 0; i+1 < len(bounds); i++ {
+		part := &capgen.Capture{Packets: c.Packets[bounds[i]:bounds[i+1]]}
+		var b bytes.Buffer
+		part.WritePcap(&b, capgen.PcapOptions{})
+		name := "x.pcap"
+		if i > 0 {
+			name += fmt.Sprint(i)
+		}
+		data := b.Bytes()
+		if gz {
+			var z bytes.Buffer
+			zw := gzip.NewWriter(&z)
+			zw.Write(data)
+			zw.Close()
+			data, name = z.Bytes(), name+".gz"
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// flowsOf lists an archive's flows as JSON without the capture name, which
+// names a flow's first file.
+func flowsOf(t *testing.T, r index.Reader) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(jsonOf(t, r))), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "capture")
+		b, _ := json.Marshal(m)
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// streamsOf reassembles every flow's stream, by flow ID.
+func streamsOf(t *testing.T, r index.Reader) map[uint64]string {
+	t.Helper()
+	out := map[uint64]*bytes.Buffer{}
+	var ids []uint64
+	var depths = map[uint64]uint8{}
+	r.Flows(context.Background(), nil, func(f *flow.Flow) error {
+		ids = append(ids, f.ID)
+		depths[f.ID] = f.Depth
+		return nil
+	})
+	a := reasm.NewAssembler(reasm.Policy{}, func(id uint64, _ uint8) reasm.Sink {
+		b := &bytes.Buffer{}
+		out[id] = b
+		return reasm.SinkFunc(func(_ int64, p []byte) error { b.Write(p); return nil })
+	}, nil)
+	for id, d := range depths {
+		a.SetDepth(id, d)
+	}
+	err := index.Records(context.Background(), r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	s := map[uint64]string{}
+	for id, b := range out {
+		s[id] = b.String()
+	}
+	return s
+}
+
+func scanOf(t *testing.T, paths ...string) *index.Mem {
+	t.Helper()
+	m, err := index.Scan(context.Background(), paths, index.ScanOptions{KeepPackets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// A connection that crosses a file rotation is one flow per direction,
+// with the packets, counters, state and stream of the unsplit capture:
+// in a scan of the files, in an index of them all, and in an index that
+// got them one per run; gzip-compressed files alike.
+func TestRotatedArchive(t *testing.T) {
+	c := rotation()
+	whole := writeParts(t, c, nil, false)
+	wantFlows := flowsOf(t, scanOf(t, whole...))
+	wantStreams := streamsOf(t, scanOf(t, whole...))
+	n := len(c.Packets)
+	check := func(what string, r index.Reader) {
+		t.Helper()
+		if got := flowsOf(t, r); !slices.Equal(got, wantFlows) {
+			t.Errorf("%s: flows differ from the unsplit capture's:\n%s", what, diffLines(got, wantFlows))
+			return
+		}
+		if got := streamsOf(t, r); fmt.Sprint(got) != fmt.Sprint(wantStreams) {
+			t.Errorf("%s: streams differ from the unsplit capture's", what)
+		}
+	}
+	// Every single cut, in a scan.
+	for cut := 1; cut < n; cut++ {
+		check(fmt.Sprintf("scan cut at %d", cut), scanOf(t, writeParts(t, c, []int{cut}, false)...))
+	}
+	// Many files, in every mode.
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 6; trial++ {
+		var cuts []int
+		for _, x := range r.Perm(n - 1)[:3+trial*3] {
+			cuts = append(cuts, x+1)
+		}
+		slices.Sort(cuts)
+		gz := trial%2 == 1
+		parts := writeParts(t, c, cuts, gz)
+		what := fmt.Sprintf("%d files (gzip %v)", len(parts), gz)
+		// Given in the wrong order: captures are taken by time.
+		shuffled := slices.Clone(parts)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		check(what+", scan", scanOf(t, shuffled...))
+		check(what+", one index run", build(t, filepath.Join(t.TempDir(), "all"), shuffled...))
+		idx := filepath.Join(t.TempDir(), "runs")
+		for _, p := range parts {
+			build(t, idx, p).Close()
+		}
+		check(what+", one run per file", build(t, idx, parts...))
+		// And the directory, whose files are captures whatever their names.
+		check(what+", the directory", scanOf(t, filepath.Dir(parts[0])))
+	}
+}
+
+func diffLines(got, want []string) string {
+	var b strings.Builder
+	for i := 0; i < max(len(got), len(want)); i++ {
+		g, w := "", ""
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			fmt.Fprintf(&b, "got  %s\nwant %s\n", g, w)
+		}
+	}
+	return b.String()
+}
+
+// shiftedCopies writes n copies of a pcap, copy i with its times moved
+// by i*shift.
+func shiftedCopies(t *testing.T, data []byte, n int, shift time.Duration) []string {
+	t.Helper()
+	dir := t.TempDir()
+	var out []string
+	for i := 0; i < n; i++ {
+		r, err := pcapio.NewReader(bytes.NewReader(data), "copy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		var w *pcapio.PcapWriter
+		var rec pcapio.Record
+		for r.Next(&rec) == nil {
+			if w == nil {
+				w, _ = pcapio.NewPcapWriter(&b, rec.LinkType, 65535, true)
+			}
+			w.WritePacket(rec.Timestamp+int64(i)*int64(shift), rec.Data, rec.OrigLen)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("copy%d.pcap", i))
+		os.WriteFile(p, b.Bytes(), 0o644)
+		out = append(out, p)
+	}
+	return out
+}
+
+// Adding captures one per run in time order gives the same index as
+// adding them at once; a capture older than the archive's end is refused
+// and changes nothing.
+func TestIncrementalAdd(t *testing.T) {
+	paths := shiftedCopies(t, capgen.Files()[0].Make(), 3, 30*time.Second)
+	all := build(t, filepath.Join(t.TempDir(), "all"), paths...)
+	idx := filepath.Join(t.TempDir(), "inc")
+	for _, p := range paths {
+		build(t, idx, p).Close()
+	}
+	inc := build(t, idx)
+	if a, b := jsonOf(t, inc), jsonOf(t, all); !bytes.Equal(a, b) {
+		t.Fatalf("one per run:\n%s\nat once:\n%s", a, b)
+	}
+	if a, b := packets(t, inc), packets(t, all); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatal("packets differ")
+	}
+	// The copies 30 s apart continue each other's connections: fewer
+	// flows than three separate captures have.
+	one := scanOf(t, paths[0])
+	if inc.NumFlows() >= 3*one.NumFlows() {
+		t.Errorf("%d flows in three copies 30 s apart, one copy has %d: connections did not continue", inc.NumFlows(), one.NumFlows())
+	}
+	older := shiftedCopies(t, capgen.Files()[0].Make(), 1, -time.Hour)
+	before := jsonOf(t, inc)
+	inc.Close()
+	if _, err := index.Build(context.Background(), idx, older, index.Options{}); err == nil || !strings.Contains(err.Error(), "older than the end of the archive") {
+		t.Fatalf("adding an older capture: %v", err)
+	}
+	if got := jsonOf(t, build(t, idx)); !bytes.Equal(got, before) {
+		t.Error("the refused capture changed the index")
+	}
+}

@@ -1,0 +1,201 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// valueRange turns a lookup into the range of list values to read and
+// says whether the values decide it exactly.
+func valueRange(l *Lookup) (lo, hi []byte, exact bool, err error) {
+	switch l.Field {
+	case FieldSrcPort, FieldDstPort, FieldVLAN:
+		return u16Value(uint16(min(l.Lo, 0xffff))), u16Value(uint16(min(l.Hi, 0xffff))), true, nil
+	case FieldProto, FieldTunnel:
+		return []byte{byte(min(l.Lo, 255))}, []byte{byte(min(l.Hi, 255))}, true, nil
+	case FieldSrcMAC, FieldDstMAC:
+		return l.MAC[:], l.MAC[:], true, nil
+	case FieldFirst, FieldLast:
+		return timeValue(int64(l.Lo)), timeValue(int64(l.Hi)), false, nil
+	case FieldPackets, FieldBytes:
+		return log2Value(l.Lo), log2Value(l.Hi), false, nil
+	case FieldCommunity:
+		v := communityValue(l.Community)
+		return v, v, false, nil
+	case FieldTunnelID:
+		return binary.BigEndian.AppendUint32(nil, uint32(min(l.Lo, 1<<32-1))), binary.BigEndian.AppendUint32(nil, uint32(min(l.Hi, 1<<32-1))), true, nil
+	}
+	return nil, nil, false, fmt.Errorf("unknown lookup field %d", l.Field)
+}
+
+// listIter iterates the list keys of a field whose values lie in
+// [lo, hi], calling fn with each committed key and its value.
+func (s *Store) listIter(ctx context.Context, f Field, lo, hi []byte, fn func(k listKey, v []byte) error) error {
+	pre := listKey{final: finalField(f), field: f}.prefix()
+	lower := append(slices.Clone(pre), lo...)
+	upper := prefixEnd(append(slices.Clone(pre), hi...))
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	w := fieldWidth(f)
+	for ok := it.First(); ok; ok = it.Next() {
+		k, err := decodeListKey(it.Key(), w)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.dir, err)
+		}
+		if bytes.Compare(k.value, lo) < 0 || bytes.Compare(k.value, hi) > 0 {
+			continue
+		}
+		if k.final && k.gen > s.meta.gen {
+			continue // written by a run that did not commit
+		}
+		if !k.final && k.first >= s.meta.nextID {
+			continue
+		}
+		if err := fn(k, it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Lookup reads the lists of l's range and unites them.
+func (s *Store) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
+	if l.Field == FieldSrcAddr || l.Field == FieldDstAddr {
+		ids, _, err := s.lookupAddr(ctx, l, false)
+		return ids, true, err
+	}
+	lo, hi, exact, err := valueRange(&l)
+	if err != nil {
+		return nil, false, err
+	}
+	var ids []uint64
+	err = s.listIter(ctx, l.Field, lo, hi, func(k listKey, v []byte) error {
+		var err error
+		ids, err = decodeIDs(v, k.first, ids)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.dir, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if finalField(l.Field) {
+		// Flows live at the commit have no final values yet: candidates.
+		ids = append(ids, s.liveIDs...)
+		exact = false
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	for len(ids) > 0 && ids[len(ids)-1] >= s.meta.nextID {
+		ids = ids[:len(ids)-1]
+	}
+	return ids, exact, nil
+}
+
+// Estimate returns how many flows a lookup would return (at most),
+// reading only the counts at the head of each ID list: a cheap way for a
+// planner to order lookups.
+func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
+	if l.Field == FieldSrcAddr || l.Field == FieldDstAddr {
+		_, n, err := s.lookupAddr(ctx, l, true)
+		return n, err
+	}
+	lo, hi, _, err := valueRange(&l)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	err = s.listIter(ctx, l.Field, lo, hi, func(_ listKey, v []byte) error {
+		if c, k := binary.Uvarint(v); k > 0 {
+			n += c
+		}
+		return nil
+	})
+	if finalField(l.Field) {
+		n += uint64(len(s.liveIDs))
+	}
+	return n, err
+}
+
+// lookupAddr reads, in every segment, the address blocks covering
+// [AddrLo, AddrHi]. With estimate set it decodes little and returns an
+// upper bound of the pairs in range instead.
+func (s *Store) lookupAddr(ctx context.Context, l Lookup, estimate bool) ([]uint64, uint64, error) {
+	ver := uint8(6)
+	lo, hi := l.AddrLo.AsSlice(), l.AddrHi.AsSlice()
+	if l.AddrLo.Is4() {
+		ver = 4
+	}
+	if len(lo) != len(hi) {
+		return nil, 0, fmt.Errorf("address range %v-%v mixes IPv4 and IPv6", l.AddrLo, l.AddrHi)
+	}
+	alen := len(lo)
+	all := []byte{tagAddr, byte(l.Field), ver}
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: all, UpperBound: prefixEnd(all)})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer it.Close()
+	var ids []uint64
+	var n uint64
+	for ok := it.First(); ok; {
+		k, err := decodeAddrKey(it.Key())
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", s.dir, err)
+		}
+		seg := k.segment
+		if seg >= s.meta.nextID {
+			break // written by a run that did not commit
+		}
+		pre := addrSegmentPrefix(l.Field, ver, seg)
+		// The block that holds lo: the last one starting at or before it.
+		start := binary.BigEndian.AppendUint64(append(slices.Clone(pre), lo...), 0)
+		if ok = it.SeekLT(start); !ok || !bytes.HasPrefix(it.Key(), pre) {
+			ok = it.SeekGE(pre)
+		}
+		for blocks := 0; ok && bytes.HasPrefix(it.Key(), pre); ok = it.Next() {
+			first := it.Key()[len(pre) : len(pre)+alen]
+			if string(first) > string(hi) {
+				break
+			}
+			blocks++
+			if estimate && blocks > 2 {
+				n += addrBlock // a wide range: count whole blocks
+				continue
+			}
+			var past bool
+			mark := len(ids)
+			ids, past, err = decodeAddrBlock(it.Value(), alen, lo, hi, ids)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%s: %w", s.dir, err)
+			}
+			if estimate {
+				n += uint64(len(ids) - mark)
+				ids = ids[:mark]
+			}
+			if past {
+				break
+			}
+		}
+		// On to the next segment.
+		ok = it.SeekGE(prefixEnd(pre))
+	}
+	if err := it.Error(); err != nil {
+		return nil, 0, err
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	for len(ids) > 0 && ids[len(ids)-1] >= s.meta.nextID {
+		ids = ids[:len(ids)-1]
+	}
+	return ids, n, nil
+}

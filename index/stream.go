@@ -1,0 +1,269 @@
+package index
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/pcapflow/pcapflow/pcapio"
+)
+
+// MaxTunnelDepth bounds how many tunnels inside each other are opened.
+const MaxTunnelDepth = 3
+
+// batchLen is the number of records a decoded batch carries.
+const batchLen = 256
+
+// decodedBatch carries decoded packets from the reading goroutine to the
+// flow table.
+type decodedBatch struct {
+	n      int
+	ps     [batchLen][MaxTunnelDepth + 1]pcapio.Packet // the packet, then what its tunnels carry
+	depth  [batchLen]uint8
+	meta   [batchLen]pcapio.Record // without Data and Raw
+	cap    [batchLen]int32         // the capture of each record
+	events []streamEvent           // captures starting and ending, in order with the records
+	offset int64                   // bytes read of the current capture
+}
+
+// streamEvent marks a capture starting (before the record at position
+// at) or ending (after the records before at).
+type streamEvent struct {
+	at    int
+	start bool
+	ci    int
+	info  *CaptureInfo // start: what is known before reading; end: with its layout
+	err   error        // end: the error that stopped reading it early, if any
+}
+
+// captureStream reads the captures of an archive in time order: each one
+// from its first packet on, and where captures overlap in time (several
+// interfaces captured at once), their records merged by time as mergecap
+// does; captures that follow each other (rotated files) are simply read
+// one after the other. It decodes every record on the way.
+type captureStream struct {
+	srcs    []source
+	stdin   io.Reader
+	opts    *Options
+	firstCI int // index of the first capture opened
+	heads   streamHeap
+	opened  int
+	closers []func()
+}
+
+// streamHead is an open capture and its next record, or a capture not
+// opened yet (r == nil) with the time of its first packet.
+type streamHead struct {
+	ts    int64
+	order int // position in srcs: ties keep the sorted order
+	ci    int
+	r     *pcapio.Reader
+	file  *os.File
+	rec   pcapio.Record
+	info  *CaptureInfo
+	max   int64 // records read so far (Options.MaxPackets)
+}
+
+type streamHeap []*streamHead
+
+func (h streamHeap) Len() int { return len(h) }
+func (h streamHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if a.ts != b.ts {
+		return a.ts < b.ts
+	}
+	if (a.r != nil) != (b.r != nil) {
+		return a.r != nil // go on with an open capture before opening the next
+	}
+	return a.order < b.order
+}
+func (h streamHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *streamHeap) Push(x any)   { *h = append(*h, x.(*streamHead)) }
+func (h *streamHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// run reads every capture into batches. free supplies empty batches;
+// run stops at the end or when stop is closed.
+func (s *captureStream) run(ctx context.Context, free <-chan *decodedBatch, out chan<- *decodedBatch, stop <-chan struct{}) {
+	defer close(out)
+	defer func() {
+		for _, c := range s.closers {
+			c()
+		}
+	}()
+	for i, src := range s.srcs {
+		ts := src.first
+		if src.empty {
+			ts = 1<<63 - 1
+		}
+		s.heads = append(s.heads, &streamHead{ts: ts, order: i})
+	}
+	heap.Init(&s.heads)
+	var b *decodedBatch
+	send := func() bool {
+		select {
+		case out <- b:
+			b = nil
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	for {
+		if b == nil {
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			b.n, b.events = 0, b.events[:0]
+		}
+		if len(s.heads) == 0 {
+			if b.n > 0 || len(b.events) > 0 {
+				send()
+			}
+			return
+		}
+		h := s.heads[0]
+		if h.r == nil {
+			s.open(h, b)
+			if h.r == nil {
+				heap.Pop(&s.heads)
+			} else {
+				heap.Fix(&s.heads, 0)
+			}
+			continue
+		}
+		s.decode(h, b)
+		if err := s.advance(h); err != nil {
+			s.end(h, b, err)
+			heap.Pop(&s.heads)
+		} else {
+			heap.Fix(&s.heads, 0)
+		}
+		if b.n == batchLen {
+			b.offset = h.r.Offset()
+			if !send() {
+				return
+			}
+		}
+	}
+}
+
+// open opens a capture and reads its first record. A capture gets its
+// index once it opens as one: the captures of an archive are numbered
+// without gaps.
+func (s *captureStream) open(h *streamHead, b *decodedBatch) {
+	src := s.srcs[h.order]
+	info := &CaptureInfo{Name: filepath.Base(src.path), Path: src.path, Size: -1}
+	h.info = info
+	fail := func(err error) {
+		b.events = append(b.events, streamEvent{at: b.n, ci: -1, err: err})
+	}
+	var rd io.Reader
+	if src.path == "-" {
+		info.Name = "-"
+		rd = s.stdin
+	} else {
+		if abs, err := filepath.Abs(src.path); err == nil {
+			info.Path = abs
+		}
+		f, err := os.Open(src.path)
+		if err != nil {
+			fail(err)
+			return
+		}
+		s.closers = append(s.closers, func() { f.Close() })
+		h.file = f
+		info.Size, info.ModTime, info.Identity, err = Identify(f)
+		if err != nil {
+			fail(fmt.Errorf("%s: %w", src.path, err))
+			return
+		}
+		rd = f
+	}
+	r, err := pcapio.NewReader(rd, src.path)
+	if err != nil {
+		fail(err)
+		return
+	}
+	h.ci = s.firstCI + s.opened
+	s.opened++
+	b.events = append(b.events, streamEvent{at: b.n, start: true, ci: h.ci, info: info})
+	s.closers = append(s.closers, func() { r.Close() })
+	info.Compression = r.Compression()
+	r.OnWarning = s.opts.Warn
+	h.r = r
+	if err := s.advance(h); err != nil {
+		s.end(h, b, err)
+		h.r = nil
+	}
+}
+
+// advance reads h's next record; io.EOF at the end.
+func (s *captureStream) advance(h *streamHead) error {
+	if s.opts.MaxPackets > 0 && h.max >= s.opts.MaxPackets {
+		return io.EOF
+	}
+	h.max++
+	if err := h.r.Next(&h.rec); err != nil {
+		return err
+	}
+	h.ts = h.rec.Timestamp
+	return nil
+}
+
+// end closes capture h into the batch.
+func (s *captureStream) end(h *streamHead, b *decodedBatch, err error) {
+	if err == io.EOF {
+		err = nil
+	}
+	if h.r != nil {
+		h.info.Layout = *h.r.Layout()
+		b.offset = h.r.Offset()
+	}
+	b.events = append(b.events, streamEvent{at: b.n, ci: h.ci, info: h.info, err: err})
+}
+
+// decode adds h's current record to the batch.
+func (s *captureStream) decode(h *streamHead, b *decodedBatch) {
+	rec := &h.rec
+	chain := &b.ps[b.n]
+	chain[0].DecodeWith(rec.LinkType, rec.Data, s.opts.Decode)
+	depth := 0
+	data := rec.Data
+	for depth < MaxTunnelDepth && chain[depth].Tunnel != 0 {
+		outer := &chain[depth]
+		data = data[outer.InnerOffset:]
+		chain[depth+1].DecodeWith(outer.InnerLink, data, s.opts.Decode)
+		depth++
+	}
+	b.depth[b.n] = uint8(depth)
+	m := &b.meta[b.n]
+	*m = *rec
+	m.Data, m.Raw = nil, nil
+	b.cap[b.n] = int32(h.ci)
+	b.n++
+}
+
+// unsupportedLinks formats the counts of undecodable link types.
+func unsupportedLinks(path string, links map[pcapio.LinkType]int) []error {
+	ls := make([]int, 0, len(links))
+	for l := range links {
+		ls = append(ls, int(l))
+	}
+	sort.Ints(ls)
+	var out []error
+	for _, l := range ls {
+		out = append(out, fmt.Errorf("%s: %d packets of unsupported link type %v were counted but not decoded", path, links[pcapio.LinkType(l)], pcapio.LinkType(l)))
+	}
+	return out
+}
