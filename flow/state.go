@@ -12,42 +12,53 @@ import (
 
 // The live state of a table, as an index stores it between runs so that
 // a capture added later continues the connections still open at the end
-// of the archive. It holds everything that decides how later packets are
-// accounted: the live flows and connections with their sequence
-// tracking, which flow each key and each fragment train leads to, the
-// tunnel endpoints, the clock and the next ID. Restoring it and adding
-// packets gives the same flows as never having stopped.
+// of the archive. With the live flows' records (their keys, counters,
+// MACs, peers, state and history, which an index keeps anyway, as
+// RestoreTable's caller supplies them) it holds everything that decides
+// how later packets are accounted: sequence tracking, the connections'
+// endpoint states, which flow each key and each fragment train leads to,
+// the tunnel endpoints, the clock and the next ID. Restoring it and
+// adding packets gives the same flows as never having stopped.
 //
-//	"pcapflow-table/1"
-//	uvarint nextID, serial; varint clock; uvarint capture
-//	uvarint #conns, conn*        (in the order of their first flow's ID)
-//	uvarint #flows, flow*        (in ID order; conns refer to them by position)
-//	uvarint #tagged, (key, flow position)*
-//	uvarint #frags, (fragKey, flow position, varint ts)*
+//	"pcapflow-table/2"
+//	uvarint nextID; varint clock; uvarint capture
+//	uvarint #flows, flow*     (in ID order)
+//	uvarint #conns, conn*     (in the order of their first flow's ID)
+//	uvarint #tagged, (key, uvarint flow position)*
+//	uvarint #frags, (fragKey, uvarint flow position, varint ts)*
 //	uvarint #tunnels, (tunnelEnds, uvarint n)*
 //
-// Flows in a connection, the key index and fragment entries refer to
-// flows by their position in the list; flows refer to connections the
-// same way.
-const stateVersion = "pcapflow-table/1"
+// A flow is
+//
+//	uvarint(ID - previous ID) u8 flags (stateEnded, ...)
+//	uvarint seq base, next, high; [uvarint finAt]; [uvarint #spans, (lo, hi)*]
+//	uvarint missing bytes so far; varint(lastCap - Capture); varint(clock - active)
+//
+// and a connection
+//
+//	uvarint(position of side 0 + 1), uvarint(position of side 1 + 1)
+//	u8 endpoint states (3 bits each), u8 sawData and hasBase bits
+//	uvarint seen[0], seen[1]; [uvarint base[0]] [uvarint base[1]]
+const stateVersion = "pcapflow-table/2"
 
 // ErrState means a saved table state cannot be read.
 var ErrState = errors.New("unreadable flow table state")
+
+const (
+	stateEnded   = 1 << iota // f.ended
+	stateSteady              // f.steady
+	stateSeqInit             // f.seq.init
+	stateSeqFin              // f.seq.fin
+	stateSpans               // spans follow
+	stateKeyed               // the key leads to this flow
+)
 
 type stateEnc struct{ b []byte }
 
 func (e *stateEnc) u(v uint64)   { e.b = binary.AppendUvarint(e.b, v) }
 func (e *stateEnc) i(v int64)    { e.b = binary.AppendVarint(e.b, v) }
 func (e *stateEnc) raw(p []byte) { e.b = append(e.b, p...) }
-func (e *stateEnc) bool(v bool)  { e.raw([]byte{b2u(v)}) }
 func (e *stateEnc) byte(v uint8) { e.b = append(e.b, v) }
-func (e *stateEnc) u32(v uint32) { e.u(uint64(v)) }
-func b2u(v bool) uint8 {
-	if v {
-		return 1
-	}
-	return 0
-}
 
 type stateDec struct {
 	b   []byte
@@ -92,7 +103,6 @@ func (d *stateDec) raw(n int) []byte {
 }
 
 func (d *stateDec) byte() uint8 { return d.raw(1)[0] }
-func (d *stateDec) bool() bool  { return d.byte() != 0 }
 
 // count reads a length and checks it against the bytes left (each item
 // takes at least min bytes), so corrupt input cannot allocate much.
@@ -106,129 +116,129 @@ func (d *stateDec) count(min int) int {
 }
 
 func (e *stateEnc) key(k *Key) {
-	e.raw(k.Src[:])
-	e.raw(k.Dst[:])
+	alen := 4
+	if k.IPVersion == 6 {
+		alen = 16
+	}
+	e.byte(k.IPVersion)
+	e.raw(k.Src[:alen])
+	e.raw(k.Dst[:alen])
 	e.u(uint64(k.SrcPort))
 	e.u(uint64(k.DstPort))
 	e.byte(k.NumVLAN)
-	for _, v := range k.VLAN {
+	for _, v := range k.VLANs() {
 		e.u(uint64(v))
 	}
 	e.byte(k.Proto)
-	e.byte(k.IPVersion)
 	e.byte(uint8(k.TunnelType))
-	e.u32(k.Tunnel)
-	e.u32(k.TunnelID)
+	e.u(uint64(k.Tunnel))
+	e.u(uint64(k.TunnelID))
 }
 
 func (d *stateDec) key(k *Key) {
-	copy(k.Src[:], d.raw(16))
-	copy(k.Dst[:], d.raw(16))
+	k.IPVersion = d.byte()
+	alen := 4
+	if k.IPVersion == 6 {
+		alen = 16
+	}
+	copy(k.Src[:], d.raw(alen))
+	copy(k.Dst[:], d.raw(alen))
 	k.SrcPort = uint16(d.u())
 	k.DstPort = uint16(d.u())
 	k.NumVLAN = d.byte()
 	if k.NumVLAN > MaxVLAN {
 		d.fail()
+		return
 	}
-	for i := range k.VLAN {
+	for i := 0; i < int(k.NumVLAN); i++ {
 		k.VLAN[i] = uint16(d.u())
 	}
 	k.Proto = d.byte()
-	k.IPVersion = d.byte()
 	k.TunnelType = pcapio.TunnelType(d.byte())
 	k.Tunnel = uint32(d.u())
 	k.TunnelID = uint32(d.u())
 }
 
-// MarshalState encodes the live state (see the format above). The table
-// must have no held fragments (call EndCapture first), which is how an
-// index run ends.
-func (t *Table) MarshalState() ([]byte, error) {
+// MarshalState encodes the live state (see the format above); flows
+// lists the live flows' slots in ID order (LiveFlows). The table must
+// have no held fragments (call EndCapture first), which is how an index
+// run ends.
+func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 	if t.nheld > 0 {
 		return nil, fmt.Errorf("flow table: %d fragments still held", t.nheld)
 	}
-	e := &stateEnc{b: []byte(stateVersion)}
+	e := &stateEnc{b: make([]byte, 0, 64+24*len(flows))}
+	e.raw([]byte(stateVersion))
 	e.u(t.nextID)
-	e.u(t.serial)
 	e.i(t.clock)
 	e.u(uint64(t.capture))
-	conns := t.liveConns()
-	flows := t.LiveFlows()
-	fpos := make(map[int32]int, len(flows))
+	pos := make(map[int32]int, len(flows))
+	e.u(uint64(len(flows)))
+	var prev uint64
 	for i, fi := range flows {
-		fpos[fi] = i
+		pos[fi] = i
+		f := t.Flow(fi)
+		s := &f.seq
+		spans := t.spans[fi]
+		var fl uint8
+		for _, b := range []struct {
+			on  bool
+			bit uint8
+		}{{f.ended, stateEnded}, {f.steady, stateSteady}, {s.init, stateSeqInit}, {s.fin, stateSeqFin},
+			{s.hasSpans && len(spans) > 0, stateSpans}, {t.get(&f.Key) == fi, stateKeyed}} {
+			if b.on {
+				fl |= b.bit
+			}
+		}
+		e.u(f.ID - prev)
+		prev = f.ID
+		e.byte(fl)
+		e.u(uint64(s.base))
+		e.u(s.next)
+		e.u(s.high)
+		if s.fin {
+			e.u(s.finAt)
+		}
+		if fl&stateSpans != 0 {
+			e.u(uint64(len(spans)))
+			for _, x := range spans {
+				e.u(x.lo)
+				e.u(x.hi)
+			}
+		}
+		e.u(f.MissingBytes)
+		e.i(int64(f.lastCap) - int64(f.Capture))
+		e.i(t.clock - f.active)
 	}
-	cpos := make(map[int32]int, len(conns))
+	conns := t.liveConns()
 	e.u(uint64(len(conns)))
-	for i, ci := range conns {
-		cpos[ci] = i
+	for _, ci := range conns {
 		c := t.conn(ci)
-		e.u(c.serial)
 		for _, fi := range c.flows {
 			if fi < 0 {
 				e.u(0)
 			} else {
-				e.u(uint64(fpos[fi] + 1))
+				e.u(uint64(pos[fi] + 1))
 			}
 		}
-		e.byte(c.origIdx)
-		e.bool(c.flipped)
-		e.bool(c.ended)
+		e.byte(uint8(c.state[0]) | uint8(c.state[1])<<3)
+		var bits uint8
 		for s := 0; s < 2; s++ {
-			e.byte(uint8(c.state[s]))
-			e.bool(c.sawData[s])
-			e.u(uint64(c.seen[s]))
-			e.u32(c.base[s])
-			e.bool(c.hasBase[s])
+			if c.sawData[s] {
+				bits |= 1 << s
+			}
+			if c.hasBase[s] {
+				bits |= 4 << s
+			}
 		}
-		e.byte(c.histLen)
-		e.raw(c.history[:c.histLen])
-		e.byte(c.proto)
-	}
-	e.u(uint64(len(flows)))
-	for _, fi := range flows {
-		f := t.Flow(fi)
-		e.key(&f.Key)
-		e.u(uint64(cpos[f.conn]))
-		e.u(f.Packets)
-		e.u(f.Bytes)
-		e.u(f.PayloadBytes)
-		e.i(f.First)
-		e.i(f.Last)
-		e.byte(f.TCPFlags)
-		s := &f.seq
-		e.bool(s.init)
-		e.u32(s.base)
-		e.u(s.next)
-		e.u(s.high)
-		e.bool(s.fin)
-		e.u(s.finAt)
-		spans := t.spans[fi]
-		if !s.hasSpans {
-			spans = nil
+		e.byte(bits)
+		e.u(uint64(c.seen[0]))
+		e.u(uint64(c.seen[1]))
+		for s := 0; s < 2; s++ {
+			if c.hasBase[s] {
+				e.u(uint64(c.base[s]))
+			}
 		}
-		e.u(uint64(len(spans)))
-		for _, x := range spans {
-			e.u(x.lo)
-			e.u(x.hi)
-		}
-		e.bool(f.ended)
-		e.bool(f.steady)
-		e.i(int64(f.lastCap))
-		e.i(f.active)
-		e.u(f.ID)
-		e.u(f.Peer)
-		e.u(uint64(f.Capture))
-		e.bool(f.HasSrcMAC)
-		e.bool(f.HasDstMAC)
-		e.raw(f.SrcMAC[:])
-		e.raw(f.DstMAC[:])
-		e.u(f.Outer)
-		e.byte(f.Depth)
-		e.u(f.MissingBytes)
-		e.u(f.RetransBytes)
-		e.u(f.OverlapBytes)
-		e.bool(t.get(&f.Key) == fi) // the key leads to this flow
 	}
 	var tagged []Key
 	for k, ref := range t.tagged {
@@ -240,7 +250,7 @@ func (t *Table) MarshalState() ([]byte, error) {
 	e.u(uint64(len(tagged)))
 	for _, k := range tagged {
 		e.key(&k)
-		e.u(uint64(fpos[t.tagged[k].slot]))
+		e.u(uint64(pos[t.tagged[k].slot]))
 	}
 	type fe struct {
 		k fragKey
@@ -262,11 +272,11 @@ func (t *Table) MarshalState() ([]byte, error) {
 	for _, x := range frags {
 		e.raw(x.k.src[:])
 		e.raw(x.k.dst[:])
-		e.u32(x.k.id)
+		e.u(uint64(x.k.id))
 		e.byte(x.k.proto)
 		e.byte(x.k.ver)
 		e.u(uint64(x.k.vlan))
-		e.u(uint64(fpos[x.e.flow]))
+		e.u(uint64(pos[x.e.flow]))
 		e.i(x.e.ts)
 	}
 	type te struct {
@@ -287,16 +297,52 @@ func (t *Table) MarshalState() ([]byte, error) {
 		for _, v := range x.k.vlan {
 			e.u(uint64(v))
 		}
-		e.u32(x.k.outer)
-		e.u32(x.n)
+		e.u(uint64(x.k.outer))
+		e.u(uint64(x.n))
 	}
 	return e.b, nil
 }
 
+// StateIDs returns the IDs of the live flows a state holds, in order.
+func StateIDs(state []byte) ([]uint64, error) {
+	d := &stateDec{b: state}
+	if string(d.raw(len(stateVersion))) != stateVersion {
+		return nil, fmt.Errorf("%w: not %s", ErrState, stateVersion)
+	}
+	d.u()
+	d.i()
+	d.u()
+	n := d.count(5)
+	ids := make([]uint64, 0, n)
+	var id uint64
+	for i := 0; i < n && d.err == nil; i++ {
+		id += d.u()
+		ids = append(ids, id)
+		fl := d.byte()
+		d.u()
+		d.u()
+		d.u()
+		if fl&stateSeqFin != 0 {
+			d.u()
+		}
+		if fl&stateSpans != 0 {
+			for k := d.count(2); k > 0; k-- {
+				d.u()
+				d.u()
+			}
+		}
+		d.u()
+		d.i()
+		d.i()
+	}
+	return ids, d.err
+}
+
 // RestoreTable makes a table with opts from a state MarshalState wrote
-// (with the same options). Its live flows are in slots 0, 1, ... in ID
-// order, as LiveFlows lists them.
-func RestoreTable(opts Options, state []byte) (*Table, error) {
+// (with the same options). records gives each live flow's record as it
+// stood at the commit (Snapshot's). The live flows are in slots 0, 1,
+// ... in ID order, as LiveFlows lists them.
+func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, error)) (*Table, error) {
 	d := &stateDec{b: state}
 	if string(d.raw(len(stateVersion))) != stateVersion {
 		return nil, fmt.Errorf("%w: not %s", ErrState, stateVersion)
@@ -304,73 +350,34 @@ func RestoreTable(opts Options, state []byte) (*Table, error) {
 	opts.FirstID = 0
 	t := NewTable(opts)
 	t.nextID = d.u()
-	t.serial = d.u()
 	t.clock = d.i()
 	t.capture = int32(d.u())
-	nc := d.count(16)
-	type savedConn struct {
-		c     conn
-		flows [2]uint64
-	}
-	conns := make([]savedConn, nc)
-	for i := range conns {
-		c := &conns[i].c
-		c.serial = d.u()
-		conns[i].flows = [2]uint64{d.u(), d.u()}
-		c.origIdx = d.byte()
-		c.flipped = d.bool()
-		c.ended = d.bool()
-		for s := 0; s < 2; s++ {
-			c.state[s] = epState(d.byte())
-			c.sawData[s] = d.bool()
-			c.seen[s] = uint16(d.u())
-			c.base[s] = uint32(d.u())
-			c.hasBase[s] = d.bool()
-		}
-		c.histLen = d.byte()
-		if int(c.histLen) > len(c.history) {
-			d.fail()
-			break
-		}
-		copy(c.history[:], d.raw(int(c.histLen)))
-		c.proto = d.byte()
-	}
-	nf := d.count(40)
-	if d.err != nil {
-		return nil, d.err
-	}
-	cslot := make([]int32, nc)
-	for i := range conns {
-		cslot[i] = t.addConnRestored(conns[i].c)
-	}
+	nf := d.count(5)
 	slots := make([]int32, nf)
+	var id uint64
 	for i := 0; i < nf && d.err == nil; i++ {
+		id += d.u()
+		rec, err := records(id)
+		if err != nil {
+			return nil, err
+		}
 		fi := t.allocFlow()
 		slots[i] = fi
 		f := t.Flow(fi)
-		*f = Flow{}
-		d.key(&f.Key)
-		cp := d.u()
-		if cp >= uint64(nc) {
-			d.fail()
-			break
-		}
-		f.conn = cslot[cp]
-		f.Packets = d.u()
-		f.Bytes = d.u()
-		f.PayloadBytes = d.u()
-		f.First = d.i()
-		f.Last = d.i()
-		f.TCPFlags = d.byte()
+		*f = *rec
+		f.State, f.History = 0, History{}
+		fl := d.byte()
+		f.ended, f.steady = fl&stateEnded != 0, fl&stateSteady != 0
 		s := &f.seq
-		s.init = d.bool()
+		s.init, s.fin = fl&stateSeqInit != 0, fl&stateSeqFin != 0
 		s.base = uint32(d.u())
 		s.next = d.u()
 		s.high = d.u()
-		s.fin = d.bool()
-		s.finAt = d.u()
-		if ns := d.count(2); ns > 0 {
-			sp := make([]span, ns)
+		if s.fin {
+			s.finAt = d.u()
+		}
+		if fl&stateSpans != 0 {
+			sp := make([]span, d.count(2))
 			for j := range sp {
 				sp[j] = span{d.u(), d.u()}
 			}
@@ -380,59 +387,72 @@ func RestoreTable(opts Options, state []byte) (*Table, error) {
 			t.spans[fi] = sp
 			s.hasSpans = true
 		}
-		f.ended = d.bool()
-		f.steady = d.bool()
-		f.lastCap = int32(d.i())
-		f.active = d.i()
-		f.ID = d.u()
-		f.Peer = d.u()
-		f.Capture = int(d.u())
-		f.HasSrcMAC = d.bool()
-		f.HasDstMAC = d.bool()
-		copy(f.SrcMAC[:], d.raw(6))
-		copy(f.DstMAC[:], d.raw(6))
-		f.Outer = d.u()
-		f.Depth = d.byte()
 		f.MissingBytes = d.u()
-		f.RetransBytes = d.u()
-		f.OverlapBytes = d.u()
-		if d.bool() {
+		f.lastCap = int32(int64(f.Capture) + d.i())
+		f.active = t.clock - d.i()
+		if fl&stateKeyed != 0 {
 			t.put(fi)
 		}
 		t.live++
 	}
-	if d.err != nil {
-		return nil, d.err
+	nc := d.count(4)
+	pos := func(p uint64) int32 {
+		if p > uint64(nf) {
+			d.fail()
+			return -1
+		}
+		if p == 0 {
+			return -1
+		}
+		return slots[p-1]
 	}
-	for i := range conns {
-		c := t.conn(cslot[i])
-		for s, p := range conns[i].flows {
-			c.flows[s] = -1
-			if p > 0 {
-				if p > uint64(nf) {
-					return nil, ErrState
-				}
-				c.flows[s] = slots[p-1]
+	var cslots []int32
+	for i := 0; i < nc && d.err == nil; i++ {
+		var c conn
+		c.flows = [2]int32{pos(d.u()), pos(d.u())}
+		if d.err != nil || c.flows[0] < 0 {
+			d.fail()
+			break
+		}
+		st := d.byte()
+		c.state = [2]epState{epState(st & 7), epState(st >> 3 & 7)}
+		bits := d.byte()
+		c.seen = [2]uint16{uint16(d.u()), uint16(d.u())}
+		for s := 0; s < 2; s++ {
+			c.sawData[s] = bits&(1<<s) != 0
+			c.hasBase[s] = bits&(4<<s) != 0
+			if c.hasBase[s] {
+				c.base[s] = uint32(d.u())
+			}
+		}
+		// The rest is in the records: who opened it, how far it got.
+		f := t.Flow(c.flows[0])
+		c.proto = f.Key.Proto
+		c.ended = f.ended
+		h := rec0History(records, f.ID)
+		if len(h) > 0 && h[0] == '^' {
+			c.origIdx, c.flipped = 1, true
+			h = h[1:]
+		}
+		c.histLen = uint8(copy(c.history[:], h))
+		t.serial++
+		c.serial = t.serial
+		ci := t.addConnRestored(c)
+		cslots = append(cslots, ci)
+		for _, fi := range c.flows {
+			if fi >= 0 {
+				t.Flow(fi).conn = ci
 			}
 		}
 	}
-	pos := func() int32 {
-		p := d.u()
-		if p >= uint64(nf) {
-			d.fail()
-			return 0
-		}
-		return slots[p]
-	}
-	for n := d.count(40); n > 0 && d.err == nil; n-- {
+	for n := d.count(10); n > 0 && d.err == nil; n-- {
 		var k Key
 		d.key(&k)
-		fi := pos()
-		if d.err == nil {
+		if fi := pos(d.u() + 1); fi >= 0 {
 			t.tagged[k] = slotRef{fi, t.Flow(fi).ID}
 		}
 	}
-	for n := d.count(40); n > 0 && d.err == nil; n-- {
+	for n := d.count(36); n > 0 && d.err == nil; n-- {
 		var k fragKey
 		copy(k.src[:], d.raw(16))
 		copy(k.dst[:], d.raw(16))
@@ -440,13 +460,13 @@ func RestoreTable(opts Options, state []byte) (*Table, error) {
 		k.proto = d.byte()
 		k.ver = d.byte()
 		k.vlan = uint16(d.u())
-		fi := pos()
+		fi := pos(d.u() + 1)
 		ts := d.i()
-		if d.err == nil {
+		if fi >= 0 {
 			t.frags[k] = fragEntry{fi, t.Flow(fi).ID, ts}
 		}
 	}
-	for n := d.count(40); n > 0 && d.err == nil; n-- {
+	for n := d.count(36); n > 0 && d.err == nil; n-- {
 		var k tunnelEnds
 		copy(k.a[:], d.raw(16))
 		copy(k.b[:], d.raw(16))
@@ -469,7 +489,7 @@ func RestoreTable(opts Options, state []byte) (*Table, error) {
 	}
 	// Every live connection's deadline, computed as its expiry would.
 	if t.idle > 0 {
-		for _, ci := range cslot {
+		for _, ci := range cslots {
 			c := t.conn(ci)
 			due := t.lastActive(c)
 			if c.closed() {
@@ -481,6 +501,16 @@ func RestoreTable(opts Options, state []byte) (*Table, error) {
 		}
 	}
 	return t, nil
+}
+
+// rec0History is the history letters of the connection of flow id, as
+// its record holds them.
+func rec0History(records func(uint64) (*Flow, error), id uint64) string {
+	f, err := records(id)
+	if err != nil {
+		return ""
+	}
+	return f.History.String()
 }
 
 // addConnRestored stores a restored connection, keeping its serial.

@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/pcapflow/pcapflow/flow"
-	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // Attribute keys come in three encodings.
@@ -73,9 +72,15 @@ func (l *idList) emit(w *writer) error {
 	if l == nil || l.n == 0 {
 		return nil
 	}
-	val := binary.AppendUvarint(make([]byte, 0, len(l.buf)+4), uint64(l.n))
-	val = append(val, l.buf...)
-	err := w.set(l.key.encode(), val)
+	ids := make([]uint64, 0, l.n)
+	prev := l.key.first
+	for b := l.buf; len(b) > 0; {
+		d, k := binary.Uvarint(b)
+		prev += d
+		ids = append(ids, prev)
+		b = b[k:]
+	}
+	err := w.set(l.key.encode(), appendIDs(nil, l.key.first, ids))
 	l.n, l.buf = 0, l.buf[:0]
 	return err
 }
@@ -120,16 +125,10 @@ type startAttrs struct {
 	ports     [2][]*idList // by port, source and destination
 	proto     [256]*idList
 	tunnel    [256]*idList
-	community []*idList // by 16-bit bucket
+	community []*idList // by bucket (communityBuckets)
 	vlan      map[uint16]*idList
 	mac       [2]map[[6]byte]*idList
 	tunnelID  map[uint32]*idList
-	ring      [1 << 16]cidEntry // Community ID buckets of recent flows, by ID
-}
-
-type cidEntry struct {
-	id     uint64
-	bucket uint16
 }
 
 type v6pair struct {
@@ -138,7 +137,7 @@ type v6pair struct {
 }
 
 func newStartAttrs(w *writer, firstID uint64) *startAttrs {
-	return &startAttrs{w: w, segment: firstID, community: make([]*idList, 1<<16),
+	return &startAttrs{w: w, segment: firstID, community: make([]*idList, communityBuckets),
 		vlan: map[uint16]*idList{}, mac: [2]map[[6]byte]*idList{{}, {}}, tunnelID: map[uint32]*idList{}}
 }
 
@@ -203,40 +202,37 @@ func (a *startAttrs) add(f *flow.Flow) error {
 		add(list(&l, FieldTunnelID, func() []byte { return binary.BigEndian.AppendUint32(nil, k.TunnelID) }))
 		a.tunnelID[k.TunnelID] = l
 	}
-	cb := a.communityBucket(f)
-	add(list(&a.community[cb], FieldCommunity, func() []byte { return u16Value(cb) }))
+	// A connection's flows share a Community ID: the list holds the
+	// flow that starts it (whose peer, if it comes, comes later), and a
+	// lookup adds the peers (Store.Lookup). ICMP messages without a
+	// reply type have one of their own each way.
+	if f.Peer == 0 || k.Proto == 1 || k.Proto == 58 {
+		cb := communityBucket(&f.Key)
+		add(list(&a.community[cb], FieldCommunity, func() []byte { return u16Value(cb) }))
+	}
 	return err
 }
 
-// communityBucket is the first two bytes of the Community ID of f's
-// connection. Both directions share it (but for ICMP messages without a
-// reply type): the second takes the first's from a ring of recent flows
-// instead of hashing again, which took a third of a second on 1.2 M
-// flows.
-func (a *startAttrs) communityBucket(f *flow.Flow) uint16 {
-	icmp := f.Key.Proto == pcapio.ProtoICMP || f.Key.Proto == pcapio.ProtoICMPv6
-	if p := f.Peer; p != 0 && !icmp {
-		if e := a.ring[p%uint64(len(a.ring))]; e.id == p {
-			return e.bucket
-		}
-	}
-	h := flow.CommunityHash(&f.Key, 0)
-	b := binary.BigEndian.Uint16(h[:2])
-	a.ring[f.ID%uint64(len(a.ring))] = cidEntry{f.ID, b}
-	return b
+// communityBuckets is the number of Community ID buckets: a lookup
+// reads the records of about connections/4096 candidates.
+const communityBuckets = 1 << 12
+
+// communityBucket is the first 12 bits of the Community ID of the
+// connection of a flow with key k.
+func communityBucket(k *flow.Key) uint16 {
+	h := flow.CommunityHash(k, 0)
+	return binary.BigEndian.Uint16(h[:2]) >> 4
 }
 
-// communityValue is the bucket of a Community ID: the first two bytes of
-// its hash.
+// communityValue is the bucket of a Community ID, as a list value.
 func communityValue(cid string) []byte {
-	if len(cid) < 6 {
-		return []byte{0, 0}
+	var h [20]byte
+	if len(cid) >= 6 {
+		if raw, err := base64.StdEncoding.DecodeString(cid[2:]); err == nil && len(raw) >= 2 {
+			copy(h[:], raw)
+		}
 	}
-	raw, err := base64.StdEncoding.DecodeString(cid[2:])
-	if err != nil || len(raw) < 2 {
-		return []byte{0, 0}
-	}
-	return raw[:2]
+	return u16Value(binary.BigEndian.Uint16(h[:2]) >> 4)
 }
 
 // flush writes the lists and the current segment's address blocks; the
@@ -488,11 +484,41 @@ func decodeAddrBlock(b []byte, alen int, lo, hi []byte, out []uint64) ([]uint64,
 	return out, false, nil
 }
 
-// ID lists: uvarint(count), then the first ID as a delta from the key's
-// first ID (always 0) and the other IDs as deltas from the previous one.
+// An ID list (the value of A, B and D keys and of the metadata "live")
+// is
+//
+//	uvarint(count) 0 uvarint(first ID - key's first ID = 0) uvarint(ID delta)*   sparse
+//	uvarint(count) 1 uvarint(span) bitmap of span bits, bit i: key's first + i   dense
+//
+// whichever is shorter: a list holding most IDs of its range (the flows of
+// one protocol, of a gateway's MAC, to a server's port) costs a bit per
+// ID instead of a byte.
+
+const (
+	listDeltas = 0
+	listBitmap = 1
+)
 
 func appendIDs(b []byte, first uint64, ids []uint64) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ids)))
+	if len(ids) == 0 {
+		return append(b, listDeltas)
+	}
+	span := ids[len(ids)-1] - first + 1
+	// Deltas of dense lists are mostly 1 byte: a bitmap wins below 8
+	// IDs in 64.
+	if span/8+4 < uint64(len(ids)) && ids[0] >= first {
+		b = append(b, listBitmap)
+		b = binary.AppendUvarint(b, span)
+		n := len(b)
+		b = append(b, make([]byte, (span+7)/8)...)
+		for _, id := range ids {
+			i := id - first
+			b[n+int(i/8)] |= 1 << (i % 8)
+		}
+		return b
+	}
+	b = append(b, listDeltas)
 	prev := first
 	for _, id := range ids {
 		b = binary.AppendUvarint(b, id-prev)
@@ -502,20 +528,48 @@ func appendIDs(b []byte, first uint64, ids []uint64) []byte {
 }
 
 func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
+	bad := fmt.Errorf("%w: ID list", errCorrupt)
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)) {
-		return out, fmt.Errorf("%w: ID list", errCorrupt)
+	if k <= 0 || n > uint64(len(b))*8 || len(b) <= k {
+		return out, bad
 	}
-	b = b[k:]
-	prev := first
-	for i := uint64(0); i < n; i++ {
-		d, k := binary.Uvarint(b)
-		if k <= 0 {
-			return out, fmt.Errorf("%w: ID list", errCorrupt)
+	mode := b[k]
+	b = b[k+1:]
+	switch mode {
+	case listDeltas:
+		if n > uint64(len(b)) {
+			return out, bad
+		}
+		prev := first
+		for i := uint64(0); i < n; i++ {
+			d, k := binary.Uvarint(b)
+			if k <= 0 {
+				return out, bad
+			}
+			b = b[k:]
+			prev += d
+			out = append(out, prev)
+		}
+	case listBitmap:
+		span, k := binary.Uvarint(b)
+		if k <= 0 || (span+7)/8 != uint64(len(b)-k) {
+			return out, bad
 		}
 		b = b[k:]
-		prev += d
-		out = append(out, prev)
+		got := uint64(0)
+		for i, x := range b {
+			for x != 0 {
+				j := bits.TrailingZeros8(x)
+				out = append(out, first+uint64(i)*8+uint64(j))
+				x &= x - 1
+				got++
+			}
+		}
+		if got != n {
+			return out, bad
+		}
+	default:
+		return out, bad
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -214,11 +215,17 @@ func (b *builder) ingest(ctx context.Context, srcs []source) error {
 	m := &b.meta
 	gen := m.gen + 1
 	sink := newStoreSink(&b.w, gen, m.nextID)
-	g := newIngest(b.opts, sink, m.nextID)
+	// The store's side of the work runs in its own goroutine.
+	as := newAsyncSink(sink)
+	g := newIngest(b.opts, as, m.nextID)
 	if err := b.restore(g, sink); err != nil {
+		as.close()
 		return err
 	}
 	readErr := g.read(ctx, srcs, b.opts.stdin(), len(m.captures))
+	if err := as.close(); readErr == nil {
+		readErr = err
+	}
 	b.res.Errors = append(b.res.Errors, g.errs...)
 	if readErr != nil {
 		return readErr
@@ -228,63 +235,110 @@ func (b *builder) ingest(ctx context.Context, srcs []source) error {
 }
 
 // restore loads the state of the last commit: the live flows into the
-// table, their postings, and the blocks still waiting for some of them.
+// table with their postings, and the blocks still waiting for some of
+// them.
 func (b *builder) restore(g *ingest, sink *storeSink) error {
-	m := &b.meta
-	if m.stateLen == 0 {
+	if b.meta.stateLen == 0 {
 		return nil
 	}
-	var state []byte
-	for i := 0; i < m.stateLen; i++ {
-		v, c, err := b.db.Get(stateKey(i).encode())
-		if err != nil {
-			return fmt.Errorf("%s: live state %d: %w", b.dir, i, err)
+	tstate, live, err := b.liveState(sink)
+	if err != nil {
+		return err
+	}
+	t, err := flow.RestoreTable(g.t.Options(), tstate, func(id uint64) (*flow.Flow, error) {
+		if r := live[id]; r != nil && r.f != nil {
+			return r.f, nil
 		}
-		state = append(state, v...)
-		c.Close()
-	}
-	// The table's state, then each live flow's postings, in ID order.
-	n, k := binary.Uvarint(state)
-	if k <= 0 || n > uint64(len(state)-k) {
-		return fmt.Errorf("%s: %w: live state", b.dir, errCorrupt)
-	}
-	t, err := flow.RestoreTable(g.t.Options(), state[k:k+int(n)])
+		return nil, fmt.Errorf("%s: live flow %d: %w: no record", b.dir, id, errCorrupt)
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.dir, err)
 	}
 	g.t = t
-	rest := state[k+int(n):]
 	for _, fi := range t.LiveFlows() {
-		var p slotPosting
-		var err error
-		if rest, err = p.decodeState(rest, &g.pool); err != nil {
-			return fmt.Errorf("%s: live postings: %w", b.dir, err)
+		r := live[t.Flow(fi).ID]
+		p := g.posts.at(fi)
+		p.chunks = r.chunks
+		for _, ref := range r.refs {
+			p.add(ref, &g.pool)
 		}
-		*g.posts.at(fi) = p
 	}
-	live := map[uint64]bool{}
-	for _, fi := range t.LiveFlows() {
-		live[t.Flow(fi).ID] = true
+	return nil
+}
+
+// liveRec is what the last commit holds of a live flow: its record and
+// postings, from its provisional keys.
+type liveRec struct {
+	f      *flow.Flow
+	chunks uint32
+	refs   []PacketRef // not in full chunks
+}
+
+// liveState reads the table's live state and the live flows' provisional
+// records; with sink set, the blocks still waiting for them become its
+// pending blocks again.
+func (b *builder) liveState(sink *storeSink) ([]byte, map[uint64]*liveRec, error) {
+	var tstate []byte
+	for i := 0; i < b.meta.stateLen; i++ {
+		v, c, err := b.db.Get(stateKey(i).encode())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: live state %d: %w", b.dir, i, err)
+		}
+		tstate = append(tstate, v...)
+		c.Close()
 	}
-	// Blocks written provisionally: their flows that ended wait again.
+	ids, err := flow.StateIDs(tstate)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", b.dir, err)
+	}
+	live := make(map[uint64]*liveRec, len(ids))
+	for _, id := range ids {
+		live[id] = &liveRec{}
+	}
 	for first := range restoredBlocks(b.db) {
 		pb, err := b.pendingFrom(first, live)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		sink.pending[first] = pb
-		sink.queue = append(sink.queue, first)
-		sink.restoredG[first] = true
+		if sink != nil {
+			sink.pending[first] = pb
+			sink.queue = append(sink.queue, pb)
+			sink.restoredG[first] = true
+		}
 	}
-	slices.Sort(sink.queue)
+	if sink != nil {
+		slices.SortFunc(sink.queue, func(a, b *pendingBlock) int { return cmp.Compare(a.first, b.first) })
+	}
 	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLateProv}, UpperBound: []byte{tagLateProv + 1}})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
-		sink.restoredN[binary.BigEndian.Uint64(it.Key()[1:])] = true
+		id := binary.BigEndian.Uint64(it.Key()[1:])
+		if sink != nil {
+			sink.restoredN[id] = true
+		}
+		r := live[id]
+		if r == nil {
+			continue
+		}
+		rec, chunks, tail, err := splitStandalone(it.Value())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: flow %d: %w", b.dir, id, err)
+		}
+		var d recordDecoder
+		d.start(rec, id, false)
+		r.f = new(flow.Flow)
+		if err := d.next(r.f); err != nil {
+			return nil, nil, fmt.Errorf("%s: flow %d: %w", b.dir, id, err)
+		}
+		r.chunks = chunks
+		if r.refs, err = decodeChunk(tail, PacketRef{}, nil); err != nil {
+			return nil, nil, fmt.Errorf("%s: flow %d: %w", b.dir, id, err)
+		}
 	}
-	return it.Close()
+	return tstate, live, it.Error()
 }
 
 // restoredBlocks lists the blocks with provisional keys.
@@ -302,8 +356,9 @@ func restoredBlocks(db *pebble.DB) map[uint64]bool {
 }
 
 // pendingFrom rebuilds a pending block from its provisional keys: the
-// flows not live any more ended before the commit.
-func (b *builder) pendingFrom(first uint64, live map[uint64]bool) (*pendingBlock, error) {
+// flows not live any more ended before the commit; the records and
+// postings of the live ones go into live.
+func (b *builder) pendingFrom(first uint64, live map[uint64]*liveRec) (*pendingBlock, error) {
 	get := func(tag byte) ([]byte, error) {
 		v, c, err := b.db.Get(blockKey{tag, first}.encode())
 		if err != nil {
@@ -320,15 +375,13 @@ func (b *builder) pendingFrom(first uint64, live map[uint64]bool) (*pendingBlock
 	if err != nil {
 		return nil, err
 	}
-	pb := &pendingBlock{first: first}
 	var d recordDecoder
-	d.start(recs, first)
-	holes, k := binary.Uvarint(tails)
-	if k <= 0 || holes != d.holes {
+	d.start(recs, first, true)
+	holes, ref, tails, err := readTailsHeader(tails)
+	if err != nil || holes != d.holes {
 		return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, errCorrupt)
 	}
-	tails = tails[k:]
-	var s storeSink
+	pb := &pendingBlock{first: first, base: d.base, ref: ref}
 	var f flow.Flow
 	for d.more() {
 		if err := d.next(&f); err != nil {
@@ -339,9 +392,14 @@ func (b *builder) pendingFrom(first uint64, live map[uint64]bool) (*pendingBlock
 			return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, err)
 		}
 		tails = rest
-		if !live[f.ID] {
-			pb.recs[f.ID-first] = s.standalone(nil, &f, chunks, tail)
-			pb.ended++
+		if r := live[f.ID]; r != nil {
+			c := f
+			r.f, r.chunks = &c, chunks
+			if r.refs, err = decodeChunk(tail, ref, nil); err != nil {
+				return nil, fmt.Errorf("%s: flow %d: %w", b.dir, f.ID, err)
+			}
+		} else {
+			pb.put(f.ID-first, d.cur, appendTail(nil, chunks, tail))
 		}
 	}
 	return pb, nil
@@ -368,18 +426,17 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	cw.batch = b.db.NewBatch()
 	live := map[uint64]*liveFlow{}
 	var liveIDs []uint64
-	var state []byte
-	for _, fi := range t.LiveFlows() {
+	liveSlots := t.LiveFlows()
+	for _, fi := range liveSlots {
 		lf := &liveFlow{}
 		t.Snapshot(fi, &lf.f)
 		p := g.posts.at(fi)
-		lf.chunks, lf.tail = p.chunks, p.appendChunk(nil)
+		lf.chunks, lf.post = p.chunks, &p.postingBuf
 		live[lf.f.ID] = lf
 		liveIDs = append(liveIDs, lf.f.ID)
-		state = p.appendState(state)
 	}
 	for first, pb := range sink.pending {
-		if err := sink.writeBlockTo(cw, pb, live); err != nil {
+		if err := sink.writeBlock(cw, pb, tagFlowsProv, tagTailsProv, live); err != nil {
 			return err
 		}
 		delete(sink.restoredG, first)
@@ -393,18 +450,18 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 			continue
 		}
 		lf := live[id]
-		cw.set(lateKey{tagLateProv, id}.encode(), sink.standalone(nil, &lf.f, lf.chunks, lf.tail))
+		cw.set(lateKey{tagLateProv, id}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
 		delete(sink.restoredN, id)
 	}
 	for id := range sink.restoredN {
 		cw.delete(lateKey{tagLateProv, id}.encode())
 	}
-	// The live state: the table's, then each live flow's postings.
-	ts, err := t.MarshalState()
+	// The live state: the table's (the live flows' postings are in their
+	// provisional keys).
+	state, err := t.MarshalState(liveSlots)
 	if err != nil {
 		return err
 	}
-	state = append(append(binary.AppendUvarint(nil, uint64(len(ts))), ts...), state...)
 	const stateChunk = 1 << 20
 	nchunks := 0
 	for off := 0; off < len(state) || nchunks == 0; off += stateChunk {
@@ -459,14 +516,6 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	b.res.Live = len(liveIDs)
 	killPoint("committed")
 	return nil
-}
-
-// writeBlockTo writes a pending block provisionally (G and R) into w.
-func (s *storeSink) writeBlockTo(w *writer, pb *pendingBlock, live map[uint64]*liveFlow) error {
-	saved := s.w
-	s.w = w
-	defer func() { s.w = saved }()
-	return s.writeBlock(pb, tagFlowsProv, tagTailsProv, live)
 }
 
 // recover drops what a run that died after the last commit wrote: every
@@ -550,32 +599,12 @@ func (b *builder) dropLiveChunks(w *writer) error {
 	if m.stateLen == 0 {
 		return nil
 	}
-	var state []byte
-	for i := 0; i < m.stateLen; i++ {
-		v, c, err := b.db.Get(stateKey(i).encode())
-		if err != nil {
-			return err
-		}
-		state = append(state, v...)
-		c.Close()
-	}
-	n, k := binary.Uvarint(state)
-	if k <= 0 || n > uint64(len(state)-k) {
-		return fmt.Errorf("%s: %w: live state", b.dir, errCorrupt)
-	}
-	t, err := flow.RestoreTable(flow.Options{IdleTimeout: b.meta.settings.idle()}, state[k:k+int(n)])
+	_, live, err := b.liveState(nil)
 	if err != nil {
 		return err
 	}
-	rest := state[k+int(n):]
-	var pool bufPool
-	for _, fi := range t.LiveFlows() {
-		var p slotPosting
-		if rest, err = p.decodeState(rest, &pool); err != nil {
-			return err
-		}
-		id := t.Flow(fi).ID
-		w.deleteRange(chunkKey{id, p.chunks}.encode(), chunkKey{id + 1, 0}.encode())
+	for id, r := range live {
+		w.deleteRange(chunkKey{id, r.chunks}.encode(), chunkKey{id + 1, 0}.encode())
 	}
 	return nil
 }
@@ -607,36 +636,6 @@ func (b *builder) dropLists(w *writer) error {
 		}
 	}
 	return nil
-}
-
-// appendState encodes a live flow's postings for the live state.
-func (p *slotPosting) appendState(dst []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(p.chunks))
-	dst = binary.AppendUvarint(dst, uint64(p.n))
-	dst = binary.AppendUvarint(dst, uint64(p.last.Capture))
-	dst = binary.AppendUvarint(dst, uint64(p.last.Index))
-	dst = binary.AppendUvarint(dst, uint64(len(p.buf)))
-	return append(dst, p.buf...)
-}
-
-func (p *slotPosting) decodeState(b []byte, pool *bufPool) ([]byte, error) {
-	var v [5]uint64
-	for i := range v {
-		x, k := binary.Uvarint(b)
-		if k <= 0 {
-			return nil, errCorrupt
-		}
-		v[i], b = x, b[k:]
-	}
-	if v[4] > uint64(len(b)) || v[1] > chunkMax {
-		return nil, errCorrupt
-	}
-	p.chunks, p.n = uint32(v[0]), int32(v[1])
-	p.last = PacketRef{int32(v[2]), int64(v[3])}
-	if v[1] > 0 {
-		p.buf = append(pool.get(int(v[4])), b[:v[4]]...)
-	}
-	return b[v[4]:], nil
 }
 
 func formatNS(ns int64) string { return string(flow.AppendTime(nil, ns)) }

@@ -82,13 +82,13 @@ func (o *Options) warn(err error) {
 // connections end, posting chunks, record checkpoints and captures.
 type ingestSink interface {
 	// started is a flow that just started (its key and first packet's
-	// attributes are set).
-	started(f *flow.Flow) error
+	// attributes are set); first is that packet.
+	started(f *flow.Flow, first PacketRef) error
 	// chunk is a full posting chunk of flow id, its n-th.
 	chunk(id uint64, n uint32, b []byte) error
-	// ended is a flow whose connection ended; chunks full chunks of its
-	// postings went to chunk, tail is the last, partial one.
-	ended(f *flow.Flow, chunks uint32, tail []byte) error
+	// ended is a connection that ended: its flows (one or two, in ID
+	// order), each with its postings not yet in full chunks.
+	ended(flows []endedFlow) error
 	// inCapture says flow id has packets in capture ci.
 	inCapture(id uint64, ci int)
 	// checkpoints are the offsets of capture ci's records n*K*1024,
@@ -112,6 +112,8 @@ type ingest struct {
 	errs  []error // captures that could not be (fully) read
 	werr  error   // the sink's first error
 	cur   int     // capture of the last record
+	// curRef is the record being accounted.
+	curRef PacketRef
 }
 
 // capState is what is gathered about a capture being read.
@@ -151,7 +153,7 @@ func newIngest(opts *Options, sink ingestSink, firstID uint64) *ingest {
 		OnAttach:    func(fi int32, h flow.Held) { g.post(fi, PacketRef{h.Capture, h.Index}) },
 		OnCapture:   func(fi int32, ci int) { g.sink.inCapture(g.t.Flow(fi).ID, ci) },
 		OnStart: func(fi int32) {
-			if err := g.sink.started(g.t.Flow(fi)); err != nil && g.werr == nil {
+			if err := g.sink.started(g.t.Flow(fi), g.curRef); err != nil && g.werr == nil {
 				g.werr = err
 			}
 		},
@@ -164,7 +166,7 @@ func (g *ingest) post(fi int32, r PacketRef) {
 	p := g.posts.at(fi)
 	p.add(r, &g.pool)
 	if p.n == chunkMax {
-		b := p.appendChunk(nil)
+		b := p.appendChunk(nil, PacketRef{})
 		if err := g.sink.chunk(g.t.Flow(fi).ID, p.chunks, b); err != nil && g.werr == nil {
 			g.werr = err
 		}
@@ -173,15 +175,25 @@ func (g *ingest) post(fi int32, r PacketRef) {
 	}
 }
 
+// endedFlow is a flow whose connection ended, with its postings.
+type endedFlow struct {
+	f      *flow.Flow
+	chunks uint32      // full chunks written
+	post   *postingBuf // the rest
+}
+
 // ended hands the flows of an ended connection to the sink.
 func (g *ingest) ended(ends []flow.Ended) {
-	var tail []byte
+	var efs [2]endedFlow
+	for i, e := range ends {
+		p := g.posts.at(e.Slot)
+		efs[i] = endedFlow{e.Flow, p.chunks, &p.postingBuf}
+	}
+	if err := g.sink.ended(efs[:len(ends)]); err != nil && g.werr == nil {
+		g.werr = err
+	}
 	for _, e := range ends {
 		p := g.posts.at(e.Slot)
-		tail = p.appendChunk(tail[:0])
-		if err := g.sink.ended(e.Flow, p.chunks, tail); err != nil && g.werr == nil {
-			g.werr = err
-		}
 		p.free(&g.pool)
 		p.chunks = 0
 	}
@@ -232,6 +244,12 @@ func (g *ingest) read(ctx context.Context, srcs []source, stdin io.Reader, first
 		for ; ev < len(b.events); ev++ {
 			g.event(&b.events[ev])
 		}
+		if as, ok := g.sink.(*asyncSink); ok {
+			as.flush()
+			if err := as.error(); err != nil && g.werr == nil {
+				g.werr = err
+			}
+		}
 		if g.werr != nil {
 			return g.werr
 		}
@@ -276,6 +294,7 @@ func (g *ingest) record(b *decodedBatch, i int) {
 		cs.badLinks[m.LinkType]++
 	}
 	ref := PacketRef{int32(ci), m.Index}
+	g.curRef = ref
 	fi := g.t.Add(m, &chain[0])
 	if fi >= 0 {
 		g.post(fi, ref)

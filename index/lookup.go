@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/pcapflow/pcapflow/flow"
 )
 
 // valueRange turns a lookup into the range of list values to read and
@@ -95,6 +96,26 @@ func (s *Store) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	if l.Field == FieldCommunity {
+		// The lists hold the flow that began each connection: add peers.
+		for len(ids) > 0 && ids[len(ids)-1] >= s.meta.nextID {
+			ids = ids[:len(ids)-1]
+		}
+		n := len(ids)
+		err := s.Flows(ctx, slices.Clone(ids), func(f *flow.Flow) error {
+			if f.Peer != 0 {
+				ids = append(ids, f.Peer)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		if len(ids) > n {
+			slices.Sort(ids)
+			ids = slices.Compact(ids)
+		}
+	}
 	for len(ids) > 0 && ids[len(ids)-1] >= s.meta.nextID {
 		ids = ids[:len(ids)-1]
 	}
@@ -122,6 +143,9 @@ func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
 	})
 	if finalField(l.Field) {
 		n += uint64(len(s.liveIDs))
+	}
+	if l.Field == FieldCommunity {
+		n *= 2 // and their peers
 	}
 	return n, err
 }

@@ -115,7 +115,7 @@ func joinCaptureErrors(errs []error) error {
 	return CaptureErrors(errs)
 }
 
-func (m *Mem) started(*flow.Flow) error { return nil }
+func (m *Mem) started(*flow.Flow, PacketRef) error { return nil }
 
 func (m *Mem) chunk(id uint64, n uint32, b []byte) error {
 	if m.keep {
@@ -134,15 +134,18 @@ func (m *Mem) posting(id uint64) *memPosting {
 	return p
 }
 
-func (m *Mem) ended(f *flow.Flow, chunks uint32, tail []byte) error {
-	i := f.ID - 1
-	for i>>memChunkBits >= uint64(len(m.flows)) {
-		m.flows = append(m.flows, make([]flow.Flow, 1<<memChunkBits))
-	}
-	m.flows[i>>memChunkBits][i&(1<<memChunkBits-1)] = *f
-	m.nflows = max(m.nflows, f.ID)
-	if m.keep {
-		m.posting(f.ID).tail = slices.Clone(tail)
+func (m *Mem) ended(flows []endedFlow) error {
+	for _, e := range flows {
+		f := e.f
+		i := f.ID - 1
+		for i>>memChunkBits >= uint64(len(m.flows)) {
+			m.flows = append(m.flows, make([]flow.Flow, 1<<memChunkBits))
+		}
+		m.flows[i>>memChunkBits][i&(1<<memChunkBits-1)] = *f
+		m.nflows = max(m.nflows, f.ID)
+		if m.keep {
+			m.posting(f.ID).tail = e.post.appendChunk(nil, PacketRef{})
+		}
 	}
 	return nil
 }
@@ -253,11 +256,11 @@ func (m *Mem) PacketsOf(ctx context.Context, ids []uint64, fn func(uint64, []Pac
 		p := m.posts[id]
 		var err error
 		for _, c := range p.chunks {
-			if refs, err = decodeChunk(c, refs); err != nil {
+			if refs, err = decodeChunk(c, PacketRef{}, refs); err != nil {
 				return err
 			}
 		}
-		if refs, err = decodeChunk(p.tail, refs); err != nil {
+		if refs, err = decodeChunk(p.tail, PacketRef{}, refs); err != nil {
 			return err
 		}
 		if err := fn(id, refs); err != nil {

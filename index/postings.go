@@ -14,9 +14,12 @@ import (
 //
 // The list is stored in chunks. A chunk is
 //
-//	uvarint(count) uvarint(capture) uvarint(index) entry*
+//	uvarint(count) uvarint(capture - base capture) varint(index - base index) entry*
 //
-// with the first packet written out and each further one as
+// with the first packet written relative to a base (nothing, in a full
+// chunk of its own; the first packet of the block's first flow, in a
+// block of posting tails, where flows that start close together have
+// close first packets) and each further one as
 //
 //	uvarint(d), d >= 1            same capture, index = previous + d
 //	0 0 uvarint(c) uvarint(i)     capture previous + c (c >= 1), index i
@@ -68,10 +71,30 @@ func (p *postingBuf) add(r PacketRef, pool *bufPool) {
 	p.n++
 }
 
-// appendChunk appends the buffer as an encoded chunk to dst.
-func (p *postingBuf) appendChunk(dst []byte) []byte {
+// appendChunk appends the buffer as an encoded chunk to dst, its first
+// packet relative to base.
+func (p *postingBuf) appendChunk(dst []byte, base PacketRef) []byte {
 	dst = binary.AppendUvarint(dst, uint64(p.n))
-	return append(dst, p.buf...)
+	if p.n == 0 {
+		return dst
+	}
+	// The buffer holds the first packet written out.
+	b := p.buf
+	c, k1 := binary.Uvarint(b)
+	i, k2 := binary.Uvarint(b[k1:])
+	dst = binary.AppendUvarint(dst, c-uint64(base.Capture))
+	dst = binary.AppendVarint(dst, int64(i)-base.Index)
+	return append(dst, b[k1+k2:]...)
+}
+
+// first is the buffer's first packet.
+func (p *postingBuf) first() PacketRef {
+	if p.n == 0 {
+		return PacketRef{}
+	}
+	c, k := binary.Uvarint(p.buf)
+	i, _ := binary.Uvarint(p.buf[k:])
+	return PacketRef{int32(c), int64(i)}
 }
 
 // reset empties the buffer for the next chunk.
@@ -85,10 +108,10 @@ func (p *postingBuf) free(pool *bufPool) {
 	*p = postingBuf{}
 }
 
-// decodeChunk appends the refs of one encoded chunk to out. It checks
-// every length against the input, so corrupt bytes give an error, never
-// a panic or a huge allocation.
-func decodeChunk(b []byte, out []PacketRef) ([]PacketRef, error) {
+// decodeChunk appends the refs of one encoded chunk, whose first packet
+// is relative to base, to out. It checks every length against the input,
+// so corrupt bytes give an error, never a panic or a huge allocation.
+func decodeChunk(b []byte, base PacketRef, out []PacketRef) ([]PacketRef, error) {
 	bad := func(what string) ([]PacketRef, error) {
 		return out, fmt.Errorf("%w: posting chunk: %s", errCorrupt, what)
 	}
@@ -109,11 +132,15 @@ func decodeChunk(b []byte, out []PacketRef) ([]PacketRef, error) {
 		return v, true
 	}
 	c, ok1 := next()
-	i, ok2 := next()
-	if !ok1 || !ok2 || c > 1<<31-1 || i > 1<<62 {
+	di, k := binary.Varint(b)
+	if !ok1 || k <= 0 || c > 1<<31-1-uint64(max(base.Capture, 0)) {
 		return bad("first entry")
 	}
-	cur := PacketRef{int32(c), int64(i)}
+	b = b[k:]
+	cur := PacketRef{base.Capture + int32(c), base.Index + di}
+	if cur.Index < 0 || cur.Index > 1<<62 {
+		return bad("first entry")
+	}
 	out = append(out, cur)
 	for j := uint64(1); j < n; j++ {
 		d, ok := next()
@@ -204,4 +231,68 @@ func (p *bufPool) put(b []byte) {
 		return // not one of ours
 	}
 	p.free[c] = append(p.free[c], b[:0])
+}
+
+// A flow's postings in a block of tails (and with a flow stored alone):
+//
+//	uvarint(len(chunk) << 1 | has full chunks) [uvarint(full chunks)] chunk
+//
+// where chunk is the flow's last, partial chunk (relative to the block's
+// base).
+
+// appendTail encodes a flow's full chunk count and tail.
+func appendTail(dst []byte, chunks uint32, tail []byte) []byte {
+	v := uint64(len(tail)) << 1
+	if chunks > 0 {
+		v |= 1
+	}
+	dst = binary.AppendUvarint(dst, v)
+	if chunks > 0 {
+		dst = binary.AppendUvarint(dst, uint64(chunks))
+	}
+	return append(dst, tail...)
+}
+
+// splitTail reads one flow's chunk count and tail, returning the rest.
+func splitTail(b []byte) (chunks uint32, tail, rest []byte, err error) {
+	v, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, nil, nil, fmt.Errorf("%w: posting tail", errCorrupt)
+	}
+	b = b[k:]
+	if v&1 != 0 {
+		c, k := binary.Uvarint(b)
+		if k <= 0 || c > 1<<31 {
+			return 0, nil, nil, fmt.Errorf("%w: posting tail", errCorrupt)
+		}
+		chunks, b = uint32(c), b[k:]
+	}
+	n := v >> 1
+	if n > uint64(len(b)) {
+		return 0, nil, nil, fmt.Errorf("%w: posting tail", errCorrupt)
+	}
+	return chunks, b[:n], b[n:], nil
+}
+
+// appendTailsHeader starts a block of tails.
+func appendTailsHeader(dst []byte, holes uint64, base PacketRef) []byte {
+	dst = binary.AppendUvarint(dst, holes)
+	dst = binary.AppendUvarint(dst, uint64(base.Capture))
+	return binary.AppendUvarint(dst, uint64(base.Index))
+}
+
+// readTailsHeader reads it.
+func readTailsHeader(b []byte) (holes uint64, base PacketRef, rest []byte, err error) {
+	var v [3]uint64
+	for i := range v {
+		x, k := binary.Uvarint(b)
+		if k <= 0 {
+			return 0, base, nil, fmt.Errorf("%w: tails header", errCorrupt)
+		}
+		v[i], b = x, b[k:]
+	}
+	if v[1] > 1<<31-1 || v[2] > 1<<62 {
+		return 0, base, nil, fmt.Errorf("%w: tails header", errCorrupt)
+	}
+	return v[0], PacketRef{int32(v[1]), int64(v[2])}, b, nil
 }

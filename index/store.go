@@ -242,21 +242,22 @@ func (s *Store) get(k []byte) ([]byte, error) {
 	return out, nil
 }
 
-// blockValue reads a block's records (F or G) or tails (Q or R).
-func (s *Store) blockValue(first uint64, tails bool) ([]byte, error) {
-	final, prov := byte(tagFlows), byte(tagFlowsProv)
+// blockValue reads a block's records (F or G) or tails (Q or R); prov
+// says it is provisional.
+func (s *Store) blockValue(first uint64, tails bool) (v []byte, prov bool, err error) {
+	final, ptag := byte(tagFlows), byte(tagFlowsProv)
 	if tails {
-		final, prov = tagTails, tagTailsProv
+		final, ptag = tagTails, tagTailsProv
 	}
 	tag := final
 	if s.provBlocks[first] {
-		tag = prov
+		tag, prov = ptag, true
 	}
-	v, err := s.get(blockKey{tag, first}.encode())
+	v, err = s.get(blockKey{tag, first}.encode())
 	if err == nil && v == nil {
 		err = fmt.Errorf("%s: %w: no block %c/%d", s.dir, errCorrupt, tag, first)
 	}
-	return v, err
+	return v, prov, err
 }
 
 // lateValue reads a flow stored alone (L or N).
@@ -285,12 +286,12 @@ type blockReader struct {
 func (b *blockReader) flow(id uint64) (*flow.Flow, error) {
 	first := blockOf(id)
 	if first != b.first || id < b.d.nextID() && !b.d.isHole(id) {
-		v, err := b.s.blockValue(first, false)
+		v, prov, err := b.s.blockValue(first, false)
 		if err != nil {
 			return nil, err
 		}
 		b.first = first
-		b.d.start(v, first)
+		b.d.start(v, first, prov)
 	}
 	if b.d.isHole(id) {
 		v, err := b.s.lateValue(id)
@@ -302,7 +303,7 @@ func (b *blockReader) flow(id uint64) (*flow.Flow, error) {
 			return nil, err
 		}
 		var d recordDecoder
-		d.start(rec, id)
+		d.start(rec, id, false)
 		if err := d.next(&b.f); err != nil {
 			return nil, fmt.Errorf("%s: flow %d: %w", b.s.dir, id, err)
 		}
@@ -358,54 +359,51 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 type tailReader struct {
 	s     *Store
 	first uint64
-	tails map[uint64][2][]byte // by ID: chunk count (uvarint) and tail
 	holes uint64
+	base  PacketRef
+	tails [flowBlock][]byte // by ID - first: the entry (see appendTail), nil for none
 }
 
-func (t *tailReader) tail(id uint64) (uint32, []byte, error) {
+// tail returns flow id's full chunk count, its tail and the tail's base.
+func (t *tailReader) tail(id uint64) (uint32, []byte, PacketRef, error) {
 	first := blockOf(id)
 	if first != t.first {
-		v, err := t.s.blockValue(first, true)
+		v, _, err := t.s.blockValue(first, true)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, PacketRef{}, err
 		}
-		holes, k := binary.Uvarint(v)
-		if k <= 0 {
-			return 0, nil, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, errCorrupt)
+		holes, base, v, err := readTailsHeader(v)
+		if err != nil {
+			return 0, nil, PacketRef{}, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
 		}
-		v = v[k:]
-		t.first, t.holes = first, holes
-		if t.tails == nil {
-			t.tails = map[uint64][2][]byte{}
-		}
-		clear(t.tails)
+		t.first, t.holes, t.base = first, holes, base
+		clear(t.tails[:])
 		for i := uint64(0); i < flowBlock && len(v) > 0; i++ {
 			if holes&(1<<i) != 0 {
 				continue
 			}
-			start := v
-			_, tail, rest, err := splitTail(v)
+			_, _, rest, err := splitTail(v)
 			if err != nil {
-				return 0, nil, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
+				return 0, nil, PacketRef{}, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
 			}
-			t.tails[first+i] = [2][]byte{start[:len(start)-len(rest)-len(tail)], tail}
+			t.tails[i] = v[:len(v)-len(rest)]
 			v = rest
 		}
 	}
 	if t.holes&(1<<(id-first)) != 0 {
 		v, err := t.s.lateValue(id)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, PacketRef{}, err
 		}
 		_, chunks, tail, err := splitStandalone(v)
-		return chunks, tail, err
+		return chunks, tail, PacketRef{}, err
 	}
-	e, ok := t.tails[id]
-	if !ok {
-		return 0, nil, fmt.Errorf("%s: flow %d: %w: no posting tail", t.s.dir, id, errCorrupt)
+	e := t.tails[id-first]
+	if e == nil {
+		return 0, nil, PacketRef{}, fmt.Errorf("%s: flow %d: %w: no posting tail", t.s.dir, id, errCorrupt)
 	}
-	c, _ := binary.Uvarint(e[0])
-	return uint32(c), e[1], nil
+	chunks, tail, _, err := splitTail(e)
+	return chunks, tail, t.base, err
 }
 
 // PacketsOf calls fn with the records of each flow of ids (ascending),
@@ -425,7 +423,7 @@ func (s *Store) PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, 
 		if id == 0 || id > s.NumFlows() {
 			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 		}
-		chunks, tail, err := tr.tail(id)
+		chunks, tail, base, err := tr.tail(id)
 		if err != nil {
 			return err
 		}
@@ -438,13 +436,13 @@ func (s *Store) PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, 
 				if !ok || !bytes.Equal(pit.Key(), chunkKey{id, c}.encode()) {
 					return fmt.Errorf("%s: flow %d: %w: posting chunk %d missing", s.dir, id, errCorrupt, c)
 				}
-				if refs, err = decodeChunk(pit.Value(), refs); err != nil {
+				if refs, err = decodeChunk(pit.Value(), PacketRef{}, refs); err != nil {
 					return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
 				}
 				ok = pit.Next()
 			}
 		}
-		if refs, err = decodeChunk(tail, refs); err != nil {
+		if refs, err = decodeChunk(tail, base, refs); err != nil {
 			return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
 		}
 		if err := fn(id, refs); err != nil {
@@ -551,4 +549,54 @@ func (e *StaleError) Error() string {
 		change = fmt.Sprintf("its size changed from %d to %d bytes", e.OldSize, e.NewSize)
 	}
 	return fmt.Sprintf("index %s is stale: capture %s changed after it was indexed (%s)", e.Index, e.Capture, change)
+}
+
+// Usage estimates the disk space of each kind of key (by tag: F, P, A...),
+// for docs/index.md's accounting of what an index holds.
+func (s *Store) Usage() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, tag := range []byte{tagMeta, tagCapture, tagCheckpoint, tagFlows, tagTails, tagFlowsProv, tagTailsProv,
+		tagLate, tagLateProv, tagChunk, tagList, tagFinalList, tagAddr, tagInCapture, tagState} {
+		n, err := s.db.EstimateDiskUsage([]byte{tag}, []byte{tag + 1})
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			out[string(tag)] = n
+		}
+	}
+	return out, nil
+}
+
+// RawSizes sums the keys and values of each kind of key, uncompressed.
+func (s *Store) RawSizes() (map[string][2]uint64, error) {
+	out := map[string][2]uint64{}
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		t := string(it.Key()[:1])
+		v := out[t]
+		v[0]++
+		v[1] += uint64(len(it.Key()) + len(it.Value()))
+		out[t] = v
+	}
+	return out, it.Error()
+}
+
+// ListSizes sums the A keys by field, raw.
+func (s *Store) ListSizes() map[string][2]uint64 {
+	out := map[string][2]uint64{}
+	it, _ := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagList}, UpperBound: []byte{tagList + 1}})
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		f := Field(it.Key()[1]).String()
+		v := out[f]
+		v[0]++
+		v[1] += uint64(len(it.Key()) + len(it.Value()))
+		out[f] = v
+	}
+	return out
 }

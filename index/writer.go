@@ -78,20 +78,43 @@ func (w *writer) deleteRange(lo, hi []byte) error {
 	return w.err
 }
 
-// sealLag is how many flows after a block's last one may start before
-// the block is written without the flows of it still live (they are
-// stored alone when they end, under L keys). It bounds what waits in
-// memory: the records of the flows that ended within it, about 50 bytes
-// each, 13 MB at most.
-const sealLag = 1 << 18
+// sealAfter is how long (capture time) after a block's first flow began
+// the block is written without its flows still live: they are stored
+// alone when they end (L keys). It is longer than a closed connection
+// lingers (flow.DefaultCloseTimeout) plus the life of most connections,
+// so that few flows are stored alone, and it bounds what waits in
+// memory: the entries of the flows that ended within it, about 30 bytes
+// each.
+const sealAfter = int64(30e9)
 
 // pendingBlock is a block of flow IDs some of whose flows are live: the
-// ones that ended wait here, encoded, until the block is complete or
-// sealed.
+// entries of the ones that ended wait here until the block is complete
+// or sealed.
 type pendingBlock struct {
 	first uint64
-	recs  [flowBlock][]byte // standalone encodings (see standalone) of ended flows
+	base  blockBase
+	ref   PacketRef // the first packet of the block's first flow: the tails' base
+	recs  []byte    // entries, in the order their flows ended
+	tails []byte
+	rpos  [flowBlock]uint32 // offset<<16 | length in recs (0: none)
+	tpos  [flowBlock]uint32
 	ended int
+}
+
+func (pb *pendingBlock) put(i uint64, rec, tail []byte) {
+	pb.rpos[i] = uint32(len(pb.recs))<<16 | uint32(len(rec))
+	pb.recs = append(pb.recs, rec...)
+	pb.tpos[i] = uint32(len(pb.tails))<<16 | uint32(len(tail))
+	pb.tails = append(pb.tails, tail...)
+	pb.ended++
+}
+
+func (pb *pendingBlock) has(i uint64) bool { return pb.rpos[i] != 0 }
+func (pb *pendingBlock) rec(i uint64) []byte {
+	return pb.recs[pb.rpos[i]>>16 : pb.rpos[i]>>16+pb.rpos[i]&0xffff]
+}
+func (pb *pendingBlock) tail(i uint64) []byte {
+	return pb.tails[pb.tpos[i]>>16 : pb.tpos[i]>>16+pb.tpos[i]&0xffff]
 }
 
 // storeSink writes what an ingest produces into the store, as the flows'
@@ -102,7 +125,7 @@ type storeSink struct {
 	gen       uint32 // this run
 	base      uint64 // the first ID of this run
 	pending   map[uint64]*pendingBlock
-	queue     []uint64        // firsts of pending blocks, ascending (some may be gone)
+	queue     []*pendingBlock // in ID order (some may be done)
 	restoredG map[uint64]bool // blocks with provisional keys at the run's start
 	restoredN map[uint64]bool // flows with an N key at the run's start
 	start     *startAttrs
@@ -110,8 +133,8 @@ type storeSink struct {
 	inCap     map[int][]uint64
 	caps      map[int]*CaptureInfo // read in this run
 	created   uint64               // IDs below have started
-	enc       blockEncoder
-	dec       recordDecoder
+	free      []*pendingBlock
+	rec, tail []byte // scratch
 	buf       []byte
 }
 
@@ -125,50 +148,92 @@ func newStoreSink(w *writer, gen uint32, base uint64) *storeSink {
 }
 
 // started records a flow that just started (flow.Options.OnStart).
-func (s *storeSink) started(f *flow.Flow) error {
+func (s *storeSink) started(f *flow.Flow, first PacketRef) error {
 	s.created = f.ID + 1
-	first := blockOf(f.ID)
-	if s.pending[first] == nil {
-		s.pending[first] = &pendingBlock{first: first}
-		s.queue = append(s.queue, first)
+	bf := blockOf(f.ID)
+	if s.pending[bf] == nil {
+		pb := s.newBlock()
+		pb.first, pb.base, pb.ref = bf, blockBase{f.First, f.Capture}, first
+		s.pending[bf] = pb
+		s.queue = append(s.queue, pb)
 	}
 	if err := s.start.add(f); err != nil {
 		return err
 	}
-	// Blocks well behind the flows starting now are written as they are.
-	for len(s.queue) > 0 && s.queue[0]+flowBlock-1+sealLag < f.ID {
-		first := s.queue[0]
-		s.queue = s.queue[1:]
-		if pb := s.pending[first]; pb != nil {
-			if err := s.writeBlock(pb, tagFlows, tagTails, nil); err != nil {
-				return err
-			}
-			delete(s.pending, first)
+	// Blocks begun well before the flows starting now are written as
+	// they are; their flows still live will be stored alone.
+	for len(s.queue) > 1 {
+		pb := s.queue[0]
+		if s.pending[pb.first] != pb {
+			s.queue = s.queue[1:] // done
+			continue
 		}
+		if f.First-pb.base.time <= sealAfter || pb.first+flowBlock > s.created {
+			break
+		}
+		s.queue = s.queue[1:]
+		delete(s.pending, pb.first)
+		if err := s.writeBlock(s.w, pb, tagFlows, tagTails, nil); err != nil {
+			return err
+		}
+		s.release(pb)
 	}
 	return nil
+}
+
+func (s *storeSink) newBlock() *pendingBlock {
+	if n := len(s.free); n > 0 {
+		pb := s.free[n-1]
+		s.free = s.free[:n-1]
+		return pb
+	}
+	return &pendingBlock{}
+}
+
+func (s *storeSink) release(pb *pendingBlock) {
+	recs, tails := pb.recs[:0], pb.tails[:0]
+	*pb = pendingBlock{recs: recs, tails: tails}
+	s.free = append(s.free, pb)
 }
 
 func (s *storeSink) chunk(id uint64, n uint32, b []byte) error {
 	return s.w.set(chunkKey{id, n}.encode(), b)
 }
 
-func (s *storeSink) ended(f *flow.Flow, chunks uint32, tail []byte) error {
-	if err := s.end.add(f); err != nil {
-		return err
+func (s *storeSink) ended(flows []endedFlow) error {
+	for _, e := range flows {
+		if err := s.end.add(e.f); err != nil {
+			return err
+		}
 	}
-	rec := s.standalone(nil, f, chunks, tail)
-	first := blockOf(f.ID)
-	pb := s.pending[first]
-	if pb == nil {
-		// Its block was written without it: it is stored alone.
-		return s.w.set(lateKey{tagLate, f.ID}.encode(), rec)
-	}
-	pb.recs[f.ID-first] = rec
-	pb.ended++
-	if pb.ended == flowBlock {
-		delete(s.pending, first)
-		return s.writeBlock(pb, tagFlows, tagTails, nil)
+	var prev *flow.Flow
+	var prevBlock uint64
+	for _, e := range flows {
+		f := e.f
+		first := blockOf(f.ID)
+		pb := s.pending[first]
+		if pb == nil {
+			// Its block was written without it: it is stored alone.
+			if err := s.w.set(lateKey{tagLate, f.ID}.encode(), s.standalone(f, e.chunks, e.post)); err != nil {
+				return err
+			}
+			continue
+		}
+		var peer *flow.Flow
+		if prev != nil && prevBlock == first && prev.ID == f.Peer {
+			peer = prev
+		}
+		s.rec = appendEntry(s.rec[:0], f, pb.base, peer)
+		s.tail = appendTail(s.tail[:0], e.chunks, e.post.appendChunk(s.buf[:0], pb.ref))
+		pb.put(f.ID-first, s.rec, s.tail)
+		prev, prevBlock = f, first
+		if pb.ended == flowBlock {
+			delete(s.pending, first)
+			if err := s.writeBlock(s.w, pb, tagFlows, tagTails, nil); err != nil {
+				return err
+			}
+			s.release(pb)
+		}
 	}
 	return nil
 }
@@ -203,24 +268,15 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 	return nil
 }
 
-// standalone encodes a flow's record and postings to be stored alone (L
-// and N keys) or to wait in a pending block:
+// standalone encodes a flow to be stored alone (L and N keys):
 //
-//	uvarint(len(record block)) record block (one flow, see record.go)
-//	uvarint(full chunks) uvarint(len(tail)) tail
-func (s *storeSink) standalone(dst []byte, f *flow.Flow, chunks uint32, tail []byte) []byte {
-	s.enc.reset(f.ID)
-	s.enc.add(f)
-	s.buf = s.enc.bytes(s.buf[:0])
-	dst = binary.AppendUvarint(dst, uint64(len(s.buf)))
-	dst = append(dst, s.buf...)
-	return appendTail(dst, chunks, tail)
-}
-
-func appendTail(dst []byte, chunks uint32, tail []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(chunks))
-	dst = binary.AppendUvarint(dst, uint64(len(tail)))
-	return append(dst, tail...)
+//	uvarint(len(record block)) record block (of one flow, see record.go)
+//	tail (see appendTail), its first packet written out
+func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post *postingBuf) []byte {
+	rec := standaloneRecord(nil, f)
+	b := binary.AppendUvarint(nil, uint64(len(rec)))
+	b = append(b, rec...)
+	return appendTail(b, chunks, post.appendChunk(nil, PacketRef{}))
 }
 
 // splitStandalone splits a standalone encoding into its record block,
@@ -235,59 +291,53 @@ func splitStandalone(b []byte) (rec []byte, chunks uint32, tail []byte, err erro
 	return rec, chunks, tail, err
 }
 
-// splitTail reads one flow's chunk count and tail, returning the rest.
-func splitTail(b []byte) (chunks uint32, tail, rest []byte, err error) {
-	c, k := binary.Uvarint(b)
-	if k <= 0 || c > 1<<31 {
-		return 0, nil, nil, fmt.Errorf("%w: posting tail", errCorrupt)
-	}
-	b = b[k:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return 0, nil, nil, fmt.Errorf("%w: posting tail", errCorrupt)
-	}
-	return uint32(c), b[k : k+int(n)], b[k+int(n):], nil
-}
-
 // liveFlow is a flow live at a commit: its record as it stands and its
 // postings so far.
 type liveFlow struct {
 	f      flow.Flow
 	chunks uint32
-	tail   []byte
+	post   *postingBuf
 }
 
-// writeBlock writes block pb's flows: the ones that ended, and those of
-// live (provisional blocks only). IDs of neither are holes: stored
-// alone. recTag and tailTag are F and Q, or G and R.
-func (s *storeSink) writeBlock(pb *pendingBlock, recTag, tailTag byte, live map[uint64]*liveFlow) error {
-	s.enc.reset(pb.first)
-	tails := []byte{0} // the holes mask, filled in below
-	var f flow.Flow
+// writeBlock writes block pb into w: the flows that ended and, in a
+// provisional block (G and R, live not nil), those live. Other IDs are
+// holes: their flows are stored alone.
+func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte, live map[uint64]*liveFlow) error {
+	prov := live != nil
+	var holes uint64
+	var body, tails []byte
 	for i := uint64(0); i < flowBlock; i++ {
 		id := pb.first + i
-		if r := pb.recs[i]; r != nil {
-			rec, chunks, tail, err := splitStandalone(r)
-			if err != nil {
-				return err
-			}
-			s.dec.start(rec, id)
-			if err := s.dec.next(&f); err != nil {
-				return fmt.Errorf("flow %d: %w", id, err)
-			}
-			s.enc.add(&f)
-			tails = appendTail(tails, chunks, tail)
-		} else if lf := live[id]; lf != nil {
-			s.enc.add(&lf.f)
-			tails = appendTail(tails, lf.chunks, lf.tail)
-		} else if id < s.created {
-			s.enc.hole(id)
+		if id >= s.created {
+			break
 		}
+		var rec, tail []byte
+		switch lf := live[id]; {
+		case pb.has(i):
+			rec, tail = pb.rec(i), pb.tail(i)
+		case lf != nil:
+			var peer *flow.Flow
+			if p := live[lf.f.Peer]; p != nil && lf.f.Peer < id && blockOf(lf.f.Peer) == pb.first {
+				peer = &p.f
+			}
+			rec = appendEntry(nil, &lf.f, pb.base, peer)
+			tail = appendTail(nil, lf.chunks, lf.post.appendChunk(nil, pb.ref))
+		default:
+			holes |= 1 << i
+			continue
+		}
+		if prov {
+			body = binary.AppendUvarint(body, uint64(len(rec)))
+		}
+		body = append(body, rec...)
+		tails = append(tails, tail...)
 	}
-	tails = append(binary.AppendUvarint(nil, s.enc.holes), tails[1:]...)
-	s.buf = s.enc.bytes(s.buf[:0])
-	if err := s.w.set(blockKey{recTag, pb.first}.encode(), s.buf); err != nil {
+	v := appendBlockHeader(s.buf[:0], holes, pb.base)
+	v = append(v, body...)
+	s.buf = v[:0]
+	if err := w.set(blockKey{recTag, pb.first}.encode(), v); err != nil {
 		return err
 	}
-	return s.w.set(blockKey{tailTag, pb.first}.encode(), tails)
+	t := appendTailsHeader(nil, holes, pb.ref)
+	return w.set(blockKey{tailTag, pb.first}.encode(), append(t, tails...))
 }

@@ -1,0 +1,190 @@
+package index
+
+import (
+	"sync"
+
+	"github.com/pcapflow/pcapflow/flow"
+)
+
+// asyncSink hands what the flow table produces to another sink in its
+// own goroutine, in batches, in order: the attribute lists, the encoding
+// of records and the store's writes then run beside the table instead of
+// after it, on a second core.
+type asyncSink struct {
+	dst  ingestSink
+	cur  *eventBatch
+	out  chan *eventBatch
+	free chan *eventBatch
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+}
+
+type eventKind uint8
+
+const (
+	evStarted eventKind = iota
+	evChunk
+	evEnded
+	evInCapture
+	evCheckpoints
+	evCapture
+)
+
+// sinkEvent is one call to the sink. Flows, postings and bytes live in
+// the batch's arrays; the event holds their positions.
+type sinkEvent struct {
+	kind   eventKind
+	nflows uint8
+	ci     int
+	n      uint32
+	id     uint64
+	ref    PacketRef
+	at     int // first flow (batch.flows) or ended flow (batch.ends), or offset in data
+	len    int
+	info   *CaptureInfo
+}
+
+// endedPost is a copy of an ended flow's postings.
+type endedPost struct {
+	chunks uint32
+	n      int32
+	last   PacketRef
+	off    int // its buffer in batch.data
+	len    int
+}
+
+type eventBatch struct {
+	evs   []sinkEvent
+	flows []flow.Flow
+	posts []endedPost
+	data  []byte
+	offs  []int64
+}
+
+func (b *eventBatch) reset() {
+	b.evs, b.flows, b.posts, b.data, b.offs = b.evs[:0], b.flows[:0], b.posts[:0], b.data[:0], b.offs[:0]
+}
+
+func newAsyncSink(dst ingestSink) *asyncSink {
+	a := &asyncSink{dst: dst, out: make(chan *eventBatch, 8), free: make(chan *eventBatch, 10)}
+	for i := 0; i < cap(a.free); i++ {
+		a.free <- &eventBatch{}
+	}
+	a.cur = <-a.free
+	a.wg.Add(1)
+	go a.run()
+	return a
+}
+
+func (a *asyncSink) run() {
+	defer a.wg.Done()
+	for b := range a.out {
+		if a.error() == nil {
+			if err := a.apply(b); err != nil {
+				a.mu.Lock()
+				a.err = err
+				a.mu.Unlock()
+			}
+		}
+		b.reset()
+		a.free <- b
+	}
+}
+
+func (a *asyncSink) error() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+// flush sends the events gathered so far.
+func (a *asyncSink) flush() {
+	if len(a.cur.evs) == 0 {
+		return
+	}
+	a.out <- a.cur
+	a.cur = <-a.free
+}
+
+// close sends the last events and waits until they are applied.
+func (a *asyncSink) close() error {
+	a.flush()
+	close(a.out)
+	a.wg.Wait()
+	return a.err
+}
+
+func (a *asyncSink) apply(b *eventBatch) error {
+	var ends [2]endedFlow
+	var posts [2]postingBuf
+	for i := range b.evs {
+		e := &b.evs[i]
+		var err error
+		switch e.kind {
+		case evStarted:
+			err = a.dst.started(&b.flows[e.at], e.ref)
+		case evChunk:
+			err = a.dst.chunk(e.id, e.n, b.data[e.at:e.at+e.len])
+		case evEnded:
+			for j := 0; j < int(e.nflows); j++ {
+				p := &b.posts[e.at+j]
+				posts[j] = postingBuf{buf: b.data[p.off : p.off+p.len], n: p.n, last: p.last}
+				ends[j] = endedFlow{f: &b.flows[e.len+j], chunks: p.chunks, post: &posts[j]}
+			}
+			err = a.dst.ended(ends[:e.nflows])
+		case evInCapture:
+			a.dst.inCapture(e.id, e.ci)
+		case evCheckpoints:
+			err = a.dst.checkpoints(e.ci, int(e.n), b.offs[e.at:e.at+e.len])
+		case evCapture:
+			err = a.dst.capture(e.ci, e.info)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *asyncSink) started(f *flow.Flow, first PacketRef) error {
+	b := a.cur
+	b.flows = append(b.flows, *f)
+	b.evs = append(b.evs, sinkEvent{kind: evStarted, at: len(b.flows) - 1, ref: first})
+	return a.error()
+}
+
+func (a *asyncSink) chunk(id uint64, n uint32, data []byte) error {
+	b := a.cur
+	b.evs = append(b.evs, sinkEvent{kind: evChunk, id: id, n: n, at: len(b.data), len: len(data)})
+	b.data = append(b.data, data...)
+	return nil
+}
+
+func (a *asyncSink) ended(flows []endedFlow) error {
+	b := a.cur
+	e := sinkEvent{kind: evEnded, nflows: uint8(len(flows)), at: len(b.posts), len: len(b.flows)}
+	for _, f := range flows {
+		b.flows = append(b.flows, *f.f)
+		b.posts = append(b.posts, endedPost{chunks: f.chunks, n: f.post.n, last: f.post.last, off: len(b.data), len: len(f.post.buf)})
+		b.data = append(b.data, f.post.buf...)
+	}
+	b.evs = append(b.evs, e)
+	return nil
+}
+
+func (a *asyncSink) inCapture(id uint64, ci int) {
+	a.cur.evs = append(a.cur.evs, sinkEvent{kind: evInCapture, id: id, ci: ci})
+}
+
+func (a *asyncSink) checkpoints(ci, n int, offs []int64) error {
+	b := a.cur
+	b.evs = append(b.evs, sinkEvent{kind: evCheckpoints, ci: ci, n: uint32(n), at: len(b.offs), len: len(offs)})
+	b.offs = append(b.offs, offs...)
+	return nil
+}
+
+func (a *asyncSink) capture(ci int, info *CaptureInfo) error {
+	a.cur.evs = append(a.cur.evs, sinkEvent{kind: evCapture, ci: ci, info: info})
+	return nil
+}
