@@ -246,16 +246,16 @@ func standaloneRecord(b []byte, f *flow.Flow) []byte {
 
 // recordDecoder decodes the records of one block in order.
 type recordDecoder struct {
-	b      []byte
-	err    error
-	first  uint64
-	pos    uint64 // ID - first of the next record
-	holes  uint64
-	have   uint64
-	base   blockBase
-	sized  bool // entries are length-prefixed (provisional blocks)
-	cur    []byte // the last entry's bytes, in a sized block
-	flows  [flowBlock]flow.Flow
+	b     []byte
+	err   error
+	first uint64
+	pos   uint64 // ID - first of the next record
+	holes uint64
+	have  uint64
+	base  blockBase
+	sized bool   // entries are length-prefixed (provisional blocks)
+	cur   []byte // the last entry's bytes, in a sized block
+	flows [flowBlock]flow.Flow
 }
 
 // start begins decoding block b whose first flow is first; sized says
