@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pcapflow/pcapflow/pcapio"
 )
@@ -20,38 +21,77 @@ import (
 // the tunnel endpoints, the clock and the next ID. Restoring it and
 // adding packets gives the same flows as never having stopped.
 //
-//	"pcapflow-table/2"
+//	"pcapflow-table/3"
 //	uvarint nextID; varint clock; uvarint capture
-//	uvarint #flows, flow*     (in ID order)
-//	uvarint #conns, conn*     (in the order of their first flow's ID)
+//	uvarint #flows, uvarint(ID - previous ID)*     (the live flows, ascending)
+//	uvarint #conns, conn*    (in the order of their first flow's ID)
+//	flow*                    (in ID order)
 //	uvarint #tagged, (key, uvarint flow position)*
 //	uvarint #frags, (fragKey, uvarint flow position, varint ts)*
 //	uvarint #tunnels, (tunnelEnds, uvarint n)*
 //
-// A flow is
+// A connection is
 //
-//	uvarint(ID - previous ID) u8 flags (stateEnded, ...)
-//	uvarint seq base, next, high; [uvarint finAt]; [uvarint #spans, (lo, hi)*]
-//	uvarint missing bytes so far; varint(lastCap - Capture); varint(clock - active)
+//	uvarint(position of side 0 - previous connection's), uvarint(position
+//	of side 1 - side 0's, 0 for none), u8 endpoint states (3 bits each),
+//	u8 bits (sawData, hasBase, seenGiven), [uvarint seen[0], seen[1]]
+//	unless the record's history says them, [uvarint base[s]] per hasBase
 //
-// and a connection
+// and a flow
 //
-//	uvarint(position of side 0 + 1), uvarint(position of side 1 + 1)
-//	u8 endpoint states (3 bits each), u8 sawData and hasBase bits
-//	uvarint seen[0], seen[1]; [uvarint base[0]] [uvarint base[1]]
-const stateVersion = "pcapflow-table/2"
+//	uvarint flags (stateEnded ...); [uvarint seq base] unless its
+//	connection's; uvarint seq next, [uvarint high - next], [varint(finAt -
+//	next)]; [uvarint #spans, (lo, hi)*]; [uvarint missing bytes so far];
+//	[varint(lastCap - Capture)]; [varint(active - Last)]
+//
+// where the bracketed parts are there when the flags say so: most live
+// flows at the end of a capture are closed connections lingering for
+// their stragglers, whose state is a few bytes beyond its ISNs.
+const stateVersion = "pcapflow-table/3"
 
 // ErrState means a saved table state cannot be read.
 var ErrState = errors.New("unreadable flow table state")
 
 const (
-	stateEnded   = 1 << iota // f.ended
-	stateSteady              // f.steady
-	stateSeqInit             // f.seq.init
-	stateSeqFin              // f.seq.fin
-	stateSpans               // spans follow
-	stateKeyed               // the key leads to this flow
+	stateEnded    = 1 << iota // f.ended
+	stateSteady               // f.steady
+	stateSeqInit              // f.seq.init
+	stateSeqFin               // f.seq.fin
+	stateSpans                // spans follow
+	stateKeyed                // the key leads to this flow
+	stateOwnBase              // the seq base follows (not the connection's)
+	stateHigh                 // high - next follows
+	stateMissing              // the missing bytes follow
+	stateLastCap              // lastCap - Capture follows
+	stateActive               // active - Last follows
 )
+
+// Connection bits.
+const (
+	connSawData0 = 1 << iota
+	connSawData1
+	connBase0
+	connBase1
+	connSeen // seen follows
+)
+
+// seenOf is the seen bits a connection's history letters say, and how
+// many letters there are.
+func seenOf(h string) (seen [2]uint16, origIdx uint8, n int) {
+	if len(h) > 0 && h[0] == '^' {
+		origIdx, h = 1, h[1:]
+	}
+	for _, c := range h {
+		side := int(origIdx)
+		if c >= 'a' && c <= 'z' {
+			side, c = 1-side, c-'a'+'A'
+		}
+		if i := strings.IndexRune(historyLetters, c); i >= 0 {
+			seen[side] |= 1 << i
+		}
+	}
+	return seen, origIdx, len(h)
+}
 
 type stateEnc struct{ b []byte }
 
@@ -167,7 +207,7 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 	if t.nheld > 0 {
 		return nil, fmt.Errorf("flow table: %d fragments still held", t.nheld)
 	}
-	e := &stateEnc{b: make([]byte, 0, 64+24*len(flows))}
+	e := &stateEnc{b: make([]byte, 0, 64+16*len(flows))}
 	e.raw([]byte(stateVersion))
 	e.u(t.nextID)
 	e.i(t.clock)
@@ -177,27 +217,76 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 	var prev uint64
 	for i, fi := range flows {
 		pos[fi] = i
+		id := t.Flow(fi).ID
+		e.u(id - prev)
+		prev = id
+	}
+	conns := t.liveConns()
+	e.u(uint64(len(conns)))
+	prevPos := 0
+	for _, ci := range conns {
+		c := t.conn(ci)
+		p0 := pos[c.flows[0]]
+		e.u(uint64(p0 - prevPos))
+		prevPos = p0
+		if c.flows[1] < 0 {
+			e.u(0)
+		} else {
+			e.u(uint64(pos[c.flows[1]] - p0))
+		}
+		e.byte(uint8(c.state[0]) | uint8(c.state[1])<<3)
+		var bits uint8
+		for s := 0; s < 2; s++ {
+			if c.sawData[s] {
+				bits |= connSawData0 << s
+			}
+			if c.hasBase[s] {
+				bits |= connBase0 << s
+			}
+		}
+		if seen, _, n := seenOf(c.zeekHistory().String()); seen != c.seen || n >= len(c.history) || c.proto != 6 {
+			bits |= connSeen
+		}
+		e.byte(bits)
+		if bits&connSeen != 0 {
+			e.u(uint64(c.seen[0]))
+			e.u(uint64(c.seen[1]))
+		}
+		for s := 0; s < 2; s++ {
+			if c.hasBase[s] {
+				e.u(uint64(c.base[s]))
+			}
+		}
+	}
+	for _, fi := range flows {
 		f := t.Flow(fi)
+		c := t.conn(f.conn)
+		side := t.sideOf(c, fi)
 		s := &f.seq
 		spans := t.spans[fi]
-		var fl uint8
+		var fl uint64
 		for _, b := range []struct {
 			on  bool
-			bit uint8
+			bit uint64
 		}{{f.ended, stateEnded}, {f.steady, stateSteady}, {s.init, stateSeqInit}, {s.fin, stateSeqFin},
-			{s.hasSpans && len(spans) > 0, stateSpans}, {t.get(&f.Key) == fi, stateKeyed}} {
+			{s.hasSpans && len(spans) > 0, stateSpans}, {t.get(&f.Key) == fi, stateKeyed},
+			{!(c.hasBase[side] && c.base[side] == s.base), stateOwnBase}, {s.high != s.next, stateHigh},
+			{f.MissingBytes != 0, stateMissing}, {f.lastCap != int32(f.Capture), stateLastCap},
+			{f.active != f.Last, stateActive}} {
 			if b.on {
 				fl |= b.bit
 			}
 		}
-		e.u(f.ID - prev)
-		prev = f.ID
-		e.byte(fl)
-		e.u(uint64(s.base))
+		e.u(fl)
+		if fl&stateOwnBase != 0 {
+			e.u(uint64(s.base))
+		}
 		e.u(s.next)
-		e.u(s.high)
+		if fl&stateHigh != 0 {
+			e.u(s.high - s.next)
+		}
 		if s.fin {
-			e.u(s.finAt)
+			e.i(int64(s.finAt) - int64(s.next))
 		}
 		if fl&stateSpans != 0 {
 			e.u(uint64(len(spans)))
@@ -206,38 +295,14 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 				e.u(x.hi)
 			}
 		}
-		e.u(f.MissingBytes)
-		e.i(int64(f.lastCap) - int64(f.Capture))
-		e.i(t.clock - f.active)
-	}
-	conns := t.liveConns()
-	e.u(uint64(len(conns)))
-	for _, ci := range conns {
-		c := t.conn(ci)
-		for _, fi := range c.flows {
-			if fi < 0 {
-				e.u(0)
-			} else {
-				e.u(uint64(pos[fi] + 1))
-			}
+		if fl&stateMissing != 0 {
+			e.u(f.MissingBytes)
 		}
-		e.byte(uint8(c.state[0]) | uint8(c.state[1])<<3)
-		var bits uint8
-		for s := 0; s < 2; s++ {
-			if c.sawData[s] {
-				bits |= 1 << s
-			}
-			if c.hasBase[s] {
-				bits |= 4 << s
-			}
+		if fl&stateLastCap != 0 {
+			e.i(int64(f.lastCap) - int64(f.Capture))
 		}
-		e.byte(bits)
-		e.u(uint64(c.seen[0]))
-		e.u(uint64(c.seen[1]))
-		for s := 0; s < 2; s++ {
-			if c.hasBase[s] {
-				e.u(uint64(c.base[s]))
-			}
+		if fl&stateActive != 0 {
+			e.i(f.active - f.Last)
 		}
 	}
 	var tagged []Key
@@ -306,34 +371,24 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 // StateIDs returns the IDs of the live flows a state holds, in order.
 func StateIDs(state []byte) ([]uint64, error) {
 	d := &stateDec{b: state}
+	return d.header(nil)
+}
+
+// header reads the state up to the flows' IDs.
+func (d *stateDec) header(t *Table) ([]uint64, error) {
 	if string(d.raw(len(stateVersion))) != stateVersion {
 		return nil, fmt.Errorf("%w: not %s", ErrState, stateVersion)
 	}
-	d.u()
-	d.i()
-	d.u()
-	n := d.count(5)
+	next, clock, capture := d.u(), d.i(), d.u()
+	if t != nil {
+		t.nextID, t.clock, t.capture = next, clock, int32(capture)
+	}
+	n := d.count(1)
 	ids := make([]uint64, 0, n)
 	var id uint64
 	for i := 0; i < n && d.err == nil; i++ {
 		id += d.u()
 		ids = append(ids, id)
-		fl := d.byte()
-		d.u()
-		d.u()
-		d.u()
-		if fl&stateSeqFin != 0 {
-			d.u()
-		}
-		if fl&stateSpans != 0 {
-			for k := d.count(2); k > 0; k-- {
-				d.u()
-				d.u()
-			}
-		}
-		d.u()
-		d.i()
-		d.i()
 	}
 	return ids, d.err
 }
@@ -344,19 +399,15 @@ func StateIDs(state []byte) ([]uint64, error) {
 // ... in ID order, as LiveFlows lists them.
 func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, error)) (*Table, error) {
 	d := &stateDec{b: state}
-	if string(d.raw(len(stateVersion))) != stateVersion {
-		return nil, fmt.Errorf("%w: not %s", ErrState, stateVersion)
-	}
 	opts.FirstID = 0
 	t := NewTable(opts)
-	t.nextID = d.u()
-	t.clock = d.i()
-	t.capture = int32(d.u())
-	nf := d.count(5)
+	ids, err := d.header(t)
+	if err != nil {
+		return nil, err
+	}
+	nf := len(ids)
 	slots := make([]int32, nf)
-	var id uint64
-	for i := 0; i < nf && d.err == nil; i++ {
-		id += d.u()
+	for i, id := range ids {
 		rec, err := records(id)
 		if err != nil {
 			return nil, err
@@ -366,15 +417,89 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 		f := t.Flow(fi)
 		*f = *rec
 		f.State, f.History = 0, History{}
-		fl := d.byte()
+		t.live++
+	}
+	pos := func(p uint64) int32 {
+		if p >= uint64(nf) {
+			d.fail()
+			return -1
+		}
+		return slots[p]
+	}
+	nc := d.count(4)
+	var cslots []int32
+	p0 := uint64(0)
+	for i := 0; i < nc && d.err == nil; i++ {
+		var c conn
+		p0 += d.u()
+		d1 := d.u()
+		c.flows = [2]int32{pos(p0), -1}
+		if d1 > 0 {
+			c.flows[1] = pos(p0 + d1)
+		}
+		if d.err != nil {
+			break
+		}
+		st := d.byte()
+		c.state = [2]epState{epState(st & 7), epState(st >> 3 & 7)}
+		bits := d.byte()
+		// Who opened it and how far it got are in the records.
+		f := t.Flow(c.flows[0])
+		rec, _ := records(f.ID)
+		seen, origIdx, _ := seenOf(rec.History.String())
+		h := rec.History.String()
+		c.origIdx, c.flipped = origIdx, origIdx == 1
+		if c.flipped {
+			h = h[1:]
+		}
+		c.histLen = uint8(copy(c.history[:], h))
+		if bits&connSeen != 0 {
+			seen = [2]uint16{uint16(d.u()), uint16(d.u())}
+		}
+		c.seen = seen
+		for s := 0; s < 2; s++ {
+			c.sawData[s] = bits&(connSawData0<<s) != 0
+			c.hasBase[s] = bits&(connBase0<<s) != 0
+			if c.hasBase[s] {
+				c.base[s] = uint32(d.u())
+			}
+		}
+		c.proto = f.Key.Proto
+		t.serial++
+		c.serial = t.serial
+		ci := t.addConnRestored(c)
+		cslots = append(cslots, ci)
+		for _, fi := range c.flows {
+			if fi >= 0 {
+				t.Flow(fi).conn = ci
+			}
+		}
+	}
+	for i := 0; i < nf && d.err == nil; i++ {
+		fi := slots[i]
+		f := t.Flow(fi)
+		c := t.conn(f.conn)
+		if c.serial == 0 || (c.flows[0] != fi && c.flows[1] != fi) {
+			d.fail() // a flow in no connection
+			break
+		}
+		side := t.sideOf(c, fi)
+		fl := d.u()
 		f.ended, f.steady = fl&stateEnded != 0, fl&stateSteady != 0
+		c.ended = c.ended || f.ended
 		s := &f.seq
 		s.init, s.fin = fl&stateSeqInit != 0, fl&stateSeqFin != 0
-		s.base = uint32(d.u())
+		s.base = c.base[side]
+		if fl&stateOwnBase != 0 {
+			s.base = uint32(d.u())
+		}
 		s.next = d.u()
-		s.high = d.u()
+		s.high = s.next
+		if fl&stateHigh != 0 {
+			s.high += d.u()
+		}
 		if s.fin {
-			s.finAt = d.u()
+			s.finAt = uint64(int64(s.next) + d.i())
 		}
 		if fl&stateSpans != 0 {
 			sp := make([]span, d.count(2))
@@ -387,63 +512,28 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 			t.spans[fi] = sp
 			s.hasSpans = true
 		}
-		f.MissingBytes = d.u()
-		f.lastCap = int32(int64(f.Capture) + d.i())
-		f.active = t.clock - d.i()
+		f.MissingBytes = 0
+		if fl&stateMissing != 0 {
+			f.MissingBytes = d.u()
+		}
+		f.lastCap = int32(f.Capture)
+		if fl&stateLastCap != 0 {
+			f.lastCap += int32(d.i())
+		}
+		f.active = f.Last
+		if fl&stateActive != 0 {
+			f.active += d.i()
+		}
 		if fl&stateKeyed != 0 {
 			t.put(fi)
 		}
-		t.live++
 	}
-	nc := d.count(4)
-	pos := func(p uint64) int32 {
-		if p > uint64(nf) {
+	pos = func(p uint64) int32 {
+		if p > uint64(nf) || p == 0 {
 			d.fail()
-			return -1
-		}
-		if p == 0 {
 			return -1
 		}
 		return slots[p-1]
-	}
-	var cslots []int32
-	for i := 0; i < nc && d.err == nil; i++ {
-		var c conn
-		c.flows = [2]int32{pos(d.u()), pos(d.u())}
-		if d.err != nil || c.flows[0] < 0 {
-			d.fail()
-			break
-		}
-		st := d.byte()
-		c.state = [2]epState{epState(st & 7), epState(st >> 3 & 7)}
-		bits := d.byte()
-		c.seen = [2]uint16{uint16(d.u()), uint16(d.u())}
-		for s := 0; s < 2; s++ {
-			c.sawData[s] = bits&(1<<s) != 0
-			c.hasBase[s] = bits&(4<<s) != 0
-			if c.hasBase[s] {
-				c.base[s] = uint32(d.u())
-			}
-		}
-		// The rest is in the records: who opened it, how far it got.
-		f := t.Flow(c.flows[0])
-		c.proto = f.Key.Proto
-		c.ended = f.ended
-		h := rec0History(records, f.ID)
-		if len(h) > 0 && h[0] == '^' {
-			c.origIdx, c.flipped = 1, true
-			h = h[1:]
-		}
-		c.histLen = uint8(copy(c.history[:], h))
-		t.serial++
-		c.serial = t.serial
-		ci := t.addConnRestored(c)
-		cslots = append(cslots, ci)
-		for _, fi := range c.flows {
-			if fi >= 0 {
-				t.Flow(fi).conn = ci
-			}
-		}
 	}
 	for n := d.count(10); n > 0 && d.err == nil; n-- {
 		var k Key
@@ -501,16 +591,6 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 		}
 	}
 	return t, nil
-}
-
-// rec0History is the history letters of the connection of flow id, as
-// its record holds them.
-func rec0History(records func(uint64) (*Flow, error), id uint64) string {
-	f, err := records(id)
-	if err != nil {
-		return ""
-	}
-	return f.History.String()
 }
 
 // addConnRestored stores a restored connection, keeping its serial.

@@ -323,20 +323,11 @@ func (b *builder) liveState(sink *storeSink) ([]byte, map[uint64]*liveRec, error
 		if r == nil {
 			continue
 		}
-		rec, chunks, tail, err := splitStandalone(it.Value())
+		f, chunks, refs, err := splitStandalone(it.Value(), id)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: flow %d: %w", b.dir, id, err)
+			return nil, nil, fmt.Errorf("%s: %w", b.dir, err)
 		}
-		var d recordDecoder
-		d.start(rec, id, false)
-		r.f = new(flow.Flow)
-		if err := d.next(r.f); err != nil {
-			return nil, nil, fmt.Errorf("%s: flow %d: %w", b.dir, id, err)
-		}
-		r.chunks = chunks
-		if r.refs, err = decodeChunk(tail, PacketRef{}, nil); err != nil {
-			return nil, nil, fmt.Errorf("%s: flow %d: %w", b.dir, id, err)
-		}
+		r.f, r.chunks, r.refs = f, chunks, refs
 	}
 	return tstate, live, it.Error()
 }
@@ -375,32 +366,45 @@ func (b *builder) pendingFrom(first uint64, live map[uint64]*liveRec) (*pendingB
 	if err != nil {
 		return nil, err
 	}
-	var d recordDecoder
-	d.start(recs, first, true)
-	holes, ref, tails, err := readTailsHeader(tails)
-	if err != nil || holes != d.holes {
+	var rb recordBlock
+	if err := decodeRecordBlock(recs, first, &rb); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.dir, err)
+	}
+	var tb tailBlock
+	if err := decodeTailBlock(tails, &tb); err != nil || tb.present != rb.present {
 		return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, errCorrupt)
 	}
-	pb := &pendingBlock{first: first, base: d.base, ref: ref}
-	var f flow.Flow
-	for d.more() {
-		if err := d.next(&f); err != nil {
-			return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, err)
+	pb := &pendingBlock{first: first}
+	var baseSet bool
+	for i := uint64(0); i < flowBlock; i++ {
+		if rb.present&(1<<i) == 0 {
+			continue
 		}
-		chunks, tail, rest, err := splitTail(tails)
-		if err != nil {
-			return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, err)
-		}
-		tails = rest
-		if r := live[f.ID]; r != nil {
-			c := f
-			r.f, r.chunks = &c, chunks
-			if r.refs, err = decodeChunk(tail, ref, nil); err != nil {
-				return nil, fmt.Errorf("%s: flow %d: %w", b.dir, f.ID, err)
+		f := &rb.flows[i]
+		tl := tb.tails[i]
+		if !baseSet {
+			// The block's bases: those of its first flow, which started it.
+			pb.base = blockBase{f.First, f.Capture}
+			if len(tl.refs) > 0 {
+				pb.ref = tl.refs[0]
 			}
-		} else {
-			pb.put(f.ID-first, d.cur, appendTail(nil, chunks, tail))
+			baseSet = true
 		}
+		if r := live[f.ID]; r != nil {
+			c := *f
+			r.f, r.chunks, r.refs = &c, tl.chunks, tl.refs
+			continue
+		}
+		var peer *flow.Flow
+		if f.Peer < f.ID && f.Peer >= first && rb.present&(1<<(f.Peer-first)) != 0 && live[f.Peer] == nil {
+			peer = &rb.flows[f.Peer-first]
+		}
+		var post postingBuf
+		var pool bufPool
+		for _, ref := range tl.refs {
+			post.add(ref, &pool)
+		}
+		pb.put(i, appendEntry(nil, f, pb.base, peer), appendTail(nil, tl.chunks, post.appendChunk(nil, pb.ref)))
 	}
 	return pb, nil
 }

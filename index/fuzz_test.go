@@ -17,11 +17,9 @@ func FuzzRecords(f *testing.F) {
 	fl.State, fl.History = flow.StateSF, flow.MakeHistory("ShADadfF")
 	fl2 := fl
 	fl2.ID, fl2.Peer, fl2.Key, fl2.Capture = 2, 1, fl.Key.Reverse(), 2
+	f.Add(appendRecordBlock(nil, 1, []*flow.Flow{&fl, &fl2}))
 	base := blockBase{fl.First, 0}
-	b := appendBlockHeader(nil, 0, base)
-	b = appendEntry(b, &fl, base, nil)
-	b = appendEntry(b, &fl2, base, &fl)
-	f.Add(b)
+	f.Add(appendEntry(nil, &fl, base, nil))
 	var p postingBuf
 	var pool bufPool
 	p.add(PacketRef{0, 100}, &pool)
@@ -29,20 +27,23 @@ func FuzzRecords(f *testing.F) {
 	p.add(PacketRef{0, 90}, &pool)
 	p.add(PacketRef{2, 7}, &pool)
 	f.Add(p.appendChunk(nil, PacketRef{}))
-	f.Add(append(appendTailsHeader(nil, 0, PacketRef{0, 80}), appendTail(nil, 1, p.appendChunk(nil, PacketRef{0, 80}))...))
+	refs := []PacketRef{{0, 100}, {0, 101}, {0, 90}, {2, 7}, {2, 5000}}
+	f.Add(appendChunkBits(nil, refs))
+	f.Add(appendTailBlock(nil, 3, PacketRef{0, 80}, []tailOf{{1, refs}, {0, refs[:2]}}))
 	var st storeSink
 	f.Add(st.standalone(&fl, 2, &p))
 	f.Add(appendIDs(nil, 5, []uint64{5, 7, 100}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out flow.Flow
-		for _, sized := range []bool{false, true} {
-			var d recordDecoder
-			d.start(b, 1, sized)
-			for i := 0; d.more() && i < 100; i++ {
-				if d.next(&out) != nil {
-					break
-				}
-			}
+		var rb recordBlock
+		decodeRecordBlock(b, 1, &rb)
+		var d entryDecoder
+		d.first = 1
+		d.decode(b, 1, &out)
+		var tb tailBlock
+		decodeTailBlock(b, &tb)
+		if refs, err := decodeChunkBits(b, nil); err == nil && len(refs) > 8*len(b) {
+			t.Fatalf("%d refs from %d bytes", len(refs), len(b))
 		}
 		if refs, err := decodeChunk(b, PacketRef{}, nil); err == nil && len(refs) > len(b) {
 			t.Fatalf("%d refs from %d bytes", len(refs), len(b))
@@ -50,13 +51,8 @@ func FuzzRecords(f *testing.F) {
 		if ids, err := decodeIDs(b, 0, nil); err == nil && len(ids) > len(b) {
 			t.Fatalf("%d IDs from %d bytes", len(ids), len(b))
 		}
-		splitStandalone(b)
+		splitStandalone(b, 1)
 		splitTail(b)
-		if _, base, rest, err := readTailsHeader(b); err == nil {
-			if _, tail, _, err := splitTail(rest); err == nil {
-				decodeChunk(tail, base, nil)
-			}
-		}
 		decodeListKey(b, 2)
 		decodeAddrKey(b)
 		FormatKey(b)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable/block"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -52,7 +53,7 @@ func pebbleOptions(readOnly bool) *pebble.Options {
 		o.MemTableSize = 64 << 20
 	}
 	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
-		return pebble.DBCompressionFastest
+		return pebble.UniformDBCompressionSettings(block.ZstdCompression)
 	})
 	o.EnsureDefaults()
 	return o

@@ -14,7 +14,7 @@ import (
 //
 // The list is stored in chunks. A chunk is
 //
-//	uvarint(count) uvarint(capture - base capture) varint(index - base index) entry*
+//	uvarint(count) varint(capture - base capture) varint(index - base index) entry*
 //
 // with the first packet written relative to a base (nothing, in a full
 // chunk of its own; the first packet of the block's first flow, in a
@@ -22,8 +22,8 @@ import (
 // close first packets) and each further one as
 //
 //	uvarint(d), d >= 1            same capture, index = previous + d
-//	0 0 uvarint(c) uvarint(i)     capture previous + c (c >= 1), index i
-//	0 1 uvarint(b)                same capture, index = previous - b
+//	0 0 varint(c) uvarint(i)      capture previous + c (c != 0), index i
+//	0 1 uvarint(b)                same capture, index = previous - b (b >= 0)
 //
 // Packets of a flow nearly always come in increasing index order, mostly
 // less than 128 records apart; a step back happens when a fragment that
@@ -64,7 +64,7 @@ func (p *postingBuf) add(r PacketRef, pool *bufPool) {
 		p.buf = binary.AppendUvarint(p.buf, uint64(p.last.Index-r.Index))
 	default:
 		p.buf = append(p.buf, 0, 0)
-		p.buf = binary.AppendUvarint(p.buf, uint64(r.Capture-p.last.Capture))
+		p.buf = binary.AppendVarint(p.buf, int64(r.Capture)-int64(p.last.Capture))
 		p.buf = binary.AppendUvarint(p.buf, uint64(r.Index))
 	}
 	p.last = r
@@ -82,7 +82,7 @@ func (p *postingBuf) appendChunk(dst []byte, base PacketRef) []byte {
 	b := p.buf
 	c, k1 := binary.Uvarint(b)
 	i, k2 := binary.Uvarint(b[k1:])
-	dst = binary.AppendUvarint(dst, c-uint64(base.Capture))
+	dst = binary.AppendVarint(dst, int64(c)-int64(base.Capture))
 	dst = binary.AppendVarint(dst, int64(i)-base.Index)
 	return append(dst, b[k1+k2:]...)
 }
@@ -131,14 +131,19 @@ func decodeChunk(b []byte, base PacketRef, out []PacketRef) ([]PacketRef, error)
 		b = b[k:]
 		return v, true
 	}
-	c, ok1 := next()
-	di, k := binary.Varint(b)
-	if !ok1 || k <= 0 || c > 1<<31-1-uint64(max(base.Capture, 0)) {
+	dc, k1 := binary.Varint(b)
+	if k1 <= 0 {
 		return bad("first entry")
 	}
-	b = b[k:]
-	cur := PacketRef{base.Capture + int32(c), base.Index + di}
-	if cur.Index < 0 || cur.Index > 1<<62 {
+	b = b[k1:]
+	di, k2 := binary.Varint(b)
+	if k2 <= 0 {
+		return bad("first entry")
+	}
+	b = b[k2:]
+	c := int64(base.Capture) + dc
+	cur := PacketRef{int32(c), base.Index + di}
+	if c < 0 || c > 1<<31-1 || cur.Index < 0 || cur.Index > 1<<62 {
 		return bad("first entry")
 	}
 	out = append(out, cur)
@@ -159,15 +164,20 @@ func decodeChunk(b []byte, base PacketRef, out []PacketRef) ([]PacketRef, error)
 			}
 			switch cmd {
 			case 0:
-				dc, ok1 := next()
-				i, ok2 := next()
-				if !ok1 || !ok2 || dc == 0 || dc > 1<<31-1-uint64(cur.Capture) || i > 1<<62 {
+				dc, k := binary.Varint(b)
+				if k <= 0 {
 					return bad("capture change")
 				}
-				cur = PacketRef{cur.Capture + int32(dc), int64(i)}
+				b = b[k:]
+				i, ok := next()
+				c := int64(cur.Capture) + dc
+				if !ok || dc == 0 || c < 0 || c > 1<<31-1 || i > 1<<62 {
+					return bad("capture change")
+				}
+				cur = PacketRef{int32(c), int64(i)}
 			case 1:
 				back, ok := next()
-				if !ok || back == 0 || back > uint64(cur.Index) {
+				if !ok || back > uint64(cur.Index) {
 					return bad("step back")
 				}
 				cur.Index -= int64(back)

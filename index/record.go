@@ -8,22 +8,10 @@ import (
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 
-// Flow records are stored in blocks of the flowBlock consecutive IDs
-// from a multiple of flowBlock (plus one) on; the key holds the first ID.
-// A block is
-//
-//	uvarint(holes) varint(base time) uvarint(base capture) entry*
-//
-// Bit i of holes marks ID first+i as stored alone (under an L or N key:
-// the flow outlived its block, see writer.go); the entries are those of
-// the other IDs in order, as many as the block holds. The base time and
-// capture are those of the block's first flow: entries are written
-// relative to them, so that each entry can be encoded on its own when
-// its flow ends and a block is the concatenation of its entries. In a
-// provisional block (G) each entry is preceded by uvarint(its length).
-// A flow stored alone is a block of one entry whose bases are its own.
-//
-// An entry is
+// While a block of flow IDs has live flows, the records of those that
+// ended wait in memory (pendingBlock), each encoded once as an entry,
+// when its connection ends, relative to the block's base time and
+// capture; the block is written (recblock.go) once complete. An entry is
 //
 //	flags (one byte; uvarint in general)
 //	  0x01 peer    0x02 mirror  0x04 IPv6   0x08 both MACs
@@ -231,68 +219,41 @@ func appendEntry(b []byte, f *flow.Flow, base blockBase, peer *flow.Flow) []byte
 	return b
 }
 
-// appendBlockHeader starts a block value.
-func appendBlockHeader(b []byte, holes uint64, base blockBase) []byte {
-	b = binary.AppendUvarint(b, holes)
-	b = binary.AppendVarint(b, base.time)
-	return binary.AppendUvarint(b, uint64(base.capture))
-}
-
-// standaloneRecord encodes a flow as a block of its own.
-func standaloneRecord(b []byte, f *flow.Flow) []byte {
-	base := blockBase{f.First, f.Capture}
-	return appendEntry(appendBlockHeader(b, 0, base), f, base, nil)
-}
-
-// recordDecoder decodes the records of one block in order.
-type recordDecoder struct {
+// entryDecoder decodes the entries of a pending block, in ID order.
+type entryDecoder struct {
 	b     []byte
 	err   error
 	first uint64
-	pos   uint64 // ID - first of the next record
-	holes uint64
+	pos   uint64 // ID - first of the entry
 	have  uint64
 	base  blockBase
-	sized bool   // entries are length-prefixed (provisional blocks)
-	cur   []byte // the last entry's bytes, in a sized block
 	flows [flowBlock]flow.Flow
 }
 
-// start begins decoding block b whose first flow is first; sized says
-// that entries carry their lengths.
-func (d *recordDecoder) start(b []byte, first uint64, sized bool) {
-	d.b, d.err, d.first, d.pos, d.have, d.sized = b, nil, first, 0, 0, sized
-	d.holes = d.uvarint()
-	d.base.time = d.varint()
-	d.base.capture = int(d.uvarint())
-	d.skipHoles()
-}
-
-func (d *recordDecoder) skipHoles() {
-	for d.pos < flowBlock && d.holes&(1<<d.pos) != 0 {
-		d.pos++
+// decode decodes the entry b of flow id into f; entries of lower IDs of
+// the block must have been decoded before (a mirror refers to its peer).
+func (d *entryDecoder) decode(b []byte, id uint64, f *flow.Flow) error {
+	d.b, d.pos = b, id-d.first
+	d.decodeEntry(f)
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errCorrupt
 	}
+	if d.err != nil {
+		return d.err
+	}
+	d.flows[d.pos] = *f
+	d.have |= 1 << d.pos
+	return nil
 }
 
-// more reports whether records remain.
-func (d *recordDecoder) more() bool { return len(d.b) > 0 && d.err == nil && d.pos < flowBlock }
-
-// nextID is the ID of the next record.
-func (d *recordDecoder) nextID() uint64 { return d.first + d.pos }
-
-// isHole reports whether the block stores ID id elsewhere.
-func (d *recordDecoder) isHole(id uint64) bool {
-	return id >= d.first && id-d.first < flowBlock && d.holes&(1<<(id-d.first)) != 0
-}
-
-func (d *recordDecoder) fail() {
+func (d *entryDecoder) fail() {
 	if d.err == nil {
 		d.err = errCorrupt
 	}
 	d.b = nil
 }
 
-func (d *recordDecoder) uvarint() uint64 {
+func (d *entryDecoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.fail()
@@ -302,7 +263,7 @@ func (d *recordDecoder) uvarint() uint64 {
 	return v
 }
 
-func (d *recordDecoder) varint() int64 {
+func (d *entryDecoder) varint() int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail()
@@ -312,7 +273,7 @@ func (d *recordDecoder) varint() int64 {
 	return v
 }
 
-func (d *recordDecoder) bytes(n int) []byte {
+func (d *entryDecoder) bytes(n int) []byte {
 	if len(d.b) < n {
 		d.fail()
 		return make([]byte, n)
@@ -322,36 +283,7 @@ func (d *recordDecoder) bytes(n int) []byte {
 	return v
 }
 
-// next decodes the next record into f; with sized blocks, raw is set to
-// the entry's bytes.
-func (d *recordDecoder) next(f *flow.Flow) error {
-	if d.pos >= flowBlock {
-		return errCorrupt
-	}
-	if d.sized {
-		n := d.uvarint()
-		if n > uint64(len(d.b)) {
-			d.fail()
-			return d.err
-		}
-		d.cur = d.b[:n]
-	}
-	start := len(d.b)
-	d.decodeEntry(f)
-	if d.err != nil {
-		return d.err
-	}
-	if d.sized && start-len(d.b) != len(d.cur) {
-		return errCorrupt
-	}
-	d.flows[d.pos] = *f
-	d.have |= 1 << d.pos
-	d.pos++
-	d.skipHoles()
-	return nil
-}
-
-func (d *recordDecoder) decodeEntry(f *flow.Flow) {
+func (d *entryDecoder) decodeEntry(f *flow.Flow) {
 	fl := d.uvarint()
 	var ext uint64
 	if fl&recExt != 0 {

@@ -273,54 +273,39 @@ func (s *Store) lateValue(id uint64) ([]byte, error) {
 	return v, err
 }
 
-// blockReader decodes the flows of blocks as they are asked for, in
-// ascending ID order.
+// blockReader decodes the flows of blocks as they are asked for.
 type blockReader struct {
-	s     *Store
-	first uint64 // the block loaded, 0 for none
-	d     recordDecoder
-	f     flow.Flow
+	s  *Store
+	rb recordBlock
+	ok bool // rb holds a block
 }
 
 // flow returns flow id's record.
 func (b *blockReader) flow(id uint64) (*flow.Flow, error) {
 	first := blockOf(id)
-	if first != b.first || id < b.d.nextID() && !b.d.isHole(id) {
-		v, prov, err := b.s.blockValue(first, false)
+	if !b.ok || b.rb.first != first {
+		v, _, err := b.s.blockValue(first, false)
 		if err != nil {
 			return nil, err
 		}
-		b.first = first
-		b.d.start(v, first, prov)
+		if err := decodeRecordBlock(v, first, &b.rb); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.s.dir, err)
+		}
+		b.ok = true
 	}
-	if b.d.isHole(id) {
-		v, err := b.s.lateValue(id)
-		if err != nil {
-			return nil, err
-		}
-		rec, _, _, err := splitStandalone(v)
-		if err != nil {
-			return nil, err
-		}
-		var d recordDecoder
-		d.start(rec, id, false)
-		if err := d.next(&b.f); err != nil {
-			return nil, fmt.Errorf("%s: flow %d: %w", b.s.dir, id, err)
-		}
-		return &b.f, nil
+	if b.rb.has(id) {
+		return &b.rb.flows[id-first], nil
 	}
-	for b.d.more() && b.d.nextID() <= id {
-		if err := b.d.next(&b.f); err != nil {
-			return nil, fmt.Errorf("%s: flow %d: %w", b.s.dir, b.d.nextID(), err)
-		}
-		if b.f.ID == id {
-			return &b.f, nil
-		}
+	// Not in its block: stored alone.
+	v, err := b.s.lateValue(id)
+	if err != nil {
+		return nil, err
 	}
-	if b.d.err != nil {
-		return nil, fmt.Errorf("%s: block %d: %w", b.s.dir, first, b.d.err)
+	f, _, _, err := splitStandalone(v, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.s.dir, err)
 	}
-	return nil, fmt.Errorf("%s: flow %d: %w: not in its block", b.s.dir, id, errCorrupt)
+	return f, nil
 }
 
 func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) error) error {
@@ -355,55 +340,37 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 	return nil
 }
 
-// tailReader finds flows' posting tails, in ascending ID order.
+// tailReader finds flows' postings not in full chunks.
 type tailReader struct {
 	s     *Store
 	first uint64
-	holes uint64
-	base  PacketRef
-	tails [flowBlock][]byte // by ID - first: the entry (see appendTail), nil for none
+	ok    bool
+	tb    tailBlock
 }
 
-// tail returns flow id's full chunk count, its tail and the tail's base.
-func (t *tailReader) tail(id uint64) (uint32, []byte, PacketRef, error) {
+// tail returns flow id's full chunk count and the rest of its postings.
+func (t *tailReader) tail(id uint64) (uint32, []PacketRef, error) {
 	first := blockOf(id)
-	if first != t.first {
+	if !t.ok || first != t.first {
 		v, _, err := t.s.blockValue(first, true)
 		if err != nil {
-			return 0, nil, PacketRef{}, err
+			return 0, nil, err
 		}
-		holes, base, v, err := readTailsHeader(v)
-		if err != nil {
-			return 0, nil, PacketRef{}, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
+		if err := decodeTailBlock(v, &t.tb); err != nil {
+			return 0, nil, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
 		}
-		t.first, t.holes, t.base = first, holes, base
-		clear(t.tails[:])
-		for i := uint64(0); i < flowBlock && len(v) > 0; i++ {
-			if holes&(1<<i) != 0 {
-				continue
-			}
-			_, _, rest, err := splitTail(v)
-			if err != nil {
-				return 0, nil, PacketRef{}, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
-			}
-			t.tails[i] = v[:len(v)-len(rest)]
-			v = rest
-		}
+		t.first, t.ok = first, true
 	}
-	if t.holes&(1<<(id-first)) != 0 {
+	if t.tb.present&(1<<(id-first)) == 0 {
 		v, err := t.s.lateValue(id)
 		if err != nil {
-			return 0, nil, PacketRef{}, err
+			return 0, nil, err
 		}
-		_, chunks, tail, err := splitStandalone(v)
-		return chunks, tail, PacketRef{}, err
+		_, chunks, refs, err := splitStandalone(v, id)
+		return chunks, refs, err
 	}
-	e := t.tails[id-first]
-	if e == nil {
-		return 0, nil, PacketRef{}, fmt.Errorf("%s: flow %d: %w: no posting tail", t.s.dir, id, errCorrupt)
-	}
-	chunks, tail, _, err := splitTail(e)
-	return chunks, tail, t.base, err
+	tl := t.tb.tails[id-first]
+	return tl.chunks, tl.refs, nil
 }
 
 // PacketsOf calls fn with the records of each flow of ids (ascending),
@@ -423,7 +390,7 @@ func (s *Store) PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, 
 		if id == 0 || id > s.NumFlows() {
 			return fmt.Errorf("flow %d: %w", id, ErrNoFlow)
 		}
-		chunks, tail, base, err := tr.tail(id)
+		chunks, tail, err := tr.tail(id)
 		if err != nil {
 			return err
 		}
@@ -436,15 +403,13 @@ func (s *Store) PacketsOf(ctx context.Context, ids []uint64, fn func(id uint64, 
 				if !ok || !bytes.Equal(pit.Key(), chunkKey{id, c}.encode()) {
 					return fmt.Errorf("%s: flow %d: %w: posting chunk %d missing", s.dir, id, errCorrupt, c)
 				}
-				if refs, err = decodeChunk(pit.Value(), PacketRef{}, refs); err != nil {
+				if refs, err = decodeChunkBits(pit.Value(), refs); err != nil {
 					return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
 				}
 				ok = pit.Next()
 			}
 		}
-		if refs, err = decodeChunk(tail, base, refs); err != nil {
-			return fmt.Errorf("%s: flow %d: %w", s.dir, id, err)
-		}
+		refs = append(refs, tail...)
 		if err := fn(id, refs); err != nil {
 			return err
 		}

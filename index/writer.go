@@ -136,6 +136,7 @@ type storeSink struct {
 	free      []*pendingBlock
 	rec, tail []byte // scratch
 	buf       []byte
+	refs      []PacketRef
 }
 
 func newStoreSink(w *writer, gen uint32, base uint64) *storeSink {
@@ -197,7 +198,12 @@ func (s *storeSink) release(pb *pendingBlock) {
 }
 
 func (s *storeSink) chunk(id uint64, n uint32, b []byte) error {
-	return s.w.set(chunkKey{id, n}.encode(), b)
+	refs, err := decodeChunk(b, PacketRef{}, s.refs[:0])
+	if err != nil {
+		return err
+	}
+	s.refs = refs
+	return s.w.set(chunkKey{id, n}.encode(), appendChunkBits(nil, refs))
 }
 
 func (s *storeSink) ended(flows []endedFlow) error {
@@ -270,25 +276,40 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 
 // standalone encodes a flow to be stored alone (L and N keys):
 //
-//	uvarint(len(record block)) record block (of one flow, see record.go)
-//	tail (see appendTail), its first packet written out
+//	uvarint(len(record block)) record block (of one flow, recblock.go)
+//	uvarint(full chunks) the rest of its postings (a chunk, tailblock.go)
 func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post *postingBuf) []byte {
-	rec := standaloneRecord(nil, f)
-	b := binary.AppendUvarint(nil, uint64(len(rec)))
-	b = append(b, rec...)
-	return appendTail(b, chunks, post.appendChunk(nil, PacketRef{}))
+	refs, _ := decodeChunk(post.appendChunk(nil, PacketRef{}), PacketRef{}, nil)
+	return appendStandalone(f, chunks, refs)
 }
 
-// splitStandalone splits a standalone encoding into its record block,
-// chunk count and tail.
-func splitStandalone(b []byte) (rec []byte, chunks uint32, tail []byte, err error) {
+func appendStandalone(f *flow.Flow, chunks uint32, refs []PacketRef) []byte {
+	rec := appendRecordBlock(nil, f.ID, []*flow.Flow{f})
+	b := binary.AppendUvarint(nil, uint64(len(rec)))
+	b = append(b, rec...)
+	b = binary.AppendUvarint(b, uint64(chunks))
+	return appendChunkBits(b, refs)
+}
+
+// splitStandalone decodes a flow stored alone.
+func splitStandalone(b []byte, id uint64) (f *flow.Flow, chunks uint32, refs []PacketRef, err error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
-		return nil, 0, nil, fmt.Errorf("%w: standalone record", errCorrupt)
+		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
 	}
-	rec, b = b[k:k+int(n)], b[k+int(n):]
-	chunks, tail, _, err = splitTail(b)
-	return rec, chunks, tail, err
+	var rb recordBlock
+	if err := decodeRecordBlock(b[k:k+int(n)], id, &rb); err != nil || rb.present != 1 {
+		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
+	}
+	b = b[k+int(n):]
+	c, k := binary.Uvarint(b)
+	if k <= 0 || c > 1<<31 {
+		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
+	}
+	refs, err = decodeChunkBits(b[k:], nil)
+	f = new(flow.Flow)
+	*f = rb.flows[0]
+	return f, uint32(c), refs, err
 }
 
 // liveFlow is a flow live at a commit: its record as it stands and its
@@ -303,41 +324,49 @@ type liveFlow struct {
 // provisional block (G and R, live not nil), those live. Other IDs are
 // holes: their flows are stored alone.
 func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte, live map[uint64]*liveFlow) error {
-	prov := live != nil
-	var holes uint64
-	var body, tails []byte
+	var d entryDecoder
+	d.first, d.base = pb.first, pb.base
+	var flows [flowBlock]flow.Flow
+	var ptrs []*flow.Flow
+	var tails []tailOf
 	for i := uint64(0); i < flowBlock; i++ {
 		id := pb.first + i
 		if id >= s.created {
 			break
 		}
-		var rec, tail []byte
 		switch lf := live[id]; {
 		case pb.has(i):
-			rec, tail = pb.rec(i), pb.tail(i)
-		case lf != nil:
-			var peer *flow.Flow
-			if p := live[lf.f.Peer]; p != nil && lf.f.Peer < id && blockOf(lf.f.Peer) == pb.first {
-				peer = &p.f
+			if err := d.decode(pb.rec(i), id, &flows[i]); err != nil {
+				return fmt.Errorf("flow %d: %w", id, err)
 			}
-			rec = appendEntry(nil, &lf.f, pb.base, peer)
-			tail = appendTail(nil, lf.chunks, lf.post.appendChunk(nil, pb.ref))
+			chunks, tail, _, err := splitTail(pb.tail(i))
+			if err != nil {
+				return err
+			}
+			refs, err := decodeChunk(tail, pb.ref, nil)
+			if err != nil {
+				return err
+			}
+			tails = append(tails, tailOf{chunks, refs})
+		case lf != nil:
+			flows[i] = lf.f
+			refs, err := decodeChunk(lf.post.appendChunk(nil, PacketRef{}), PacketRef{}, nil)
+			if err != nil {
+				return err
+			}
+			tails = append(tails, tailOf{lf.chunks, refs})
 		default:
-			holes |= 1 << i
-			continue
+			continue // a hole
 		}
-		if prov {
-			body = binary.AppendUvarint(body, uint64(len(rec)))
-		}
-		body = append(body, rec...)
-		tails = append(tails, tail...)
+		ptrs = append(ptrs, &flows[i])
 	}
-	v := appendBlockHeader(s.buf[:0], holes, pb.base)
-	v = append(v, body...)
-	s.buf = v[:0]
-	if err := w.set(blockKey{recTag, pb.first}.encode(), v); err != nil {
+	s.buf = appendRecordBlock(s.buf[:0], pb.first, ptrs)
+	if err := w.set(blockKey{recTag, pb.first}.encode(), s.buf); err != nil {
 		return err
 	}
-	t := appendTailsHeader(nil, holes, pb.ref)
-	return w.set(blockKey{tailTag, pb.first}.encode(), append(t, tails...))
+	var present uint64
+	for _, f := range ptrs {
+		present |= 1 << (f.ID - pb.first)
+	}
+	return w.set(blockKey{tailTag, pb.first}.encode(), appendTailBlock(nil, present, pb.ref, tails))
 }

@@ -1,0 +1,315 @@
+package index
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+)
+
+// Postings on disk are bit-packed. A flow's packets step forward through
+// its capture's records, mostly a few dozen to a few hundred records
+// apart, which Rice codes store in about a byte, where varints take two.
+//
+// A block of posting tails (Q and R values) holds the postings not in
+// full chunks of the present flows of a block of IDs:
+//
+//	uvarint(present) uvarint(base capture) uvarint(base index) u8(k) u8(k1) bits
+//
+// present has bit i set for ID first+i; the base is the first packet of
+// the block's first flow. For each present flow, in ID order, the bits
+// hold
+//
+//	gamma(full chunks + 1) gamma(count + 1)
+//	and when count > 0: its first packet, from the previous flow's first
+//	  (the base, for the first flow): gamma(zigzag(capture step) + 1),
+//	  rice(zigzag(index step), k1); when count > 2, a bit: 1 if the flow's
+//	  steps use a parameter of their own, in the 5 bits that follow,
+//	  rather than the block's k (an elephant's tail among short flows);
+//	  then count-1 steps
+//
+// and a full chunk (P values) is
+//
+//	u8(k) bits: gamma(count + 1) gamma(capture + 1) gamma(index + 1) steps
+//
+// A step to the next packet is, in unary, q = (d-1)>>k ones and a zero,
+// then the k low bits of d-1, for a step of d >= 1 records forward in
+// the same capture; or, when q would reach 14:
+//
+//	14 ones, a zero, gamma(d)                      a long step forward
+//	15 ones, a zero, gamma(zigzag(c)) gamma(index + 1)   to capture + c (c != 0), record index
+//	15 ones, a one, gamma(b + 1)                   b records back (a held fragment)
+
+const stepUnary = 14
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+// riceK picks a Rice parameter for values of the given mean.
+func riceK(sum, n uint64) uint {
+	if n == 0 || sum < n {
+		return 0
+	}
+	return uint(min(bits.Len64(sum/n*11/16), 24)) // about log2(mean * ln 2)
+}
+
+func writeSteps(w *bitWriter, refs []PacketRef, k uint) {
+	for i := 1; i < len(refs); i++ {
+		p, c := refs[i-1], refs[i]
+		switch {
+		case c.Capture == p.Capture && c.Index > p.Index:
+			v := uint64(c.Index - p.Index - 1)
+			if q := v >> k; q < stepUnary {
+				w.write(1<<q-1, uint(q)+1)
+				w.write(v, k)
+			} else {
+				w.write(1<<stepUnary-1, stepUnary+1)
+				w.gamma(v + 1)
+			}
+		case c.Capture != p.Capture:
+			w.write(1<<(stepUnary+1)-1, stepUnary+2)
+			w.gamma(zigzag(int64(c.Capture) - int64(p.Capture)))
+			w.gamma(uint64(c.Index) + 1)
+		default:
+			w.write(1<<(stepUnary+2)-1, stepUnary+2)
+			w.gamma(uint64(p.Index-c.Index) + 1)
+		}
+	}
+}
+
+func readSteps(r *bitReader, out []PacketRef, n int, k uint) ([]PacketRef, error) {
+	cur := out[len(out)-1]
+	for i := 1; i < n; i++ {
+		q := uint64(0)
+		for q <= stepUnary && r.read(1) == 1 {
+			q++
+		}
+		switch {
+		case q < stepUnary:
+			cur.Index += int64(q<<k|r.read(k)) + 1
+		case q == stepUnary:
+			cur.Index += int64(r.gamma())
+		case r.read(1) == 0:
+			c := int64(cur.Capture) + unzigzag(r.gamma())
+			if c < 0 || c > 1<<31-1 {
+				return out, fmt.Errorf("%w: posting capture step", errCorrupt)
+			}
+			cur.Capture = int32(c)
+			cur.Index = int64(r.gamma() - 1)
+		default:
+			b := r.gamma() - 1
+			if b > uint64(cur.Index) {
+				return out, fmt.Errorf("%w: posting step back", errCorrupt)
+			}
+			cur.Index -= int64(b)
+		}
+		if r.bad || cur.Index < 0 || cur.Index > 1<<62 {
+			return out, fmt.Errorf("%w: postings cut short", errCorrupt)
+		}
+		out = append(out, cur)
+	}
+	return out, nil
+}
+
+// stepBits is what the steps of refs cost with parameter k.
+func stepBits(refs []PacketRef, k uint) int {
+	n := 0
+	for i := 1; i < len(refs); i++ {
+		p, c := refs[i-1], refs[i]
+		if c.Capture != p.Capture || c.Index <= p.Index {
+			n += 40 // rare: the same whatever k
+			continue
+		}
+		v := uint64(c.Index - p.Index - 1)
+		if q := v >> k; q < stepUnary {
+			n += int(q) + 1 + int(k)
+		} else {
+			n += stepUnary + 1 + 2*bits.Len64(v+1) - 1
+		}
+	}
+	return n
+}
+
+// bestK is the Rice parameter that codes the steps of refs in the fewest
+// bits.
+func bestK(refs []PacketRef) uint {
+	best, bk := 1<<30, uint(0)
+	for k := uint(0); k <= 24; k++ {
+		if n := stepBits(refs, k); n < best {
+			best, bk = n, k
+		}
+	}
+	return bk
+}
+
+func stepSum(refs []PacketRef) (sum, n uint64) {
+	for i := 1; i < len(refs); i++ {
+		if d := refs[i].Index - refs[i-1].Index; refs[i].Capture == refs[i-1].Capture && d > 0 {
+			sum += uint64(d - 1)
+			n++
+		}
+	}
+	return sum, n
+}
+
+// appendChunkBits encodes a full chunk.
+func appendChunkBits(dst []byte, refs []PacketRef) []byte {
+	k := bestK(refs)
+	dst = append(dst, byte(k))
+	w := bitWriter{b: dst}
+	w.gamma(uint64(len(refs)) + 1)
+	if len(refs) > 0 {
+		w.gamma(uint64(refs[0].Capture) + 1)
+		w.gamma(uint64(refs[0].Index) + 1)
+		writeSteps(&w, refs, k)
+	}
+	return w.bytes()
+}
+
+// decodeChunkBits appends a full chunk's refs to out.
+func decodeChunkBits(b []byte, out []PacketRef) ([]PacketRef, error) {
+	if len(b) < 1 || b[0] > 40 {
+		return out, fmt.Errorf("%w: posting chunk", errCorrupt)
+	}
+	r := bitReader{b: b[1:]}
+	n := r.gamma() - 1
+	if n == 0 {
+		return out, nil
+	}
+	if n > uint64(len(b))*8 {
+		return out, fmt.Errorf("%w: posting chunk count", errCorrupt)
+	}
+	c, i := r.gamma()-1, r.gamma()-1
+	if r.bad || c > 1<<31-1 || i > 1<<62 {
+		return out, fmt.Errorf("%w: posting chunk", errCorrupt)
+	}
+	out = append(out, PacketRef{int32(c), int64(i)})
+	return readSteps(&r, out, int(n), uint(b[0]))
+}
+
+// tailOf is one present flow's postings in a block of tails.
+type tailOf struct {
+	chunks uint32
+	refs   []PacketRef
+}
+
+// appendTailBlock encodes the tails of a block's present flows.
+func appendTailBlock(dst []byte, present uint64, base PacketRef, tails []tailOf) []byte {
+	var sum, n, sum1, n1 uint64
+	prev := base
+	for _, t := range tails {
+		s, c := stepSum(t.refs)
+		sum, n = sum+s, n+c
+		if len(t.refs) > 0 {
+			sum1 += zigzag(t.refs[0].Index - prev.Index)
+			n1++
+			prev = t.refs[0]
+		}
+	}
+	// The block's parameter is the one most of its flows would pick; a
+	// flow that saves by its own writes it.
+	var votes [25]int
+	var own [flowBlock]uint
+	for i, t := range tails {
+		if len(t.refs) > 2 {
+			own[i] = bestK(t.refs)
+			votes[own[i]] += len(t.refs)
+		}
+	}
+	k := riceK(sum, n)
+	for j, v := range votes {
+		if v > votes[k] {
+			k = uint(j)
+		}
+	}
+	k1 := riceK(sum1, n1)
+	dst = binary.AppendUvarint(dst, present)
+	dst = binary.AppendUvarint(dst, uint64(base.Capture))
+	dst = binary.AppendUvarint(dst, uint64(base.Index))
+	dst = append(dst, byte(k), byte(k1))
+	w := bitWriter{b: dst}
+	prev = base
+	for ti, t := range tails {
+		w.gamma(uint64(t.chunks) + 1)
+		w.gamma(uint64(len(t.refs)) + 1)
+		if len(t.refs) == 0 {
+			continue
+		}
+		f := t.refs[0]
+		w.gamma(zigzag(int64(f.Capture)-int64(prev.Capture)) + 1)
+		w.rice(zigzag(f.Index-prev.Index), k1)
+		kf := k
+		if len(t.refs) > 2 {
+			if o := own[ti]; o != k && stepBits(t.refs, o)+5 < stepBits(t.refs, k) {
+				w.write(1, 1)
+				w.write(uint64(o), 5)
+				kf = o
+			} else {
+				w.write(0, 1)
+			}
+		}
+		writeSteps(&w, t.refs, kf)
+		prev = f
+	}
+	return w.bytes()
+}
+
+// tailBlock is a decoded block of tails.
+type tailBlock struct {
+	present uint64
+	tails   [flowBlock]tailOf
+}
+
+// decodeTailBlock decodes a block of tails; refs of all flows share one
+// slice.
+func decodeTailBlock(b []byte, tb *tailBlock) error {
+	bad := fmt.Errorf("%w: posting tails", errCorrupt)
+	var hdr [3]uint64
+	for i := range hdr {
+		v, k := binary.Uvarint(b)
+		if k <= 0 {
+			return bad
+		}
+		hdr[i], b = v, b[k:]
+	}
+	if len(b) < 2 || hdr[1] > 1<<31-1 || hdr[2] > 1<<62 || b[0] > 40 || b[1] > 40 {
+		return bad
+	}
+	tb.present = hdr[0]
+	prev := PacketRef{int32(hdr[1]), int64(hdr[2])}
+	k, k1 := uint(b[0]), uint(b[1])
+	r := bitReader{b: b[2:]}
+	var all []PacketRef
+	for i := 0; i < flowBlock; i++ {
+		tb.tails[i] = tailOf{}
+		if tb.present&(1<<i) == 0 {
+			continue
+		}
+		chunks, n := r.gamma()-1, r.gamma()-1
+		if r.bad || chunks > 1<<31 || n > uint64(len(b))*8 {
+			return bad
+		}
+		tb.tails[i].chunks = uint32(chunks)
+		if n == 0 {
+			continue
+		}
+		start := len(all)
+		dc := unzigzag(r.gamma() - 1)
+		c := int64(prev.Capture) + dc
+		idx := prev.Index + unzigzag(r.rice(k1))
+		if r.bad || c < 0 || c > 1<<31-1 || idx < 0 || idx > 1<<62 {
+			return bad
+		}
+		prev = PacketRef{int32(c), idx}
+		all = append(all, prev)
+		kf := k
+		if n > 2 && r.read(1) == 1 {
+			kf = uint(r.read(5))
+		}
+		var err error
+		if all, err = readSteps(&r, all, int(n), kf); err != nil {
+			return err
+		}
+		tb.tails[i].refs = all[start:len(all):len(all)]
+	}
+	return nil
+}
