@@ -53,17 +53,17 @@ const stateVersion = "pcapflow-table/3"
 var ErrState = errors.New("unreadable flow table state")
 
 const (
-	stateEnded    = 1 << iota // f.ended
-	stateSteady               // f.steady
-	stateSeqInit              // f.seq.init
-	stateSeqFin               // f.seq.fin
-	stateSpans                // spans follow
-	stateKeyed                // the key leads to this flow
-	stateOwnBase              // the seq base follows (not the connection's)
-	stateHigh                 // high - next follows
-	stateMissing              // the missing bytes follow
-	stateLastCap              // lastCap - Capture follows
-	stateActive               // active - Last follows
+	stateEnded   = 1 << iota // f.ended
+	stateSteady              // f.steady
+	stateSeqInit             // f.seq.init
+	stateSeqFin              // f.seq.fin
+	stateSpans               // spans follow
+	stateKeyed               // the key leads to this flow
+	stateOwnBase             // the seq base follows (not the connection's)
+	stateHigh                // high - next follows
+	stateMissing             // the missing bytes follow
+	stateLastCap             // lastCap - Capture follows
+	stateActive              // active - Last follows
 )
 
 // Connection bits.

@@ -38,10 +38,11 @@ import (
 // where header is per (IP version, protocol) of the block: a column of
 // uvarint(#kinds) (u8 version, u8 protocol, uvarint header)* after the
 // ports.
-//	  times    varint((first - previous first) / unit), uvarint((last - first) / unit);
-//	           with bTimesPeer: varint((first - peer's first) / unit), varint((last - peer's last) / unit)
-//	  TCP      u8 state, uvarint length, letters                 a history not in historyTable
-//	  sequence uvarint missing, retrans, overlap bytes           bSeq
+//
+//	times    varint((first - previous first) / unit), uvarint((last - first) / unit);
+//	         with bTimesPeer: varint((first - peer's first) / unit), varint((last - peer's last) / unit)
+//	TCP      u8 state, uvarint length, letters                 a history not in historyTable
+//	sequence uvarint missing, retrans, overlap bytes           bSeq
 //
 // "Mirrored" (bMirror) means the peer is earlier in the block and this
 // flow is its reverse: key reversed, MACs swapped, the same state and
