@@ -44,7 +44,7 @@ const addrBlock = 512
 
 // segmentFlows bounds the flows of one segment of address blocks: the
 // pairs are held in memory until the segment is written.
-const segmentFlows = 1 << 20
+const segmentFlows = 1 << 18
 
 // idList accumulates one value's ID list of flows as they start: IDs
 // come in ascending order and are delta-encoded as they come.

@@ -1,7 +1,6 @@
 package index
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -302,12 +301,12 @@ func (b *builder) liveState(sink *storeSink) ([]byte, map[uint64]*liveRec, error
 		}
 		if sink != nil {
 			sink.pending[first] = pb
-			sink.queue = append(sink.queue, pb)
+			sink.queue = append(sink.queue, first)
 			sink.restoredG[first] = true
 		}
 	}
 	if sink != nil {
-		slices.SortFunc(sink.queue, func(a, b *pendingBlock) int { return cmp.Compare(a.first, b.first) })
+		slices.Sort(sink.queue)
 	}
 	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLateProv}, UpperBound: []byte{tagLateProv + 1}})
 	if err != nil {
@@ -428,34 +427,48 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	killPoint("data-flushed")
 	cw := &writer{db: b.db}
 	cw.batch = b.db.NewBatch()
-	live := map[uint64]*liveFlow{}
-	var liveIDs []uint64
 	liveSlots := t.LiveFlows()
-	for _, fi := range liveSlots {
-		lf := &liveFlow{}
+	live := make([]liveFlow, len(liveSlots))
+	liveIDs := make([]uint64, len(liveSlots))
+	for i, fi := range liveSlots {
+		lf := &live[i]
 		t.Snapshot(fi, &lf.f)
 		p := g.posts.at(fi)
 		lf.chunks, lf.post = p.chunks, &p.postingBuf
-		live[lf.f.ID] = lf
-		liveIDs = append(liveIDs, lf.f.ID)
+		liveIDs[i] = lf.f.ID
 	}
-	for first, pb := range sink.pending {
-		if err := sink.writeBlock(cw, pb, tagFlowsProv, tagTailsProv, live); err != nil {
+	// The blocks still pending, with their live flows, in ID order; the
+	// other live flows are stored alone.
+	firsts := make([]uint64, 0, len(sink.pending))
+	for first := range sink.pending {
+		firsts = append(firsts, first)
+	}
+	slices.Sort(firsts)
+	rest := live
+	for _, first := range firsts {
+		for len(rest) > 0 && rest[0].f.ID < first {
+			lf := &rest[0]
+			cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
+			delete(sink.restoredN, lf.f.ID)
+			rest = rest[1:]
+		}
+		n := 0
+		for n < len(rest) && rest[n].f.ID < first+flowBlock {
+			n++
+		}
+		if err := sink.writeBlock(cw, sink.pending[first], tagFlowsProv, tagTailsProv, rest[:n]); err != nil {
 			return err
 		}
+		rest = rest[n:]
 		delete(sink.restoredG, first)
+	}
+	for _, lf := range rest {
+		cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
+		delete(sink.restoredN, lf.f.ID)
 	}
 	for first := range sink.restoredG { // provisional then, final now
 		cw.delete(blockKey{tagFlowsProv, first}.encode())
 		cw.delete(blockKey{tagTailsProv, first}.encode())
-	}
-	for _, id := range liveIDs {
-		if sink.pending[blockOf(id)] != nil {
-			continue
-		}
-		lf := live[id]
-		cw.set(lateKey{tagLateProv, id}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
-		delete(sink.restoredN, id)
 	}
 	for id := range sink.restoredN {
 		cw.delete(lateKey{tagLateProv, id}.encode())

@@ -87,6 +87,15 @@ func (p *postingBuf) appendChunk(dst []byte, base PacketRef) []byte {
 	return append(dst, b[k1+k2:]...)
 }
 
+// appendRefs appends the buffer's packets to dst.
+func (p *postingBuf) appendRefs(dst []PacketRef) []PacketRef {
+	out, err := decodeChunk(p.appendChunk(nil, PacketRef{}), PacketRef{}, dst)
+	if err != nil {
+		panic("index: a posting buffer does not decode: " + err.Error())
+	}
+	return out
+}
+
 // first is the buffer's first packet.
 func (p *postingBuf) first() PacketRef {
 	if p.n == 0 {

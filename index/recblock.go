@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -166,21 +167,20 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 		macs = append(macs, m)
 		return uint64(len(macs) - 1)
 	}
-	var portCount [2]map[uint16]int
-	portCount[0] = map[uint16]int{}
+	var seenPorts [2 * flowBlock]uint16
+	all := seenPorts[:0]
 	for _, f := range flows {
 		if i := f.ID - first; !mirror[i] && !keyRev[i] {
-			portCount[0][f.Key.SrcPort]++
-			portCount[0][f.Key.DstPort]++
+			all = append(all, f.Key.SrcPort, f.Key.DstPort)
 		}
 	}
+	slices.Sort(all)
 	var ports []uint16
-	for p, n := range portCount[0] {
-		if n > 1 {
-			ports = append(ports, p)
+	for j := 1; j < len(all); j++ {
+		if all[j] == all[j-1] && (len(ports) == 0 || ports[len(ports)-1] != all[j]) {
+			ports = append(ports, all[j])
 		}
 	}
-	slices.Sort(ports)
 	headers := blockHeaders(flows)
 	var words []uint64
 	var cols [numCols][]byte
@@ -382,37 +382,46 @@ func (t headerTable) append(dst []byte) []byte {
 // blockHeaders finds the most common overhead per packet of each kind of
 // flow with payload.
 func blockHeaders(flows []*flow.Flow) headerTable {
-	type kind struct{ ver, proto uint8 }
-	counts := map[kind]map[int64]int{}
+	type obs struct {
+		ver, proto uint8
+		h          int64
+	}
+	var buf [flowBlock]obs
+	os := buf[:0]
 	for _, f := range flows {
 		if f.PayloadBytes == 0 || f.Packets == 0 || f.Bytes < f.PayloadBytes {
 			continue
 		}
-		k := kind{f.Key.IPVersion, f.Key.Proto}
-		if counts[k] == nil {
-			counts[k] = map[int64]int{}
-		}
-		counts[k][int64(f.Bytes-f.PayloadBytes)/int64(f.Packets)]++
+		os = append(os, obs{f.Key.IPVersion, f.Key.Proto, int64(f.Bytes-f.PayloadBytes) / int64(f.Packets)})
 	}
+	slices.SortFunc(os, func(a, b obs) int {
+		if a.ver != b.ver {
+			return int(a.ver) - int(b.ver)
+		}
+		if a.proto != b.proto {
+			return int(a.proto) - int(b.proto)
+		}
+		return cmp.Compare(a.h, b.h)
+	})
 	var t headerTable
-	for k, m := range counts {
-		best, n := int64(0), 0
-		for h, c := range m {
-			if c > n || c == n && h < best {
-				best, n = h, c
+	for i := 0; i < len(os); {
+		j, best, n := i, os[i].h, 0
+		for j < len(os) && os[j].ver == os[i].ver && os[j].proto == os[i].proto {
+			k := j
+			for k < len(os) && os[k] == os[j] {
+				k++
 			}
+			if k-j > n {
+				best, n = os[j].h, k-j
+			}
+			j = k
 		}
 		t = append(t, struct {
 			ver, proto uint8
 			h          int64
-		}{k.ver, k.proto, best})
+		}{os[i].ver, os[i].proto, best})
+		i = j
 	}
-	slices.SortFunc(t, func(a, b struct {
-		ver, proto uint8
-		h          int64
-	}) int {
-		return int(a.ver)<<8 | int(a.proto) - (int(b.ver)<<8 | int(b.proto))
-	})
 	return t
 }
 

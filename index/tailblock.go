@@ -130,10 +130,11 @@ func stepBits(refs []PacketRef, k uint) int {
 }
 
 // bestK is the Rice parameter that codes the steps of refs in the fewest
-// bits.
+// bits, among those near the one their mean suggests.
 func bestK(refs []PacketRef) uint {
-	best, bk := 1<<30, uint(0)
-	for k := uint(0); k <= 24; k++ {
+	k0 := riceK(stepSum(refs))
+	best, bk := 1<<30, k0
+	for k := max(k0, 2) - 2; k <= min(k0+2, 24); k++ {
 		if n := stepBits(refs, k); n < best {
 			best, bk = n, k
 		}

@@ -85,7 +85,7 @@ func (w *writer) deleteRange(lo, hi []byte) error {
 // so that few flows are stored alone, and it bounds what waits in
 // memory: the entries of the flows that ended within it, about 30 bytes
 // each.
-const sealAfter = int64(30e9)
+const sealAfter = int64(15e9)
 
 // pendingBlock is a block of flow IDs some of whose flows are live: the
 // entries of the ones that ended wait here until the block is complete
@@ -125,7 +125,7 @@ type storeSink struct {
 	gen       uint32 // this run
 	base      uint64 // the first ID of this run
 	pending   map[uint64]*pendingBlock
-	queue     []*pendingBlock // in ID order (some may be done)
+	queue     []uint64        // firsts of pending blocks, ascending (some may be done)
 	restoredG map[uint64]bool // blocks with provisional keys at the run's start
 	restoredN map[uint64]bool // flows with an N key at the run's start
 	start     *startAttrs
@@ -137,6 +137,11 @@ type storeSink struct {
 	rec, tail []byte // scratch
 	buf       []byte
 	refs      []PacketRef
+	dec       entryDecoder
+	flows     [flowBlock]flow.Flow
+	ptrs      []*flow.Flow
+	tails     []tailOf
+	arena     []PacketRef
 }
 
 func newStoreSink(w *writer, gen uint32, base uint64) *storeSink {
@@ -156,7 +161,7 @@ func (s *storeSink) started(f *flow.Flow, first PacketRef) error {
 		pb := s.newBlock()
 		pb.first, pb.base, pb.ref = bf, blockBase{f.First, f.Capture}, first
 		s.pending[bf] = pb
-		s.queue = append(s.queue, pb)
+		s.queue = append(s.queue, bf)
 	}
 	if err := s.start.add(f); err != nil {
 		return err
@@ -164,8 +169,8 @@ func (s *storeSink) started(f *flow.Flow, first PacketRef) error {
 	// Blocks begun well before the flows starting now are written as
 	// they are; their flows still live will be stored alone.
 	for len(s.queue) > 1 {
-		pb := s.queue[0]
-		if s.pending[pb.first] != pb {
+		pb := s.pending[s.queue[0]]
+		if pb == nil {
 			s.queue = s.queue[1:] // done
 			continue
 		}
@@ -321,52 +326,50 @@ type liveFlow struct {
 }
 
 // writeBlock writes block pb into w: the flows that ended and, in a
-// provisional block (G and R, live not nil), those live. Other IDs are
+// provisional block (G and R), those live (in ID order). Other IDs are
 // holes: their flows are stored alone.
-func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte, live map[uint64]*liveFlow) error {
-	var d entryDecoder
-	d.first, d.base = pb.first, pb.base
-	var flows [flowBlock]flow.Flow
-	var ptrs []*flow.Flow
-	var tails []tailOf
+func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte, live []liveFlow) error {
+	d := &s.dec
+	d.first, d.base, d.have = pb.first, pb.base, 0
+	s.ptrs, s.tails, s.arena = s.ptrs[:0], s.tails[:0], s.arena[:0]
+	var present uint64
 	for i := uint64(0); i < flowBlock; i++ {
 		id := pb.first + i
 		if id >= s.created {
 			break
 		}
-		switch lf := live[id]; {
+		f := &s.flows[i]
+		start := len(s.arena)
+		var chunks uint32
+		switch {
 		case pb.has(i):
-			if err := d.decode(pb.rec(i), id, &flows[i]); err != nil {
+			if err := d.decode(pb.rec(i), id, f); err != nil {
 				return fmt.Errorf("flow %d: %w", id, err)
 			}
-			chunks, tail, _, err := splitTail(pb.tail(i))
+			c, tail, _, err := splitTail(pb.tail(i))
 			if err != nil {
 				return err
 			}
-			refs, err := decodeChunk(tail, pb.ref, nil)
-			if err != nil {
+			if s.arena, err = decodeChunk(tail, pb.ref, s.arena); err != nil {
 				return err
 			}
-			tails = append(tails, tailOf{chunks, refs})
-		case lf != nil:
-			flows[i] = lf.f
-			refs, err := decodeChunk(lf.post.appendChunk(nil, PacketRef{}), PacketRef{}, nil)
-			if err != nil {
-				return err
-			}
-			tails = append(tails, tailOf{lf.chunks, refs})
+			chunks = c
+		case len(live) > 0 && live[0].f.ID == id:
+			*f = live[0].f
+			chunks = live[0].chunks
+			s.arena = live[0].post.appendRefs(s.arena)
+			live = live[1:]
 		default:
 			continue // a hole
 		}
-		ptrs = append(ptrs, &flows[i])
+		present |= 1 << i
+		s.ptrs = append(s.ptrs, f)
+		s.tails = append(s.tails, tailOf{chunks, s.arena[start:len(s.arena):len(s.arena)]})
 	}
-	s.buf = appendRecordBlock(s.buf[:0], pb.first, ptrs)
+	s.buf = appendRecordBlock(s.buf[:0], pb.first, s.ptrs)
 	if err := w.set(blockKey{recTag, pb.first}.encode(), s.buf); err != nil {
 		return err
 	}
-	var present uint64
-	for _, f := range ptrs {
-		present |= 1 << (f.ID - pb.first)
-	}
-	return w.set(blockKey{tailTag, pb.first}.encode(), appendTailBlock(nil, present, pb.ref, tails))
+	s.buf = appendTailBlock(s.buf[:0], present, pb.ref, s.tails)
+	return w.set(blockKey{tailTag, pb.first}.encode(), s.buf)
 }
