@@ -458,6 +458,9 @@ func (t *Table) reverse(k Key) (int32, bool) {
 			return fi, true
 		}
 	}
+	if len(t.tagged) == 0 {
+		return -1, false
+	}
 	if ref, ok := t.tagged[r]; ok && t.Flow(ref.slot).ID == ref.id {
 		return ref.slot, true
 	}
@@ -623,13 +626,18 @@ func (t *Table) Snapshot(fi int32, out *Flow) { t.finish(fi, out) }
 // their slots freed.
 func (t *Table) endConn(ci int32) {
 	c := t.conn(ci)
-	var fs [2]Flow
 	var ends [2]Ended
 	n := 0
 	for _, fi := range c.flows {
 		if fi >= 0 {
-			t.finish(fi, &fs[n])
-			ends[n] = Ended{fi, &fs[n]}
+			// Finished in place: the slot is freed after OnEnd.
+			f := t.Flow(fi)
+			t.finishSeq(fi, f)
+			if f.Key.Proto == pcapio.ProtoTCP {
+				f.State = c.zeekState()
+				f.History = c.zeekHistory()
+			}
+			ends[n] = Ended{fi, f}
 			n++
 		}
 	}

@@ -85,11 +85,11 @@ func (l *idList) emit(w *writer) error {
 	return err
 }
 
-// list returns the list *p, making it for field f and the value value()
-// gives (called once per distinct value).
-func list(p **idList, f Field, value func() []byte) *idList {
+// list returns the list *p, making it for field f and value (which it
+// keeps) the first time.
+func list(p **idList, f Field, value []byte) *idList {
 	if *p == nil {
-		*p = &idList{key: listKey{field: f, value: value()}}
+		*p = &idList{key: listKey{field: f, value: value}}
 	}
 	return *p
 }
@@ -122,10 +122,13 @@ type startAttrs struct {
 	n         int         // flows in it
 	v4        [2][]uint64 // address<<32 | (ID - segment)
 	v6        [2][]v6pair
-	ports     [2][]*idList // by port, source and destination
+	// Values with many distinct values each flow has one of are gathered
+	// as (value, ID) pairs and sorted into lists when written: appending
+	// to one of 65536 lists per flow cost a cache miss or two each.
+	ports     [2]pairList // source and destination ports
+	community pairList    // by bucket (communityBuckets)
 	proto     [256]*idList
 	tunnel    [256]*idList
-	community []*idList // by bucket (communityBuckets)
 	vlan      map[uint16]*idList
 	mac       [2]map[[6]byte]*idList
 	tunnelID  map[uint32]*idList
@@ -137,8 +140,76 @@ type v6pair struct {
 }
 
 func newStartAttrs(w *writer, firstID uint64) *startAttrs {
-	return &startAttrs{w: w, segment: firstID, community: make([]*idList, communityBuckets),
-		vlan: map[uint16]*idList{}, mac: [2]map[[6]byte]*idList{{}, {}}, tunnelID: map[uint32]*idList{}}
+	return &startAttrs{w: w, segment: firstID,
+		ports:     [2]pairList{{field: FieldSrcPort, base: firstID}, {field: FieldDstPort, base: firstID}},
+		community: pairList{field: FieldCommunity, base: firstID},
+		vlan:      map[uint16]*idList{}, mac: [2]map[[6]byte]*idList{{}, {}}, tunnelID: map[uint32]*idList{}}
+}
+
+// pairList gathers the (value, ID) pairs of a 16-bit field of flows as
+// they start (in ID order), as value<<pairIDBits | (ID - base).
+type pairList struct {
+	field Field
+	base  uint64
+	pairs []uint64
+}
+
+const (
+	pairIDBits = 44
+	// pairFlush bounds the pairs gathered before they are written.
+	pairFlush = 1 << 22
+)
+
+func (l *pairList) add(w *writer, v uint16, id uint64) error {
+	l.pairs = append(l.pairs, uint64(v)<<pairIDBits|(id-l.base))
+	if len(l.pairs) >= pairFlush || id-l.base >= 1<<pairIDBits-1 {
+		return l.flush(w, id+1)
+	}
+	return nil
+}
+
+// flush writes a list per value and starts again at ID next.
+func (l *pairList) flush(w *writer, next uint64) error {
+	defer func() { l.pairs, l.base = l.pairs[:0], next }()
+	if len(l.pairs) == 0 {
+		return nil
+	}
+	// The pairs are in ID order: a stable radix sort on the value gives
+	// (value, ID) order.
+	tmp := make([]uint64, len(l.pairs))
+	src, dst := l.pairs, tmp
+	for shift := uint(pairIDBits); shift < pairIDBits+16; shift += 8 {
+		var count [257]int
+		for _, p := range src {
+			count[(p>>shift)&0xff+1]++
+		}
+		for i := 1; i < len(count); i++ {
+			count[i] += count[i-1]
+		}
+		for _, p := range src {
+			d := (p >> shift) & 0xff
+			dst[count[d]] = p
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	var ids []uint64
+	for i := 0; i < len(src); {
+		v := src[i] >> pairIDBits
+		ids = ids[:0]
+		for ; i < len(src) && src[i]>>pairIDBits == v; i++ {
+			ids = append(ids, l.base+src[i]&(1<<pairIDBits-1))
+		}
+		for len(ids) > 0 {
+			n := min(len(ids), maxListIDs)
+			k := listKey{field: l.field, value: u16Value(uint16(v)), first: ids[0]}
+			if err := w.set(k.encode(), appendIDs(nil, ids[0], ids[:n])); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+	}
+	return nil
 }
 
 var macFields = [2]Field{FieldSrcMAC, FieldDstMAC}
@@ -164,42 +235,45 @@ func (a *startAttrs) add(f *flow.Flow) error {
 		a.v6[0] = append(a.v6[0], v6pair{binary.BigEndian.Uint64(k.Src[:8]), binary.BigEndian.Uint64(k.Src[8:]), rel})
 		a.v6[1] = append(a.v6[1], v6pair{binary.BigEndian.Uint64(k.Dst[:8]), binary.BigEndian.Uint64(k.Dst[8:]), rel})
 	}
-	var err error
-	add := func(l *idList) {
-		if err == nil {
-			err = l.add(a.w, f.ID)
-		}
-	}
+	w := a.w
 	if flow.PortProto(k.Proto) {
-		for d, port := range [2]uint16{k.SrcPort, k.DstPort} {
-			if a.ports[d] == nil {
-				a.ports[d] = make([]*idList, 1<<16)
-			}
-			add(list(&a.ports[d][port], portFields[d], func() []byte { return u16Value(port) }))
+		if err := a.ports[0].add(w, k.SrcPort, f.ID); err != nil {
+			return err
+		}
+		if err := a.ports[1].add(w, k.DstPort, f.ID); err != nil {
+			return err
 		}
 	}
-	add(list(&a.proto[k.Proto], FieldProto, func() []byte { return []byte{k.Proto} }))
+	if err := list(&a.proto[k.Proto], FieldProto, protoValue(k.Proto)).add(w, f.ID); err != nil {
+		return err
+	}
 	for i, v := range k.VLANs() {
 		if !slices.Contains(k.VLANs()[:i], v) {
 			l := a.vlan[v]
-			add(list(&l, FieldVLAN, func() []byte { return u16Value(v) }))
+			if err := list(&l, FieldVLAN, u16Value(v)).add(w, f.ID); err != nil {
+				return err
+			}
 			a.vlan[v] = l
 		}
 	}
-	for d, m := range [2]struct {
-		has bool
-		mac [6]byte
-	}{{f.HasSrcMAC, f.SrcMAC}, {f.HasDstMAC, f.DstMAC}} {
-		if m.has {
-			l := a.mac[d][m.mac]
-			add(list(&l, macFields[d], func() []byte { return slices.Clone(m.mac[:]) }))
-			a.mac[d][m.mac] = l
+	if f.HasSrcMAC {
+		if err := a.macList(0, &f.SrcMAC).add(w, f.ID); err != nil {
+			return err
+		}
+	}
+	if f.HasDstMAC {
+		if err := a.macList(1, &f.DstMAC).add(w, f.ID); err != nil {
+			return err
 		}
 	}
 	if tt := k.TunnelType; tt != 0 {
-		add(list(&a.tunnel[tt], FieldTunnel, func() []byte { return []byte{byte(tt)} }))
+		if err := list(&a.tunnel[tt], FieldTunnel, []byte{byte(tt)}).add(w, f.ID); err != nil {
+			return err
+		}
 		l := a.tunnelID[k.TunnelID]
-		add(list(&l, FieldTunnelID, func() []byte { return binary.BigEndian.AppendUint32(nil, k.TunnelID) }))
+		if err := list(&l, FieldTunnelID, binary.BigEndian.AppendUint32(nil, k.TunnelID)).add(w, f.ID); err != nil {
+			return err
+		}
 		a.tunnelID[k.TunnelID] = l
 	}
 	// A connection's flows share a Community ID: the list holds the
@@ -207,11 +281,29 @@ func (a *startAttrs) add(f *flow.Flow) error {
 	// lookup adds the peers (Store.Lookup). ICMP messages without a
 	// reply type have one of their own each way.
 	if f.Peer == 0 || k.Proto == 1 || k.Proto == 58 {
-		cb := communityBucket(&f.Key)
-		add(list(&a.community[cb], FieldCommunity, func() []byte { return u16Value(cb) }))
+		return a.community.add(w, communityBucket(&f.Key), f.ID)
 	}
-	return err
+	return nil
 }
+
+// macList returns the list of a source (d 0) or destination MAC.
+func (a *startAttrs) macList(d int, m *[6]byte) *idList {
+	l := a.mac[d][*m]
+	if l == nil {
+		l = &idList{key: listKey{field: macFields[d], value: slices.Clone(m[:])}}
+		a.mac[d][*m] = l
+	}
+	return l
+}
+
+var protoValues = func() (v [256][]byte) {
+	for i := range v {
+		v[i] = []byte{byte(i)}
+	}
+	return v
+}()
+
+func protoValue(p uint8) []byte { return protoValues[p] }
 
 // communityBuckets is the number of Community ID buckets: a lookup
 // reads the records of about connections/4096 candidates.
@@ -238,13 +330,14 @@ func communityValue(cid string) []byte {
 // flush writes the lists and the current segment's address blocks; the
 // next flow starts a new segment.
 func (a *startAttrs) flush(nextID uint64) error {
-	var lists []*idList
-	for _, ports := range a.ports {
-		lists = append(lists, ports...)
+	for _, l := range []*pairList{&a.ports[0], &a.ports[1], &a.community} {
+		if err := l.flush(a.w, nextID); err != nil {
+			return err
+		}
 	}
+	var lists []*idList
 	lists = append(lists, a.proto[:]...)
 	lists = append(lists, a.tunnel[:]...)
-	lists = append(lists, a.community...)
 	for _, l := range a.vlan {
 		lists = append(lists, l)
 	}

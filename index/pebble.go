@@ -51,6 +51,13 @@ func pebbleOptions(readOnly bool) *pebble.Options {
 		// flushes around the state marker (see Build).
 		o.DisableWAL = true
 		o.MemTableSize = 64 << 20
+		// An index run writes tens of megabytes once; compacting its few
+		// level-0 tables as they come costs the run half a second and
+		// gains its readers nothing measurable. They are compacted once
+		// enough runs have added theirs.
+		o.L0CompactionThreshold = 8
+		o.L0CompactionFileThreshold = 64
+		o.L0StopWritesThreshold = 64
 	}
 	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
 		return pebble.UniformDBCompressionSettings(block.ZstdCompression)
