@@ -212,18 +212,18 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 	e.u(t.nextID)
 	e.i(t.clock)
 	e.u(uint64(t.capture))
-	pos := make(map[int32]int, len(flows))
+	pos := make([]int32, t.nslots) // by slot: the flow's position in flows
 	e.u(uint64(len(flows)))
 	var prev uint64
 	for i, fi := range flows {
-		pos[fi] = i
+		pos[fi] = int32(i)
 		id := t.Flow(fi).ID
 		e.u(id - prev)
 		prev = id
 	}
 	conns := t.liveConns()
 	e.u(uint64(len(conns)))
-	prevPos := 0
+	prevPos := int32(0)
 	for _, ci := range conns {
 		c := t.conn(ci)
 		p0 := pos[c.flows[0]]

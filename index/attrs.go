@@ -152,12 +152,13 @@ type pairList struct {
 	field Field
 	base  uint64
 	pairs []uint64
+	tmp   []uint64
 }
 
 const (
 	pairIDBits = 44
 	// pairFlush bounds the pairs gathered before they are written.
-	pairFlush = 1 << 22
+	pairFlush = 1 << 20
 )
 
 func (l *pairList) add(w *writer, v uint16, id uint64) error {
@@ -176,7 +177,10 @@ func (l *pairList) flush(w *writer, next uint64) error {
 	}
 	// The pairs are in ID order: a stable radix sort on the value gives
 	// (value, ID) order.
-	tmp := make([]uint64, len(l.pairs))
+	if cap(l.tmp) < len(l.pairs) {
+		l.tmp = make([]uint64, len(l.pairs))
+	}
+	tmp := l.tmp[:len(l.pairs)]
 	src, dst := l.pairs, tmp
 	for shift := uint(pairIDBits); shift < pairIDBits+16; shift += 8 {
 		var count [257]int
@@ -334,6 +338,7 @@ func (a *startAttrs) flush(nextID uint64) error {
 		if err := l.flush(a.w, nextID); err != nil {
 			return err
 		}
+		l.pairs, l.tmp = nil, nil // the run's last: give back the memory
 	}
 	var lists []*idList
 	lists = append(lists, a.proto[:]...)
@@ -430,7 +435,7 @@ type endAttrs struct {
 }
 
 // endFlush bounds the IDs held before the lists are written.
-const endFlush = 1 << 22
+const endFlush = 1 << 20
 
 func newEndAttrs(w *writer, gen uint32) *endAttrs {
 	return &endAttrs{w: w, gen: gen, times: [2]map[int64]*finalList{{}, {}}}

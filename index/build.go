@@ -428,14 +428,25 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	cw := &writer{db: b.db}
 	cw.batch = b.db.NewBatch()
 	liveSlots := t.LiveFlows()
-	live := make([]liveFlow, len(liveSlots))
 	liveIDs := make([]uint64, len(liveSlots))
 	for i, fi := range liveSlots {
-		lf := &live[i]
+		liveIDs[i] = t.Flow(fi).ID
+	}
+	// A live flow as it stands, with its postings (made as needed: a
+	// copy of every live flow at once was the peak of an index run's
+	// memory).
+	liveAt := func(i int) liveFlow {
+		fi := liveSlots[i]
+		var lf liveFlow
 		t.Snapshot(fi, &lf.f)
 		p := g.posts.at(fi)
 		lf.chunks, lf.post = p.chunks, &p.postingBuf
-		liveIDs[i] = lf.f.ID
+		return lf
+	}
+	alone := func(i int) {
+		lf := liveAt(i)
+		cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
+		delete(sink.restoredN, lf.f.ID)
 	}
 	// The blocks still pending, with their live flows, in ID order; the
 	// other live flows are stored alone.
@@ -444,27 +455,23 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 		firsts = append(firsts, first)
 	}
 	slices.Sort(firsts)
-	rest := live
+	next := 0
+	var inBlock []liveFlow
 	for _, first := range firsts {
-		for len(rest) > 0 && rest[0].f.ID < first {
-			lf := &rest[0]
-			cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
-			delete(sink.restoredN, lf.f.ID)
-			rest = rest[1:]
+		for ; next < len(liveIDs) && liveIDs[next] < first; next++ {
+			alone(next)
 		}
-		n := 0
-		for n < len(rest) && rest[n].f.ID < first+flowBlock {
-			n++
+		inBlock = inBlock[:0]
+		for ; next < len(liveIDs) && liveIDs[next] < first+flowBlock; next++ {
+			inBlock = append(inBlock, liveAt(next))
 		}
-		if err := sink.writeBlock(cw, sink.pending[first], tagFlowsProv, tagTailsProv, rest[:n]); err != nil {
+		if err := sink.writeBlock(cw, sink.pending[first], tagFlowsProv, tagTailsProv, inBlock); err != nil {
 			return err
 		}
-		rest = rest[n:]
 		delete(sink.restoredG, first)
 	}
-	for _, lf := range rest {
-		cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
-		delete(sink.restoredN, lf.f.ID)
+	for ; next < len(liveIDs); next++ {
+		alone(next)
 	}
 	for first := range sink.restoredG { // provisional then, final now
 		cw.delete(blockKey{tagFlowsProv, first}.encode())

@@ -50,7 +50,7 @@ func pebbleOptions(readOnly bool) *pebble.Options {
 		// so no write-ahead log; progress is made durable by explicit
 		// flushes around the state marker (see Build).
 		o.DisableWAL = true
-		o.MemTableSize = 64 << 20
+		o.MemTableSize = 16 << 20
 		// An index run writes tens of megabytes once; compacting its few
 		// level-0 tables as they come costs the run half a second and
 		// gains its readers nothing measurable. They are compacted once

@@ -10,7 +10,7 @@ import (
 )
 
 // batchSize is how much a write batch collects before it is committed.
-const batchSize = 16 << 20
+const batchSize = 4 << 20
 
 // writer batches writes to the store.
 type writer struct {
