@@ -1,0 +1,225 @@
+package flow_test
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/internal/capgen"
+)
+
+// shifted returns d repeated n times, copy i moved by i*shift in time,
+// as rotated captures of a busy link hours apart are. Its packets are
+// spread 1000 times further apart than Mix makes them (10 ms), so that
+// a copy lasts minutes and closed connections time out within it.
+func shifted(d decoded, n int, shift time.Duration) decoded {
+	var out decoded
+	t0 := d.recs[0].Timestamp
+	for i := 0; i < n; i++ {
+		for j := range d.recs {
+			r := d.recs[j]
+			r.Timestamp = t0 + (r.Timestamp-t0)*1000 + int64(i)*int64(shift)
+			out.recs = append(out.recs, r)
+			out.pkts = append(out.pkts, d.pkts[j])
+		}
+	}
+	return out
+}
+
+// ended collects the flows a table ends, as JSON lines keyed by ID.
+type ended struct {
+	lines map[uint64]string
+	dups  int
+}
+
+func (e *ended) onEnd(t *testing.T) func([]flow.Ended) {
+	return func(fs []flow.Ended) {
+		for _, x := range fs {
+			var b bytes.Buffer
+			w, err := flow.NewWriter(&b, flow.FormatJSON, func(int) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write(x.Flow); err != nil {
+				t.Fatal(err)
+			}
+			w.Flush()
+			if _, ok := e.lines[x.Flow.ID]; ok {
+				e.dups++
+			}
+			e.lines[x.Flow.ID] = b.String()
+		}
+	}
+}
+
+func (e *ended) sorted() []string {
+	ids := make([]uint64, 0, len(e.lines))
+	for id := range e.lines {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = e.lines[id]
+	}
+	return out
+}
+
+// The table holds the connections that are alive, not every flow it has
+// seen: across copies of a capture an hour apart, the most flows held at
+// once stays what one copy needs, while every flow still ends exactly
+// once. With no idle timeout, it holds them all, as documented.
+func TestTableHoldsOnlyLiveFlows(t *testing.T) {
+	one := decodeMix(capgen.MixOptions{Seed: 3, Bytes: 8 << 20, Active: 300, MeanPackets: 6})
+	const copies = 4
+	d := shifted(one, copies, time.Hour)
+	for _, tc := range []struct {
+		name string
+		idle time.Duration
+	}{{"default timeouts", flow.DefaultIdleTimeout}, {"never", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &ended{lines: map[uint64]string{}}
+			tb := flow.NewTable(flow.Options{IdleTimeout: tc.idle, OnEnd: e.onEnd(t)})
+			peak := make([]int, copies)
+			for i := range d.recs {
+				tb.Add(&d.recs[i], &d.pkts[i])
+				c := i / len(one.recs)
+				peak[c] = max(peak[c], tb.Live())
+			}
+			tb.Finish()
+			total := int(tb.NextID() - 1)
+			t.Logf("%d flows, most held at once per copy: %v", total, peak)
+			if len(e.lines) != total || e.dups != 0 {
+				t.Fatalf("%d flows ended (%d twice), table made %d", len(e.lines), e.dups, total)
+			}
+			if tb.Live() != 0 {
+				t.Fatalf("%d flows live after Finish", tb.Live())
+			}
+			if tc.idle == 0 {
+				if peak[copies-1] != total {
+					t.Fatalf("no timeout: %d flows held at the end, want all %d", peak[copies-1], total)
+				}
+				return
+			}
+			if peak[0] >= total/copies {
+				t.Fatalf("one copy held all its %d flows at once (peak %d): nothing ended early", total/copies, peak[0])
+			}
+			for c := 1; c < copies; c++ {
+				if peak[c] > peak[0]+peak[0]/4 {
+					t.Errorf("copy %d held %d flows at once, the first %d: the table grows with history", c, peak[c], peak[0])
+				}
+			}
+		})
+	}
+}
+
+// A table stopped anywhere, its state saved with the live flows' records
+// and restored, goes on exactly as one that never stopped: the same flow
+// IDs, counters, states and histories. This is what an index that grows
+// one capture per run rests on.
+func TestTableStateRoundTrip(t *testing.T) {
+	d := decodeMix(capgen.MixOptions{Seed: 11, Bytes: 4 << 20, Active: 200, MeanPackets: 5})
+	want := &ended{lines: map[uint64]string{}}
+	opts := flow.Options{IdleTimeout: 2 * time.Second}
+	whole := opts
+	whole.OnEnd = want.onEnd(t)
+	tb := flow.NewTable(whole)
+	for i := range d.recs {
+		tb.Add(&d.recs[i], &d.pkts[i])
+	}
+	tb.Finish()
+
+	for _, stop := range []int{1, 17, len(d.recs) / 3, len(d.recs) / 2, len(d.recs) - 1} {
+		t.Run(fmt.Sprint(stop), func(t *testing.T) {
+			got := &ended{lines: map[uint64]string{}}
+			o := opts
+			o.OnEnd = got.onEnd(t)
+			a := flow.NewTable(o)
+			for i := range d.recs[:stop] {
+				a.Add(&d.recs[i], &d.pkts[i])
+			}
+			a.EndCapture(0)
+			slots := a.LiveFlows()
+			records := map[uint64]*flow.Flow{}
+			for _, s := range slots {
+				f := new(flow.Flow)
+				a.Snapshot(s, f)
+				records[f.ID] = f
+			}
+			state, err := a.MarshalState(slots)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, err := flow.StateIDs(state)
+			if err != nil || len(ids) != len(slots) {
+				t.Fatalf("StateIDs: %d ids, %v; want %d", len(ids), err, len(slots))
+			}
+			b, err := flow.RestoreTable(o, state, func(id uint64) (*flow.Flow, error) {
+				f, ok := records[id]
+				if !ok {
+					return nil, fmt.Errorf("no record for flow %d", id)
+				}
+				return f, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.NextID() != a.NextID() || b.Live() != a.Live() {
+				t.Fatalf("restored: next ID %d, %d live; saved %d, %d", b.NextID(), b.Live(), a.NextID(), a.Live())
+			}
+			for i := stop; i < len(d.recs); i++ {
+				b.Add(&d.recs[i], &d.pkts[i])
+			}
+			b.Finish()
+			if g, w := got.sorted(), want.sorted(); !slices.Equal(g, w) {
+				for i := range min(len(g), len(w)) {
+					if g[i] != w[i] {
+						t.Fatalf("flow %d of %d/%d differs:\n got %s want %s", i, len(g), len(w), g[i], w[i])
+					}
+				}
+				t.Fatalf("%d flows, want %d", len(g), len(w))
+			}
+		})
+	}
+}
+
+// A damaged or foreign state is refused with ErrState, never restored
+// into a table that would answer wrongly.
+func TestRestoreRefusesDamagedState(t *testing.T) {
+	d := decodeMix(capgen.MixOptions{Seed: 5, Bytes: 1 << 20, Active: 50})
+	a := flow.NewTable(flow.Options{IdleTimeout: time.Minute})
+	for i := range d.recs[:len(d.recs)/2] {
+		a.Add(&d.recs[i], &d.pkts[i])
+	}
+	a.EndCapture(0)
+	slots := a.LiveFlows()
+	if len(slots) == 0 {
+		t.Fatal("no live flows to save")
+	}
+	state, err := a.MarshalState(slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(uint64) (*flow.Flow, error) { return new(flow.Flow), nil }
+	for _, tc := range []struct {
+		name  string
+		state []byte
+	}{
+		{"empty", nil},
+		{"other version", append([]byte("pcapflow-table/0"), state[len("pcapflow-table/3"):]...)},
+		{"truncated", state[:len(state)/2]},
+		{"one byte short", state[:len(state)-1]},
+		{"trailing bytes", append(slices.Clone(state), 0, 1, 2)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := flow.RestoreTable(flow.Options{IdleTimeout: time.Minute}, tc.state, rec)
+			if err == nil || !strings.Contains(err.Error(), flow.ErrState.Error()) {
+				t.Fatalf("err = %v, want ErrState", err)
+			}
+		})
+	}
+}
