@@ -117,11 +117,11 @@ func (l *finalList) emit(w *writer) error {
 // startAttrs collects the attribute keys of flows as they start: A lists
 // and the address pairs of the current segment.
 type startAttrs struct {
-	w         *writer
-	segment   uint64      // first ID of the current segment
-	n         int         // flows in it
-	v4        [2][]uint64 // address<<32 | (ID - segment)
-	v6        [2][]v6pair
+	w       *writer
+	segment uint64      // first ID of the current segment
+	n       int         // flows in it
+	v4      [2][]uint64 // address<<32 | (ID - segment)
+	v6      [2][]v6pair
 	// Values with many distinct values each flow has one of are gathered
 	// as (value, ID) pairs and sorted into lists when written: appending
 	// to one of 65536 lists per flow cost a cache miss or two each.
