@@ -294,8 +294,10 @@ func (b *builder) liveState(sink *storeSink) ([]byte, map[uint64]*liveRec, error
 	for _, id := range ids {
 		live[id] = &liveRec{}
 	}
+	var post postingBuf // reused for every ended flow's re-encoded tail
+	var pool bufPool
 	for first := range restoredBlocks(b.db) {
-		pb, err := b.pendingFrom(first, live)
+		pb, err := b.pendingFrom(first, live, &post, &pool)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -348,7 +350,7 @@ func restoredBlocks(db *pebble.DB) map[uint64]bool {
 // pendingFrom rebuilds a pending block from its provisional keys: the
 // flows not live any more ended before the commit; the records and
 // postings of the live ones go into live.
-func (b *builder) pendingFrom(first uint64, live map[uint64]*liveRec) (*pendingBlock, error) {
+func (b *builder) pendingFrom(first uint64, live map[uint64]*liveRec, post *postingBuf, pool *bufPool) (*pendingBlock, error) {
 	get := func(tag byte) ([]byte, error) {
 		v, c, err := b.db.Get(blockKey{tag, first}.encode())
 		if err != nil {
@@ -398,10 +400,9 @@ func (b *builder) pendingFrom(first uint64, live map[uint64]*liveRec) (*pendingB
 		if f.Peer < f.ID && f.Peer >= first && rb.present&(1<<(f.Peer-first)) != 0 && live[f.Peer] == nil {
 			peer = &rb.flows[f.Peer-first]
 		}
-		var post postingBuf
-		var pool bufPool
+		post.reset()
 		for _, ref := range tl.refs {
-			post.add(ref, &pool)
+			post.add(ref, pool)
 		}
 		pb.put(i, appendEntry(nil, f, pb.base, peer), appendTail(nil, tl.chunks, post.appendChunk(nil, pb.ref)))
 	}
