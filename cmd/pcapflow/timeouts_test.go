@@ -1,0 +1,98 @@
+package main
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcapflow/pcapflow/internal/capgen"
+)
+
+// timeoutCapture has a connection that pauses for 15 minutes and goes
+// on, and one that closes and gets a stray ACK 5 s and then 30 s later.
+func timeoutCapture() *capgen.Capture {
+	c := capgen.New(capgen.Start)
+	srv := capgen.Endpoint{MAC: capgen.MAC(2), IP: netip.MustParseAddr("192.0.2.1"), Port: 80}
+	quiet := c.NewTCP(capgen.Endpoint{MAC: capgen.MAC(1), IP: netip.MustParseAddr("10.0.0.1"), Port: 40000}, srv, 100, 200)
+	quiet.Handshake()
+	quiet.Data(true, []byte("GET / HTTP/1.1\r\n\r\n"))
+	closed := c.NewTCP(capgen.Endpoint{MAC: capgen.MAC(1), IP: netip.MustParseAddr("10.0.0.2"), Port: 40001}, srv, 300, 400)
+	closed.Handshake()
+	closed.Data(true, []byte("x"))
+	closed.Close()
+	c.Clock += int64(5 * time.Second)
+	closed.Ack(true) // within the close timeout: the same flow
+	c.Clock += int64(30 * time.Second)
+	closed.Ack(true) // after it: a new flow
+	c.Clock += int64(15 * time.Minute)
+	quiet.Data(true, []byte("GET /again HTTP/1.1\r\n\r\n"))
+	quiet.Data(false, []byte("HTTP/1.1 200 OK\r\n\r\n"))
+	return c
+}
+
+// The timeouts are a deliberate difference from a table that never
+// forgets (docs/design.md, "Flows end"): by default a connection silent
+// for more than 10 minutes, or a closed one silent for more than 10 s,
+// ends, and a later packet starts new flows; --idle-timeout 0 keeps
+// everything one flow. Index and scan agree, and an index refuses to
+// grow with another setting.
+func TestTimeouts(t *testing.T) {
+	p := writeCapture(t, "timeouts.pcap", timeoutCapture())
+	for _, tc := range []struct {
+		args  []string
+		flows int
+		ids   map[string]string // sport -> the IDs its packets are in
+	}{
+		// quiet: flows 1, 2, then 6, 7 after its pause; closed: 3, 4,
+		// then 5 for the ACK 30 s after the close.
+		{nil, 7, map[string]string{"40000": "1 2 6 7", "40001": "3 4 5"}},
+		{[]string{"--idle-timeout", "0"}, 4, map[string]string{"40000": "1 2", "40001": "3 4"}},
+		{[]string{"--idle-timeout", "20m"}, 5, map[string]string{"40000": "1 2", "40001": "3 4 5"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			idx := filepath.Join(t.TempDir(), "x.pfidx")
+			if r := pcapflow(t, nil, append([]string{"index", "-i", idx}, append(tc.args, p)...)...); r.code != 0 {
+				t.Fatalf("index: %+v", r)
+			}
+			for _, src := range [][]string{append([]string{p}, tc.args...), {"-i", idx}} {
+				for sport, want := range tc.ids {
+					args := append([]string{"flows", "-F", "csv"}, src...)
+					r := pcapflow(t, nil, append(args, "port", sport)...)
+					if r.code != 0 {
+						t.Fatalf("%v: %+v", args, r)
+					}
+					var ids []string
+					for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] { // after the header
+						ids = append(ids, strings.SplitN(l, ",", 2)[0])
+					}
+					if got := strings.Join(ids, " "); got != want {
+						t.Errorf("%v port %s: flows %s, want %s", src, sport, got, want)
+					}
+				}
+				r := pcapflow(t, nil, append([]string{"count"}, src...)...)
+				if !strings.HasPrefix(r.stdout, "flows "+itoa(tc.flows)+" ") {
+					t.Errorf("%v count: %q, want %d flows", src, r.stdout, tc.flows)
+				}
+			}
+		})
+	}
+	// An index made with one setting refuses captures with another.
+	idx := filepath.Join(t.TempDir(), "x.pfidx")
+	if r := pcapflow(t, nil, "index", "-i", idx, "--idle-timeout", "0", p); r.code != 0 {
+		t.Fatalf("index: %+v", r)
+	}
+	more := writeCapture(t, "later.pcap", func() *capgen.Capture {
+		c := timeoutCapture()
+		for i := range c.Packets {
+			c.Packets[i].TS += int64(time.Hour)
+		}
+		return c
+	}())
+	r := pcapflow(t, nil, "index", "-i", idx, more)
+	if r.code != 1 || !strings.Contains(r.stderr, "flow settings differ") || !strings.Contains(r.stderr, "--idle-timeout") {
+		t.Fatalf("adding with other settings: %+v", r)
+	}
+}
+
