@@ -95,4 +95,3 @@ func TestTimeouts(t *testing.T) {
 		t.Fatalf("adding with other settings: %+v", r)
 	}
 }
-
