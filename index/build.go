@@ -74,16 +74,17 @@ func Build(ctx context.Context, dir string, paths []string, opts Options) (*Buil
 	res.NotCaptures = disc.Skipped
 	_, statErr := os.Stat(dir)
 	made := errors.Is(statErr, os.ErrNotExist)
-	db, lf, err := openLocked(dir, true)
+	g := newGuard(dir)
+	db, lf, err := openLocked(dir, true, opts.fs, opts.memtable, g)
 	if err != nil {
 		if made {
 			os.RemoveAll(dir)
 		}
 		return res, err
 	}
-	b := &builder{dir: dir, db: db, opts: &opts, res: res}
+	b := &builder{dir: dir, db: db, g: g, opts: &opts, res: res}
 	err = b.run(ctx, disc.Captures)
-	if cerr := db.Close(); err == nil && cerr != nil {
+	if cerr := g.close(db); err == nil && cerr != nil {
 		err = cerr
 	}
 	lf.Close()
@@ -96,6 +97,7 @@ func Build(ctx context.Context, dir string, paths []string, opts Options) (*Buil
 type builder struct {
 	dir       string
 	db        *pebble.DB
+	g         *guard
 	opts      *Options
 	res       *BuildResult
 	meta      committed
@@ -108,7 +110,7 @@ func (b *builder) setMeta(w *writer, name metaKey, v string) error {
 }
 
 func (b *builder) run(ctx context.Context, paths []string) error {
-	b.w = writer{db: b.db}
+	b.w = writer{db: b.db, g: b.g}
 	m, err := readCommitted(b.db)
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.dir, err)
@@ -206,7 +208,7 @@ func (b *builder) flush() error {
 	if err := b.w.commit(); err != nil {
 		return err
 	}
-	return b.db.Flush()
+	return b.g.flush(b.db)
 }
 
 // ingest reads the new captures into the store and commits.
@@ -426,8 +428,7 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 		return err
 	}
 	killPoint("data-flushed")
-	cw := &writer{db: b.db}
-	cw.batch = b.db.NewBatch()
+	cw := &writer{db: b.db, g: b.g, whole: true}
 	liveSlots := t.LiveFlows()
 	liveIDs := make([]uint64, len(liveSlots))
 	for i, fi := range liveSlots {
@@ -529,11 +530,10 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	if cw.err != nil {
 		return cw.err
 	}
-	if err := cw.batch.Commit(pebble.NoSync); err != nil {
+	if err := cw.commit(); err != nil {
 		return err
 	}
-	cw.batch.Close()
-	if err := b.db.Flush(); err != nil {
+	if err := b.g.flush(b.db); err != nil {
 		return err
 	}
 	b.committed = true
@@ -548,7 +548,7 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 // final keys written for blocks and flows that were provisional.
 func (b *builder) recover() error {
 	m := &b.meta
-	w := &writer{db: b.db}
+	w := &writer{db: b.db, g: b.g}
 	next := m.nextID
 	for _, tag := range []byte{tagFlows, tagTails} {
 		w.deleteRange(blockKey{tag, blockOf(next) + flowBlock}.encode(), []byte{tag + 1})
@@ -596,7 +596,7 @@ func (b *builder) recover() error {
 	if err := w.commit(); err != nil {
 		return err
 	}
-	if err := b.db.Flush(); err != nil {
+	if err := b.g.flush(b.db); err != nil {
 		return err
 	}
 	b.meta.state = "complete"

@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"io"
 	"os"
 	"sync/atomic"
@@ -63,6 +64,9 @@ type Options struct {
 	MaxPackets int64
 	// Decode, when set, overrides the decoder options of Settings.
 	Decode *pcapio.DecodeOptions
+
+	fs       vfs.FS // the store's file system (tests inject faults); nil: the OS's
+	memtable int    // the store's memtable size (tests); 0: the default
 }
 
 func (o *Options) stdin() io.Reader {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable/block"
@@ -16,6 +17,11 @@ import (
 // is exclusive even for read-only opens; ours lets many readers share an
 // index while a writer excludes them all.
 const lockName = "pcapflow.lock"
+
+// ErrReadOnly means captures cannot be added to an index because its
+// directory cannot be written (a read-only mount, no permission); it can
+// still be queried.
+var ErrReadOnly = errors.New("the index is read-only")
 
 // ErrInUse means another process holds the index.
 var ErrInUse = errors.New("index is in use by another pcapflow process")
@@ -38,9 +44,12 @@ type noLockFS struct{ vfs.FS }
 
 func (noLockFS) Lock(string) (io.Closer, error) { return io.NopCloser(nil), nil }
 
-func pebbleOptions(readOnly bool) *pebble.Options {
+func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
+	if fs == nil {
+		fs = vfs.Default
+	}
 	o := &pebble.Options{
-		FS:                 noLockFS{vfs.Default},
+		FS:                 noLockFS{fs},
 		Logger:             quietLogger{},
 		ReadOnly:           readOnly,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -57,7 +66,10 @@ func pebbleOptions(readOnly bool) *pebble.Options {
 		// enough runs have added theirs.
 		o.L0CompactionThreshold = 8
 		o.L0CompactionFileThreshold = 64
-		o.L0StopWritesThreshold = 64
+		// No write stalls inside Pebble: the writer applies the
+		// back-pressure (guard.backpressure), where it can give up.
+		o.L0StopWritesThreshold = 1 << 20
+		o.MemTableStopWritesThreshold = 1 << 20
 	}
 	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
 		return pebble.UniformDBCompressionSettings(block.ZstdCompression)
@@ -66,8 +78,9 @@ func pebbleOptions(readOnly bool) *pebble.Options {
 	return o
 }
 
-// openLocked takes pcapflow.lock and opens the Pebble store.
-func openLocked(dir string, write bool) (*pebble.DB, *os.File, error) {
+// openLocked takes pcapflow.lock and opens the Pebble store; a writable
+// store reports its failures to g.
+func openLocked(dir string, write bool, fs vfs.FS, memtable int, g *guard) (*pebble.DB, *os.File, error) {
 	flag := os.O_RDONLY
 	if write {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -81,6 +94,9 @@ func openLocked(dir string, write bool) (*pebble.DB, *os.File, error) {
 		if os.IsNotExist(err) {
 			return nil, nil, fmt.Errorf("%s: not a pcapflow index (no %s)", dir, lockName)
 		}
+		if write && (errors.Is(err, syscall.EROFS) || errors.Is(err, os.ErrPermission)) {
+			return nil, nil, fmt.Errorf("%s: %w (%w)", dir, ErrReadOnly, err)
+		}
 		return nil, nil, err
 	}
 	if err := lockFile(lf, write); err != nil {
@@ -90,9 +106,32 @@ func openLocked(dir string, write bool) (*pebble.DB, *os.File, error) {
 	if write {
 		killPoint("lock-taken")
 	}
-	db, err := pebble.Open(dir, pebbleOptions(!write))
+	o := pebbleOptions(!write, fs)
+	if memtable > 0 {
+		o.MemTableSize = uint64(memtable)
+	}
+	var db *pebble.DB
+	if write {
+		// Opening writes (a new store's manifest, a replay's flush), and a
+		// failure there is fatal to Pebble: the guard returns it.
+		g.listen(o)
+		dbc := make(chan *pebble.DB, 1)
+		err = g.wait(func() error {
+			d, err := pebble.Open(dir, o)
+			dbc <- d
+			return err
+		})
+		if err == nil {
+			db = <-dbc
+		}
+	} else {
+		db, err = pebble.Open(dir, o)
+	}
 	if err != nil {
 		lf.Close()
+		if errors.Is(err, ErrStore) {
+			return nil, nil, err
+		}
 		return nil, nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	if write {

@@ -15,8 +15,12 @@ const batchSize = 4 << 20
 // writer batches writes to the store.
 type writer struct {
 	db    *pebble.DB
+	g     *guard
 	batch *pebble.Batch
 	err   error // sticky: the first failed write
+	// whole keeps every write in one batch until commit is called: the
+	// batch that commits an index run must be applied atomically.
+	whole bool
 }
 
 func (w *writer) commit() error {
@@ -26,9 +30,17 @@ func (w *writer) commit() error {
 	if w.batch == nil || w.batch.Empty() {
 		return nil
 	}
-	err := w.batch.Commit(pebble.NoSync)
-	w.batch.Close()
+	b := w.batch
 	w.batch = nil
+	// The guard ends the wait if the store fails meanwhile.
+	err := w.g.wait(func() error {
+		err := b.Commit(pebble.NoSync)
+		b.Close()
+		return err
+	})
+	if err == nil {
+		err = w.g.backpressure(w.db)
+	}
 	if err != nil {
 		w.err = err
 	}
@@ -46,7 +58,7 @@ func (w *writer) set(k, v []byte) error {
 		w.err = err
 		return err
 	}
-	if w.batch.Len() > batchSize {
+	if w.batch.Len() > batchSize && !w.whole {
 		return w.commit()
 	}
 	return nil

@@ -59,7 +59,8 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	start := time.Now()
 	res, err := index.Build(ctx, dir, rest, opts)
 	stop()
-	if res != nil {
+	// The summary tells what went in: nothing did when the run failed.
+	if res != nil && err == nil && len(res.Added) > 0 {
 		var flows, packets, nonIP uint64
 		var bytes int64
 		for _, c := range res.Added {
@@ -81,6 +82,8 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "; %d already indexed", len(res.Skipped))
 		}
 		fmt.Fprintln(e.stderr)
+	}
+	if res != nil {
 		if err == nil && len(res.Errors) > 0 {
 			for _, xe := range res.Errors[:len(res.Errors)-1] {
 				fmt.Fprintf(e.stderr, "pcapflow index: %v\n", xe)

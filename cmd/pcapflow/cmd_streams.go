@@ -178,26 +178,23 @@ func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint
 		return 0, usagef("%s exists and is not empty; use --force to write into it", dir)
 	}
 	w := &reasm.DirWriter{Dir: dir, MaxOpen: maxOpen, Header: header}
-	// A new (or empty) directory is written as a hidden staging directory
-	// beside it and renamed into place at the end: DIR appears complete or
-	// not at all. Writing into a directory that holds files already
-	// (--force) falls back to per-file .partial names.
-	var staging string
-	if len(ents) == 0 {
-		if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
-			return 0, err
-		}
-		staging, err = os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(filepath.Clean(dir))+".partial-")
-		if err != nil {
-			return 0, err
-		}
-		if err := os.Chmod(staging, 0o755); err != nil {
-			return 0, err
-		}
-		w.Dir, w.Direct = staging, true
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	// The streams are written into a hidden staging directory beside DIR
+	// and moved into place only when the run succeeds: after a failure
+	// (a full disk, a damaged capture) nothing partial is left and an
+	// existing DIR is as it was.
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return 0, err
 	}
+	staging, err := os.MkdirTemp(parent, "."+filepath.Base(filepath.Clean(dir))+".partial-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(staging) // gone once moved; otherwise what failed
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return 0, err
+	}
+	w.Dir, w.Direct = staging, true
 	files := map[uint64]*reasm.FileStream{}
 	var finishErr error
 	finish := func(id uint64) {
@@ -223,20 +220,30 @@ func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint
 		err = finishErr
 	}
 	if err != nil {
-		w.Abort() // what is left are complete streams
+		w.Abort()
+		return 0, err
 	}
-	if staging != "" {
-		// The finished streams are published even after an error, as they
-		// are with per-file names.
+	return w.Files, publish(staging, dir, len(ents) == 0)
+}
+
+// publish moves a finished staging directory to dir: renamed, when dir is
+// new or empty; file by file into it otherwise (--force; files of the
+// same name are replaced).
+func publish(staging, dir string, empty bool) error {
+	if empty {
 		os.Remove(dir) // empty, if it exists
-		if rerr := os.Rename(staging, dir); rerr != nil {
-			os.RemoveAll(staging)
-			if err == nil {
-				err = rerr
-			}
+		return os.Rename(staging, dir)
+	}
+	ents, err := os.ReadDir(staging)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(staging, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return err
 		}
 	}
-	return w.Files, err
+	return nil
 }
 
 // parseSize reads a byte count with an optional K, M or G (powers of 1024) suffix.

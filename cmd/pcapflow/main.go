@@ -164,6 +164,10 @@ func advice(err error) string {
 		return "; remove the index directory and run 'pcapflow index' again"
 	case errors.Is(err, index.ErrOlder):
 		return "; an index grows in time order: rebuild it from all its captures (rm -r INDEX && pcapflow index -i INDEX CAPTURES...)"
+	case errors.Is(err, index.ErrStore):
+		return "; nothing of this run was committed and the index answers as before it (check the disk: space, errors, a read-only mount)"
+	case errors.Is(err, index.ErrReadOnly):
+		return "; it can still be queried; to add captures, index into a writable copy (cp -r) or another -i DIR"
 	case errors.Is(err, index.ErrSettings):
 		return "; give the same flow options (such as --idle-timeout) as when the index was made, or build another index"
 	}
