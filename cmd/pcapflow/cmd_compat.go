@@ -380,7 +380,7 @@ func compatExtract(ctx context.Context, e *env, src *source, filter, out string)
 		return err
 	}
 	layouts := index.Layouts(src.r)
-	n, err := writeOutput(out, true, e.stdout, func(w io.Writer) (int64, error) {
+	n, err := writeOutput(out, true, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
 		return index.Extract(ctx, src.r, ids, pcapio.NewCopier(w, pcapio.OutputFormat(layouts), layouts))
 	})
 	if err == nil {
@@ -460,7 +460,7 @@ func compatStreams(ctx context.Context, e *env, o *compatOpts, src *source, filt
 		}
 	}
 	if out != "" {
-		_, err := writeOutput(out, true, e.stdout, func(w io.Writer) (int64, error) {
+		_, err := writeOutput(out, true, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
 			sw := &reasm.StreamWriter{W: w, Header: header}
 			a := reasm.NewAssembler(pol, func(id uint64, _ uint8) reasm.Sink { return sw.Sink(id) }, done)
 			setDepths(a)

@@ -65,7 +65,7 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("--format %q: want pcap or pcapng", format)
 	}
-	n, err := writeOutput(out, force, e.stdout, func(w io.Writer) (int64, error) {
+	n, err := writeOutput(out, force, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
 		return index.Extract(ctx, src.r, ids, pcapio.NewCopier(w, of, layouts))
 	})
 	if err != nil {
@@ -78,7 +78,10 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 // writeOutput writes a file through a temporary name and renames it into
 // place on success, so a failed run never leaves a truncated file that
 // looks complete. An existing file is kept unless force is set.
-func writeOutput(path string, force bool, stdout io.Writer, write func(io.Writer) (int64, error)) (int64, error) {
+func writeOutput(path string, force bool, stdout io.Writer, inputs []string, write func(io.Writer) (int64, error)) (int64, error) {
+	if err := refuseOutput(path, inputs); err != nil {
+		return 0, err
+	}
 	if path == "-" {
 		bw := newBufWriter(stdout)
 		n, err := write(bw)

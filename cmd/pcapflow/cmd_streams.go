@@ -122,7 +122,7 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 		if len(ids) > 1 && !header {
 			e.warn(fmt.Errorf("%d streams go into one file without --tcpheader: their bytes interleave in the order they were reassembled", len(ids)))
 		}
-		_, err := writeOutput(out, force, e.stdout, func(w io.Writer) (int64, error) {
+		_, err := writeOutput(out, force, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
 			sw := &reasm.StreamWriter{W: w, Header: header}
 			a := reasm.NewAssembler(pol, func(id uint64, _ uint8) reasm.Sink { return sw.Sink(id) }, done)
 			setDepths(a)
@@ -173,6 +173,9 @@ func streamPolicy(gaps, overlap, maxBuf, maxMem string) (reasm.Policy, error) {
 
 // streamsToDir writes one file per flow into dir.
 func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint64]string, dir string, header, force bool, maxOpen int, pol reasm.Policy, done func(uint64, reasm.Stats), setup func(*reasm.Assembler)) (int, error) {
+	if err := refuseOutput(filepath.Join(dir, "x"), src.inputs()); err != nil {
+		return 0, usagef("refusing to write streams into %s: it is or is inside an index", dir)
+	}
 	ents, err := os.ReadDir(dir)
 	if err == nil && len(ents) > 0 && !force {
 		return 0, usagef("%s exists and is not empty; use --force to write into it", dir)
