@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"testing"
 
@@ -38,6 +39,12 @@ func TestExtractWritesEachRecordOnce(t *testing.T) {
 			}
 			if got := countRecords(t, out); got != want {
 				t.Errorf("%s (indexed %v): extracted %d records from a %d-record capture", tc.file, indexed, got, want)
+			}
+			// count counts the same records: each frame once.
+			r := pcapflow(t, nil, append(append([]string{"count", "-F", "json"}, src...), tc.args...)...)
+			var c struct{ Flows, Packets int }
+			if err := json.Unmarshal([]byte(r.stdout), &c); err != nil || c.Packets != want || c.Flows < 2 {
+				t.Errorf("%s (indexed %v): count says %s, the capture has %d records", tc.file, indexed, r.stdout, want)
 			}
 		}
 	}

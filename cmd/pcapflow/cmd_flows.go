@@ -36,7 +36,10 @@ FILTER is the filter language of docs/query.md, e.g. 'port 80 and not host 10.0.
 
 const countUsage = `usage: pcapflow count [-i INDEX] [CAPTURE...] [-F text|json] [FILTER...]
 
-Print how many flows match FILTER and their packets and bytes.
+Print how many flows match FILTER, and the packets (capture records) and
+bytes (wire lengths) of those flows, each record counted once: a frame
+in a tunnel belongs to the tunnel's flow and to the flow it carries, and
+counts once when both match. -F json prints {"flows":N,"packets":N,"bytes":N}.
 `
 
 const explainUsage = `usage: pcapflow explain [-i INDEX] [CAPTURE...] FILTER...
@@ -299,9 +302,21 @@ func runCount(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer src.Close()
+	// packets and bytes count each capture record once: a flow inside a
+	// tunnel is carried by the frames of its outer flow, so when both are
+	// selected the inner one adds nothing. (Outer is the flow that carried
+	// the inner flow's first packet; IDs come in first-packet order, so it
+	// is seen first.)
 	var flows, packets, bytes uint64
+	selected := make([]uint64, src.r.NumFlows()/64+1)
 	err = query.Select(ctx, src.r, expr, func(f *flow.Flow) error {
 		flows++
+		if f.ID/64 < uint64(len(selected)) {
+			selected[f.ID/64] |= 1 << (f.ID % 64)
+		}
+		if f.Depth > 0 && f.Outer/64 < uint64(len(selected)) && selected[f.Outer/64]&(1<<(f.Outer%64)) != 0 {
+			return nil
+		}
 		packets += f.Packets
 		bytes += f.Bytes
 		return nil
