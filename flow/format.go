@@ -21,33 +21,70 @@ type Writer interface {
 type Format string
 
 const (
-	FormatText Format = "text"
-	FormatJSON Format = "json"
-	FormatCSV  Format = "csv"
+	FormatText Format = "text" // a table for people (the default)
+	FormatSeed Format = "seed" // pcap_flow's line, as compat prints it
+	FormatJSON Format = "json" // JSON lines, SPEC.md's fields
+	FormatCSV  Format = "csv"  // the JSON fields as columns
 )
 
-// NewWriter returns a writer of the given format. captureName maps a
-// flow's Capture index to the name printed in the "capture" field.
-func NewWriter(w io.Writer, format Format, captureName func(int) string) (Writer, error) {
+// WriterOptions configure a Writer and a ConvWriter.
+type WriterOptions struct {
+	// CaptureName maps a flow's Capture index to the name printed in the
+	// "capture" field (nil: none).
+	CaptureName func(int) string
+	// Location is the time zone of the text table's dates (nil: UTC).
+	// JSON, CSV and seed times are always UTC.
+	Location *time.Location
+	// Captures adds the capture column to the text table (for listings
+	// of several captures).
+	Captures bool
+}
+
+func (o *WriterOptions) name(i int) string {
+	if o.CaptureName == nil {
+		return ""
+	}
+	return o.CaptureName(i)
+}
+
+// NewWriter returns a writer of the given format.
+func NewWriter(w io.Writer, format Format, o *WriterOptions) (Writer, error) {
+	if o == nil {
+		o = &WriterOptions{}
+	}
 	bw := bufio.NewWriterSize(w, 256<<10)
 	switch format {
 	case FormatText:
-		return &textWriter{w: bw}, nil
+		return newTableWriter(bw, flowColumns(o), func(f *Flow, row []string) []string { return flowRow(f, o, row) }), nil
+	case FormatSeed:
+		return &seedWriter{w: bw}, nil
 	case FormatJSON:
-		return &jsonWriter{w: bw, name: captureName}, nil
+		return &jsonWriter{w: bw, o: o}, nil
 	case FormatCSV:
-		return &csvWriter{w: bw, name: captureName}, nil
+		return &csvWriter{w: bw, o: o}, nil
 	}
-	return nil, fmt.Errorf("unknown format %q (want text, json or csv)", format)
+	return nil, fmt.Errorf("unknown format %q (want text, seed, json or csv)", format)
 }
 
 // JSONFields are the names of the JSON object members and CSV columns,
 // in order.
 var JSONFields = []string{"id", "peer", "proto", "src", "dst", "sport", "dport", "src_mac", "dst_mac",
-	"vlan", "tunnel", "packets", "bytes", "payload_bytes", "first", "last", "capture", "flags", "state", "history",
+	"vlan", "tunnel", "packets", "bytes", "payload_bytes", "first", "last", "duration", "capture", "flags", "state", "history",
 	"missing_bytes", "retrans_bytes", "overlap_bytes", "community_id"}
 
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// AppendSeconds formats a duration in ns as seconds with nine decimals
+// (Zeek's duration, exactly).
+func AppendSeconds(b []byte, ns int64) []byte {
+	if ns < 0 {
+		ns = 0
+	}
+	b = strconv.AppendInt(b, ns/1e9, 10)
+	b = append(b, '.')
+	frac := strconv.AppendInt(nil, ns%1e9+1e9, 10)
+	return append(b, frac[1:]...)
+}
 
 // AppendTime formats ns since the epoch as RFC 3339 in UTC with all nine
 // fractional digits.
@@ -63,9 +100,9 @@ func macString(m [6]byte, ok bool) string {
 }
 
 type jsonWriter struct {
-	w    *bufio.Writer
-	name func(int) string
-	b    []byte
+	o *WriterOptions
+	w *bufio.Writer
+	b []byte
 }
 
 func appendJSONString(b []byte, s string) []byte { return strconv.AppendQuote(b, s) }
@@ -120,8 +157,10 @@ func (j *jsonWriter) Write(f *Flow) error {
 	b = AppendTime(b, f.First)
 	b = append(b, `","last":"`...)
 	b = AppendTime(b, f.Last)
-	b = append(b, `","capture":`...)
-	b = appendJSONString(b, j.name(f.Capture))
+	b = append(b, `","duration":`...)
+	b = AppendSeconds(b, f.Last-f.First)
+	b = append(b, `,"capture":`...)
+	b = appendJSONString(b, j.o.name(f.Capture))
 	if k.Proto == 6 {
 		b = append(b, `,"flags":"`...)
 		b = append(b, FlagLetters(f.TCPFlags)...)
@@ -153,7 +192,7 @@ func (j *jsonWriter) Flush() error { return j.w.Flush() }
 // the scan itself on a listing of 1.7 million flows.
 type csvWriter struct {
 	w      *bufio.Writer
-	name   func(int) string
+	o      *WriterOptions
 	header bool
 	b      []byte
 }
@@ -245,7 +284,9 @@ func (c *csvWriter) Write(f *Flow) error {
 	b = append(b, ',')
 	b = AppendTime(b, f.Last)
 	b = append(b, ',')
-	b = appendCSVField(b, c.name(f.Capture))
+	b = AppendSeconds(b, f.Last-f.First)
+	b = append(b, ',')
+	b = appendCSVField(b, c.o.name(f.Capture))
 	b = append(b, ',')
 	if k.Proto == 6 {
 		b = append(b, FlagLetters(f.TCPFlags)...)
@@ -292,49 +333,6 @@ func appendMAC(b []byte, m [6]byte, ok bool) []byte {
 			b = append(b, ':')
 		}
 		b = append(b, hex[x>>4], hex[x&0xf])
-	}
-	return b
-}
-
-// textWriter prints the seed tool's line layout:
-//
-//	FlowID:        1 | TCP  02:00:00:00:00:01 -> 02:00:00:00:00:02 |  10.  0.  0.  1 ->  10.  0.  0.  2 |  40000 ->     80  |   10 Pkts   3500 Bytes  | 10:00:00.000.000.000 -> 10:00:00.022.002.000 : 00:00:00.022.002.000
-//
-// IPv4 octets are padded as the seed pads them; IPv6 addresses are printed
-// in their compressed form. Times are UTC.
-type textWriter struct {
-	w *bufio.Writer
-	b []byte
-}
-
-func (t *textWriter) Write(f *Flow) error {
-	t.b = AppendText(t.b[:0], f)
-	t.b = append(t.b, '\n')
-	_, err := t.w.Write(t.b)
-	return err
-}
-
-func (t *textWriter) Flush() error { return t.w.Flush() }
-
-// AppendText appends the seed-style text line of a flow (without newline).
-func AppendText(b []byte, f *Flow) []byte {
-	k := &f.Key
-	b = fmt.Appendf(b, "FlowID: %8d | %-4s ", f.ID, upperProto(k.Proto))
-	b = fmt.Appendf(b, "%s -> %s | ", textMAC(f.SrcMAC, f.HasSrcMAC), textMAC(f.DstMAC, f.HasDstMAC))
-	b = appendPaddedAddr(b, k.SrcAddr())
-	b = append(b, " -> "...)
-	b = appendPaddedAddr(b, k.DstAddr())
-	b = fmt.Appendf(b, " | %6d -> %6d  | %16d Pkts %16d Bytes  | ", k.SrcPort, k.DstPort, f.Packets, f.Bytes)
-	b = AppendClock(b, f.First)
-	b = append(b, " -> "...)
-	b = AppendClock(b, f.Last)
-	b = append(b, " : "...)
-	b = AppendDuration(b, f.Last-f.First)
-	if k.NumVLAN > 0 {
-		b = fmt.Appendf(b, " | VLAN %v", k.VLANs())
-	}
-	if k.TunnelType != 0 {
-		b = fmt.Appendf(b, " | in %s %d (flow %d)", k.TunnelType, k.TunnelID, f.Outer)
 	}
 	return b
 }

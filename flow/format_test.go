@@ -42,8 +42,8 @@ func TestCSVMatchesJSON(t *testing.T) {
 	names := []string{"plain.pcap", `odd, "name".pcap`, " leading space.pcap"}
 	name := func(i int) string { return names[i] }
 	var cb, jb bytes.Buffer
-	cw, _ := flow.NewWriter(&cb, flow.FormatCSV, name)
-	jw, _ := flow.NewWriter(&jb, flow.FormatJSON, name)
+	cw, _ := flow.NewWriter(&cb, flow.FormatCSV, &flow.WriterOptions{CaptureName: name})
+	jw, _ := flow.NewWriter(&jb, flow.FormatJSON, &flow.WriterOptions{CaptureName: name})
 	for i := range flows {
 		cw.Write(&flows[i])
 		jw.Write(&flows[i])
@@ -58,6 +58,7 @@ func TestCSVMatchesJSON(t *testing.T) {
 		t.Fatalf("header %v", rows[0])
 	}
 	dec := json.NewDecoder(&jb)
+	dec.UseNumber()
 	for i, row := range rows[1:] {
 		var obj map[string]any
 		if err := dec.Decode(&obj); err != nil {
@@ -81,8 +82,8 @@ func csvValue(field string, obj map[string]any) string {
 		return ""
 	}
 	switch v := v.(type) {
-	case float64:
-		return fmt.Sprint(uint64(v))
+	case json.Number:
+		return v.String()
 	case []any: // vlan
 		var s []string
 		for _, x := range v {

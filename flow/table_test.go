@@ -40,7 +40,7 @@ func (e *ended) onEnd(t *testing.T) func([]flow.Ended) {
 	return func(fs []flow.Ended) {
 		for _, x := range fs {
 			var b bytes.Buffer
-			w, err := flow.NewWriter(&b, flow.FormatJSON, func(int) string { return "" })
+			w, err := flow.NewWriter(&b, flow.FormatJSON, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

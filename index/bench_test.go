@@ -165,7 +165,7 @@ func BenchmarkExtractFlow(b *testing.B) {
 	var bytes int64
 	for i := 0; i < b.N; i++ {
 		cw := &countWriter{}
-		if _, err := index.Extract(context.Background(), s, []uint64{big}, pcapio.NewCopier(cw, pcapio.FormatPcap, layouts)); err != nil {
+		if _, err := index.Extract(context.Background(), s, []uint64{big}, pcapio.NewCopier(cw, pcapio.FormatPcap, layouts), index.Window{}); err != nil {
 			b.Fatal(err)
 		}
 		bytes = cw.n

@@ -49,7 +49,7 @@ func jsonOf(t *testing.T, r index.Reader) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	names := func(i int) string { return r.Captures()[i].Name }
-	w, _ := flow.NewWriter(&b, flow.FormatJSON, names)
+	w, _ := flow.NewWriter(&b, flow.FormatJSON, &flow.WriterOptions{CaptureName: names})
 	if err := r.Flows(context.Background(), nil, func(f *flow.Flow) error { return w.Write(f) }); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func extractAll(t *testing.T, r index.Reader, ids []uint64) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	layouts := index.Layouts(r)
-	if _, err := index.Extract(context.Background(), r, ids, pcapio.NewCopier(&b, pcapio.OutputFormat(layouts), layouts)); err != nil {
+	if _, err := index.Extract(context.Background(), r, ids, pcapio.NewCopier(&b, pcapio.OutputFormat(layouts), layouts), index.Window{}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -238,17 +238,26 @@ func Layouts(r Reader) []*pcapio.Layout {
 	return out
 }
 
-// Extract writes the records of flows ids to cp (see Records for the
-// order) and returns how many it wrote. A record that belongs to several
-// of the flows (a tunnelled frame is in its tunnel's flow and in the flow
-// it carries) is written once.
-func Extract(ctx context.Context, r Reader, ids []uint64, cp *pcapio.Copier) (int64, error) {
+// Window is a span of packet time, ns since the epoch: From <= ts <
+// To; a zero bound is open.
+type Window struct{ From, To int64 }
+
+// Contains reports whether ts lies in the window.
+func (w Window) Contains(ts int64) bool {
+	return (w.From == 0 || ts >= w.From) && (w.To == 0 || ts < w.To)
+}
+
+// Extract writes the records of flows ids inside the window to cp (see
+// Records for the order) and returns how many it wrote. A record that
+// belongs to several of the flows (a tunnelled frame is in its tunnel's
+// flow and in the flow it carries) is written once.
+func Extract(ctx context.Context, r Reader, ids []uint64, cp *pcapio.Copier, w Window) (int64, error) {
 	var n int64
 	lastCap, lastIdx := -1, int64(-1)
 	err := Records(ctx, r, ids, func(ci int, _ uint64, rec *pcapio.Record) error {
 		// The copies of a record shared by several flows come one after
 		// the other.
-		if ci == lastCap && rec.Index == lastIdx {
+		if ci == lastCap && rec.Index == lastIdx || !w.Contains(rec.Timestamp) {
 			return nil
 		}
 		lastCap, lastIdx = ci, rec.Index

@@ -26,6 +26,9 @@ type Assembler struct {
 	// Decode tunes the decoder (VXLAN ports).
 	Decode *pcapio.DecodeOptions
 	Stats  AssemblerStats
+	// OnGap, when set, is told of every hole a TCP stream gives up: n
+	// bytes missing at stream offset off of flow (Stream.OnGap).
+	OnGap func(flow, off, n uint64)
 }
 
 // Expect tells the assembler which flows will be fed. When their IDs
@@ -123,6 +126,9 @@ func (a *Assembler) Record(id uint64, rec *pcapio.Record) error {
 		sink := a.open(id, p.Proto)
 		if p.Proto == pcapio.ProtoTCP {
 			fs.tcp = NewStream(a.pol, sink)
+			if a.OnGap != nil {
+				fs.tcp.OnGap = func(off, n uint64) { a.OnGap(id, off, n) }
+			}
 		} else {
 			fs.sink = sink
 		}

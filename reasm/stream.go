@@ -63,6 +63,10 @@ type Stream struct {
 	stats      Stats
 	err        error
 	lastTS     int64
+	// OnGap, when set, is told of every hole given up: n bytes missing
+	// at stream offset off (the first data byte is 1), whatever the gap
+	// policy makes of them.
+	OnGap func(off, n uint64)
 }
 
 // NewStream returns a stream that delivers to sink.
@@ -365,6 +369,9 @@ func (s *Stream) gap(ts int64, n uint64) {
 	}
 	s.stats.Gaps++
 	s.stats.MissingBytes += n
+	if s.OnGap != nil {
+		s.OnGap(s.next, n)
+	}
 	// Whatever a hole becomes, its bytes were never received: a late copy
 	// of them is compared with nothing, not with filler zeros.
 	defer func() { s.recent = s.recent[:0] }()

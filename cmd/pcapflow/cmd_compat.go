@@ -7,17 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/pcapflow/pcapflow/flow"
-	"github.com/pcapflow/pcapflow/index"
-	"github.com/pcapflow/pcapflow/pcapio"
-	"github.com/pcapflow/pcapflow/query"
-	"github.com/pcapflow/pcapflow/reasm"
+	"github.com/pcapflow/pcapflow"
 )
 
 const compatUsage = `usage: pcapflow compat [pcap_flow options] CAPTURE
@@ -341,7 +336,7 @@ func runCompat(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	return src.finish(nil)
+	return finish(src, nil)
 }
 
 func streamSel(ids []uint64) string {
@@ -353,45 +348,38 @@ func streamSel(ids []uint64) string {
 }
 
 // openCompatSource is openSource with pcap_flow's packet limit.
-func openCompatSource(ctx context.Context, e *env, cf *commonFlags, capture string, keep bool, max int64) (*source, error) {
+func openCompatSource(ctx context.Context, e *env, cf *commonFlags, capture string, keep bool, max int64) (*pcapflow.Archive, error) {
 	if max == 0 {
 		return openSource(ctx, e, cf, []string{capture}, keep)
 	}
-	opts := index.ScanOptions{KeepPackets: keep}
-	opts.Warn, opts.Stdin, opts.MaxPackets = e.warn, e.stdin, max
-	m, err := index.Scan(ctx, []string{capture}, opts)
-	if m == nil || (err != nil && len(m.Captures()) == 0) {
+	opts := &pcapflow.ScanOptions{Warn: e.warn, Stdin: e.stdin, MaxPackets: max, FlowsOnly: !keep}
+	a, err := pcapflow.Scan(ctx, []string{capture}, opts)
+	if a == nil {
 		return nil, err
 	}
-	s := &source{r: m, scanErr: err}
-	for _, c := range m.Captures() {
-		s.names = append(s.names, c.Name)
-	}
-	return s, nil
+	return a, nil
 }
 
-func compatExtract(ctx context.Context, e *env, src *source, filter, out string) error {
-	expr, err := query.Parse(filter)
+func compatExtract(ctx context.Context, e *env, src *pcapflow.Archive, filter, out string) error {
+	if err := checkOutput(src, out); err != nil {
+		return err
+	}
+	ids, err := src.IDs(ctx, pcapflow.Query{Filter: filter})
 	if err != nil {
 		return err
 	}
-	ids, err := query.SelectIDs(ctx, src.r, expr)
-	if err != nil {
-		return err
-	}
-	layouts := index.Layouts(src.r)
-	n, err := writeOutput(out, true, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
-		return index.Extract(ctx, src.r, ids, pcapio.NewCopier(w, pcapio.OutputFormat(layouts), layouts))
+	n, err := writeOutput(src, out, true, e.stdout, func(w io.Writer) (int64, error) {
+		return src.Extract(ctx, w, ids, nil)
 	})
 	if err == nil {
-		fmt.Fprintf(e.stderr, "extracted %d packets of %d flows to %s\n", n, len(ids), out)
+		fmt.Fprintf(e.stderr, "extracted %d %s of %d %s to %s\n", n, plural(uint64(n), "packet", "packets"), len(ids), pluralInt(len(ids), "flow", "flows"), out)
 	}
 	return err
 }
 
 // compatName is pcap_flow's stream file name: PREFIX_srcmac->dstmac_
 // srcip->dstip_sport->dport, IPv4 octets and ports padded as it pads them.
-func compatName(f *flow.Flow) string {
+func compatName(f *pcapflow.Flow) string {
 	k := &f.Key
 	mac := func(m [6]byte, ok bool) string {
 		if !ok {
@@ -412,14 +400,7 @@ func compatName(f *flow.Flow) string {
 
 // compatStreams writes the streams of the flows filter selects: to the
 // single file out, or one file per flow named PREFIX_... after prefix.
-func compatStreams(ctx context.Context, e *env, o *compatOpts, src *source, filter, out, prefix, defaultBase string, header bool) error {
-	expr, err := query.Parse(filter)
-	if err != nil {
-		return err
-	}
-	var ids []uint64
-	names := map[uint64]string{}
-	depths := map[uint64]uint8{}
+func compatStreams(ctx context.Context, e *env, o *compatOpts, src *pcapflow.Archive, filter, out, prefix, defaultBase string, header bool) error {
 	dir, base := ".", defaultBase
 	if prefix != "" {
 		if st, err := os.Stat(prefix); (err == nil && st.IsDir()) || strings.HasSuffix(prefix, "/") {
@@ -428,10 +409,22 @@ func compatStreams(ctx context.Context, e *env, o *compatOpts, src *source, filt
 			dir, base = filepath.Dir(prefix), filepath.Base(prefix)
 		}
 	}
+	if out != "" {
+		if err := checkOutput(src, out); err != nil {
+			return err
+		}
+	} else if err := src.CheckOutput(filepath.Join(dir, "x")); err != nil {
+		return usagef("refusing to write streams into %s: it is or is inside an index", dir)
+	}
+	var ids []uint64
+	names := map[uint64]string{}
 	used := map[string]int{}
-	err = query.Select(ctx, src.r, expr, func(f *flow.Flow) error {
+	for f, err := range src.Flows(ctx, pcapflow.Query{Filter: filter}) {
+		if err != nil {
+			return err
+		}
 		if o.sizeMin > 0 && f.PayloadBytes <= uint64(o.sizeMin) {
-			return nil // pcap_flow's --flow-size-min
+			continue // pcap_flow's --flow-size-min
 		}
 		ids = append(ids, f.ID)
 		name := base + "_" + compatName(f)
@@ -444,115 +437,54 @@ func compatStreams(ctx context.Context, e *env, o *compatOpts, src *source, filt
 			used[name] = 1
 		}
 		names[f.ID] = name
-		depths[f.ID] = f.Depth
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	pol, _ := streamPolicy("skip", "first", "4M", "256M")
-	var delivered uint64
-	done := func(_ uint64, st reasm.Stats) { delivered += st.Delivered }
-	setDepths := func(a *reasm.Assembler) {
-		a.Expect(ids)
-		for id, d := range depths {
-			a.SetDepth(id, d)
-		}
-	}
+	so := &pcapflow.StreamOptions{Header: header}
 	if out != "" {
-		_, err := writeOutput(out, true, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
-			sw := &reasm.StreamWriter{W: w, Header: header}
-			a := reasm.NewAssembler(pol, func(id uint64, _ uint8) reasm.Sink { return sw.Sink(id) }, done)
-			setDepths(a)
-			err := index.Records(ctx, src.r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
-			if cerr := a.Close(); err == nil {
-				err = cerr
-			}
-			return sw.Bytes, err
+		var res pcapflow.StreamsResult
+		_, err := writeOutput(src, out, true, e.stdout, func(w io.Writer) (int64, error) {
+			var err error
+			res, err = src.WriteStreams(ctx, w, ids, so)
+			return res.Bytes, err
 		})
 		if err == nil {
-			fmt.Fprintf(e.stderr, "wrote %d bytes of %d streams to %s\n", delivered, len(ids), out)
+			fmt.Fprintf(e.stderr, "wrote %d bytes of %d %s to %s\n", res.Totals.Delivered, len(ids), pluralInt(len(ids), "stream", "streams"), out)
 		}
 		return err
 	}
-	n, err := streamsToDir(ctx, src, ids, names, dir, header, true, 256, pol, done, setDepths)
+	res, err := src.StreamsToDir(ctx, dir, ids, so, &pcapflow.DirOptions{Force: true, MaxOpen: 256,
+		Name: func(f *pcapflow.Flow) string { return names[f.ID] }})
 	if err == nil {
-		fmt.Fprintf(e.stderr, "wrote %d stream files (%d bytes) to %s\n", n, delivered, dir)
+		fmt.Fprintf(e.stderr, "wrote %d stream %s (%d bytes) to %s\n", res.Files, pluralInt(res.Files, "file", "files"), res.Totals.Delivered, dir)
 	}
 	return err
 }
 
 // compatDisplay prints pcap_flow's listing: ascending packet count, then
 // flow ID; the first column is the rank among all flows, shown or not.
-func compatDisplay(ctx context.Context, e *env, src *source, packetMin uint64) error {
-	var flows []flow.Flow
-	err := src.r.Flows(ctx, nil, func(f *flow.Flow) error {
-		flows = append(flows, *f)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	sort.SliceStable(flows, func(i, j int) bool {
-		if flows[i].Packets != flows[j].Packets {
-			return flows[i].Packets < flows[j].Packets
-		}
-		return flows[i].ID < flows[j].ID
-	})
+func compatDisplay(ctx context.Context, e *env, src *pcapflow.Archive, packetMin uint64) error {
 	w := newBufWriter(e.stdout)
 	var b []byte
-	for rank := range flows {
-		f := &flows[rank]
-		if f.Packets < packetMin {
-			continue
+	rank := 0
+	for f, err := range src.Flows(ctx, pcapflow.Query{Sort: pcapflow.SortPackets}) {
+		if err != nil {
+			return err
 		}
-		b = fmt.Appendf(b[:0], "%5d ", rank)
-		b = compatLine(b, f)
-		b = append(b, '\n')
-		w.Write(b)
+		if f.Packets >= packetMin {
+			b = fmt.Appendf(b[:0], "%5d ", rank)
+			b = pcapflow.AppendSeed(b, f)
+			b = append(b, '\n')
+			w.Write(b)
+		}
+		rank++
 	}
 	return w.Flush()
-}
-
-// compatLine is the README's line layout.
-func compatLine(b []byte, f *flow.Flow) []byte {
-	k := &f.Key
-	proto := "TCP"
-	switch k.Proto {
-	case 17:
-		proto = "UDP"
-	case 6:
-	default:
-		proto = strings.ToUpper(flow.ProtoName(k.Proto))
-	}
-	mac := func(m [6]byte, ok bool) string {
-		if !ok {
-			return "00:00:00:00:00:00"
-		}
-		return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
-	}
-	ip := func(a netip.Addr) string {
-		if a.Is4() {
-			o := a.As4()
-			return fmt.Sprintf("%3d.%3d.%3d.%3d", o[0], o[1], o[2], o[3])
-		}
-		return a.String()
-	}
-	b = fmt.Appendf(b, "FlowID: %8d | %-4s %s -> %s | %s -> %s | %6d -> %6d  | %16d Pkts %16d Bytes  |  ",
-		f.ID, proto, mac(f.SrcMAC, f.HasSrcMAC), mac(f.DstMAC, f.HasDstMAC), ip(k.SrcAddr()), ip(k.DstAddr()),
-		k.SrcPort, k.DstPort, f.Packets, f.Bytes)
-	b = flow.AppendClock(b, f.First)
-	b = append(b, " -> "...)
-	b = flow.AppendClock(b, f.Last)
-	b = append(b, " : "...)
-	return flow.AppendDuration(b, f.Last-f.First)
 }
 
 // compatProgress prints pcap_flow's progress line on stderr about once a
 // second while a capture is read (it starts after the first second, so
 // short runs print nothing).
 func (e *env) compatProgress(capture string, size int64) func() {
-	p := &index.Progress{}
+	p := &pcapflow.Progress{}
 	e.compatPr = p
 	done := make(chan struct{})
 	var wg sync.WaitGroup

@@ -6,38 +6,93 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/pcapflow/pcapflow/index"
-	"github.com/pcapflow/pcapflow/pcapio"
-	"github.com/pcapflow/pcapflow/query"
+	"github.com/pcapflow/pcapflow"
 )
 
-const extractUsage = `usage: pcapflow extract [-i INDEX] [CAPTURE...] -w OUT [FILTER...]
+const extractUsage = `usage: pcapflow extract [-i INDEX] [CAPTURE...] -w OUT [options] [FILTER...]
 
 Write the packets of the flows that match FILTER to OUT, byte for byte as
-they are in the capture, in capture order (merged by timestamp across
-captures). From an index only those packets are read. OUT is pcap, or
-pcapng when a capture is pcapng or link types differ; -w - writes to
+they are in the capture, each once, in capture order (merged by timestamp
+across captures). From an index only those packets are read. OUT is pcap,
+or pcapng when a capture is pcapng or link types differ; -w - writes to
 standard output.
 
 options:
   -w OUT            output file ("-" for standard output)
   --format pcap|pcapng   force the output format
-  --force           overwrite OUT if it exists
+  --from T, --to T  keep only packets from T (inclusive) to T (exclusive),
+                    as editcap -A/-B: the filter picks flows, the window
+                    trims their packets. T is RFC 3339 (2024-05-01T10:00:00Z),
+                    "2024-05-01 10:00:00" in --tz, or Unix seconds
+  --force           overwrite OUT if it exists (never a capture being read)
   -i INDEX          answer from this index
 `
 
+// window reads --from and --to.
+func window(from, to string, cf *commonFlags) (pcapflow.Window, error) {
+	var w pcapflow.Window
+	loc, err := cf.location()
+	if err != nil {
+		return w, err
+	}
+	if from != "" {
+		if w.From, err = parseTime(from, loc); err != nil {
+			return w, usagef("--from: %v", err)
+		}
+	}
+	if to != "" {
+		if w.To, err = parseTime(to, loc); err != nil {
+			return w, usagef("--to: %v", err)
+		}
+	}
+	if !w.From.IsZero() && !w.To.IsZero() && !w.From.Before(w.To) {
+		return w, usagef("--from %s is not before --to %s", from, to)
+	}
+	return w, nil
+}
+
+// parseTime reads a time as people write one: RFC 3339, a date and time
+// in loc, or Unix seconds with a fraction.
+func parseTime(s string, loc *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	sec, frac, hasFrac := strings.Cut(s, ".")
+	if n, err := strconv.ParseInt(sec, 10, 64); err == nil {
+		ns := int64(0)
+		if hasFrac {
+			v, err := strconv.ParseUint(frac, 10, 64)
+			if err != nil || len(frac) > 9 {
+				return time.Time{}, fmt.Errorf("%q: not a time", s)
+			}
+			for i := len(frac); i < 9; i++ {
+				v *= 10
+			}
+			ns = int64(v)
+		}
+		return time.Unix(n, ns).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%q: not a time (want RFC 3339, \"2006-01-02 15:04:05\" or Unix seconds)", s)
+}
+
 func runExtract(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
-	var out, format string
+	var out, format, from, to string
 	var force bool
 	fs := flag.NewFlagSet("extract", flag.ContinueOnError)
 	fs.StringVar(&out, "w", "", "")
 	fs.StringVar(&format, "format", "", "")
+	fs.StringVar(&from, "from", "", "")
+	fs.StringVar(&to, "to", "", "")
 	fs.BoolVar(&force, "force", false, "")
 	src, expr, err := prepare(ctx, e, fs, &cf, args, true)
 	if err != nil {
@@ -47,41 +102,53 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 	if out == "" {
 		return usagef("extract needs -w OUT")
 	}
-	ids, err := query.SelectIDs(ctx, src.r, expr)
+	opts := &pcapflow.ExtractOptions{}
+	if opts.Window, err = window(from, to, &cf); err != nil {
+		return err
+	}
+	switch format {
+	case "":
+		opts.Format = src.OutputFormat()
+	case "pcap":
+		opts.Format = pcapflow.FormatPcap
+	case "pcapng":
+		opts.Format = pcapflow.FormatPcapNG
+	default:
+		return usagef("--format %q: want pcap or pcapng", format)
+	}
+	if err := checkOutput(src, out); err != nil {
+		return err
+	}
+	ids, err := src.IDs(ctx, pcapflow.Query{Expr: expr})
 	if err != nil {
 		return err
 	}
 	if len(ids) == 0 {
 		e.warn(noMatch(expr))
 	}
-	layouts := index.Layouts(src.r)
-	of := pcapio.OutputFormat(layouts)
-	switch format {
-	case "":
-	case "pcap":
-		of = pcapio.FormatPcap
-	case "pcapng":
-		of = pcapio.FormatPcapNG
-	default:
-		return usagef("--format %q: want pcap or pcapng", format)
-	}
-	n, err := writeOutput(out, force, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
-		return index.Extract(ctx, src.r, ids, pcapio.NewCopier(w, of, layouts))
+	n, err := writeOutput(src, out, force, e.stdout, func(w io.Writer) (int64, error) {
+		return src.Extract(ctx, w, ids, opts)
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "extracted %d packets of %d flows to %s (%s)\n", n, len(ids), out, of)
-	return src.finish(nil)
+	fmt.Fprintf(e.stderr, "extracted %d %s of %d %s to %s (%s)\n", n, plural(uint64(n), "packet", "packets"),
+		len(ids), pluralInt(len(ids), "flow", "flows"), out, opts.Format)
+	return finish(src, nil)
 }
 
-// writeOutput writes a file through a temporary name and renames it into
-// place on success, so a failed run never leaves a truncated file that
-// looks complete. An existing file is kept unless force is set.
-func writeOutput(path string, force bool, stdout io.Writer, inputs []string, write func(io.Writer) (int64, error)) (int64, error) {
-	if err := refuseOutput(path, inputs); err != nil {
-		return 0, err
+// checkOutput refuses, before any work, an output that is an input.
+func checkOutput(src *pcapflow.Archive, path string) error {
+	if err := src.CheckOutput(path); err != nil {
+		return usagef("refusing to write %v", err)
 	}
+	return nil
+}
+
+// writeOutput writes standard output ("-") or a file through the
+// archive's CreateOutput (a temporary name renamed into place; an
+// existing file kept unless force).
+func writeOutput(src *pcapflow.Archive, path string, force bool, stdout io.Writer, write func(io.Writer) (int64, error)) (int64, error) {
 	if path == "-" {
 		bw := newBufWriter(stdout)
 		n, err := write(bw)
@@ -90,93 +157,20 @@ func writeOutput(path string, force bool, stdout io.Writer, inputs []string, wri
 		}
 		return n, err
 	}
-	var perm os.FileMode
-	if fi, err := os.Stat(path); err != nil {
-		perm = newFilePerm()
-	} else {
-		perm = fi.Mode().Perm() // a replaced file keeps its permissions
-		switch {
-		case fi.IsDir():
-			return 0, usagef("%s is a directory", path)
-		case !fi.Mode().IsRegular():
-			// A device or a pipe (/dev/null, a FIFO a reader waits on):
-			// written in place, as tcpdump -w does; renaming a file over
-			// it would replace the device itself.
-			return writeInPlace(path, write)
-		case !force:
-			return 0, usagef("%s exists; use --force to overwrite it", path)
-		}
-		// A symbolic link names the file to replace, not itself.
-		if real, err := filepath.EvalSymlinks(path); err == nil {
-			path = real
-		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		// Name the output, not the temporary file it is written under.
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = &os.PathError{Op: "create", Path: path, Err: pe.Err}
-		}
-		return 0, err
-	}
-	defer os.Remove(tmp.Name())
-	// CreateTemp makes the file private (0600); the output is an
-	// ordinary file, readable as any file the user creates.
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	n, err := writeAndClose(tmp, write)
-	if err != nil {
-		return n, err
-	}
-	return n, os.Rename(tmp.Name(), path)
-}
-
-func writeInPlace(path string, write func(io.Writer) (int64, error)) (int64, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return 0, err
-	}
-	return writeAndClose(f, write)
-}
-
-// writeAndClose runs write on a buffer over f, then flushes and closes f;
-// the first error wins.
-func writeAndClose(f *os.File, write func(io.Writer) (int64, error)) (int64, error) {
-	bw := newBufWriter(f)
-	n, err := write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	n, err := src.CreateOutput(path, force, write)
+	switch {
+	case errors.Is(err, pcapflow.ErrOutputIsInput):
+		return n, usagef("refusing to write %v", err)
+	case errors.Is(err, pcapflow.ErrOutputExists):
+		return n, usagef("%s exists; use --force to overwrite it", path)
 	}
 	return n, err
-}
-
-// newFilePerm is the permission a newly created file gets: 0666 less the
-// umask (read from /proc, as setting it to read it races with other
-// goroutines creating files), or 0644 where that is unknown.
-func newFilePerm() os.FileMode {
-	b, err := os.ReadFile("/proc/self/status")
-	if err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
-					return 0o666 &^ os.FileMode(m)
-				}
-			}
-		}
-	}
-	return 0o644
 }
 
 // noMatch is the warning for a selection of no flows: the output is
 // still written (an empty capture, as tcpdump writes), but a mistyped
 // flow ID or address should not pass unnoticed.
-func noMatch(expr query.Expr) error {
+func noMatch(expr pcapflow.Expr) error {
 	if expr == nil {
 		return errors.New("the capture has no flows")
 	}

@@ -8,19 +8,23 @@ import (
 	"os"
 	"time"
 
-	"github.com/pcapflow/pcapflow/index"
+	"github.com/pcapflow/pcapflow"
 )
 
 const indexUsage = `usage: pcapflow index [-i INDEX] CAPTURE...
 
 Read each capture once and write its flows, per-flow packet offsets and
 lookup keys into a Pebble index. Without -i, a single capture gets
-CAPTURE.pfidx beside it. Several captures (or directories of captures)
-go into one index, flow IDs continuing from one to the next; running
-index again adds only captures the index does not hold.
+CAPTURE.pfidx beside it. Several captures (or directories, whose
+captures are found by content) go into one index as one archive: taken
+in time order, connections continuing from one file into the next.
+Running index again adds only captures the index does not hold, and
+the connections still open at the archive's end continue into them.
 
 options:
   -i INDEX          index directory (required for several captures)
+  --idle-timeout D  a connection silent for D ends (default 10m; 0 never);
+                    an index keeps the setting it was made with
   --progress        show progress on stderr even when it is not a terminal
 `
 
@@ -52,12 +56,20 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 		if st, err := os.Stat(rest[0]); err == nil && st.IsDir() {
 			return usagef("a directory of captures goes into an index you name: pcapflow index -i DIR.pfidx %s", rest[0])
 		}
-		dir = index.DefaultPath(rest[0])
+		dir = pcapflow.DefaultIndex(rest[0])
 	}
-	opts := index.Options{Warn: e.warn, Settings: cf.settings()}
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return usagef("-i %s: that is a file; an index is a directory", dir)
+	}
+	for _, c := range rest {
+		if _, err := os.Stat(c); err != nil {
+			return fmt.Errorf("capture %s: %w", c, err)
+		}
+	}
+	opts := &pcapflow.IndexOptions{Warn: e.warn, Settings: cf.settings()}
 	stop := e.startProgress(&cf, &opts.Progress)
 	start := time.Now()
-	res, err := index.Build(ctx, dir, rest, opts)
+	res, err := pcapflow.Index(ctx, dir, rest, opts)
 	stop()
 	// The summary tells what went in: nothing did when the run failed.
 	if res != nil && err == nil && len(res.Added) > 0 {
@@ -72,8 +84,9 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 			}
 		}
 		el := time.Since(start)
-		fmt.Fprintf(e.stderr, "indexed %d capture(s) into %s: %d flows, %d packets, %.1f MB in %.2fs (%.0f MB/s)",
-			len(res.Added), dir, flows, packets, float64(bytes)/1e6, el.Seconds(), float64(bytes)/1e6/el.Seconds())
+		fmt.Fprintf(e.stderr, "indexed %d %s into %s: %d %s, %d %s, %.1f MB in %.2fs (%.0f MB/s)",
+			len(res.Added), pluralInt(len(res.Added), "capture", "captures"), dir, flows, plural(flows, "flow", "flows"),
+			packets, plural(packets, "packet", "packets"), float64(bytes)/1e6, el.Seconds(), float64(bytes)/1e6/el.Seconds())
 		if nonIP > 0 {
 			// Counted, never silently dropped: ARP, LLDP, undecodable frames.
 			fmt.Fprintf(e.stderr, "; %d %s in no flow (not IP)", nonIP, plural(nonIP, "packet", "packets"))
@@ -91,7 +104,7 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 			err = res.Errors[len(res.Errors)-1]
 		}
 	}
-	if errors.Is(err, index.ErrInUse) {
+	if errors.Is(err, pcapflow.ErrInUse) {
 		return fmt.Errorf("%w; wait for it to finish", err)
 	}
 	if errors.Is(err, os.ErrPermission) && cf.indexDir == "" {

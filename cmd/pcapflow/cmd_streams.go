@@ -2,24 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
-	"github.com/pcapflow/pcapflow/flow"
-	"github.com/pcapflow/pcapflow/index"
-	"github.com/pcapflow/pcapflow/pcapio"
-	"github.com/pcapflow/pcapflow/query"
-	"github.com/pcapflow/pcapflow/reasm"
+	"github.com/pcapflow/pcapflow"
 )
 
 const streamsUsage = `usage: pcapflow streams [-i INDEX] [CAPTURE...] (-w FILE | -O DIR) [options] [FILTER...]
 
 Reassemble the TCP streams (and UDP datagram payloads) of the flows that
 match FILTER, one direction per flow. From an index only those flows'
-packets are read. The policy is in docs/reassembly.md.
+packets are read. The policy is in docs/reassembly.md. Each gap (bytes
+that never came) is named on stderr: flow, offset, bytes.
 
 options:
   -O DIR              one file per flow: <id>-<proto>-<src>.<sport>-<dst>.<dport>
@@ -31,29 +27,79 @@ options:
   --gaps skip|zero|stop   missing bytes: skip them (default), fill with zeros,
                       or end the stream
   --overlap first|last    which copy of bytes received twice is kept (default first)
+  --from T, --to T    only packets in this time window (see extract -h)
   --max-buffer SIZE   out-of-order bytes held per direction (default 4M)
   --max-memory SIZE   out-of-order bytes held in all (default 256M)
   --max-open N        files open at once with -O (default 256, or half the
                       open-file limit when that is lower)
+  --max-gaps N        gaps named on stderr (default 20; the total is always given)
   --force             overwrite existing output
   -i INDEX            answer from this index
 `
 
+type streamFlags struct {
+	gaps, overlap, maxBuf, maxMem, from, to string
+	maxGaps                                 int
+}
+
+func (sf *streamFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&sf.gaps, "gaps", "skip", "")
+	fs.StringVar(&sf.overlap, "overlap", "first", "")
+	fs.StringVar(&sf.maxBuf, "max-buffer", "4M", "")
+	fs.StringVar(&sf.maxMem, "max-memory", "256M", "")
+	fs.StringVar(&sf.from, "from", "", "")
+	fs.StringVar(&sf.to, "to", "", "")
+	fs.IntVar(&sf.maxGaps, "max-gaps", 20, "")
+}
+
+// options are the reassembly options the flags ask for; gaps are named
+// on stderr, up to --max-gaps of them.
+func (sf *streamFlags) options(e *env, cf *commonFlags) (*pcapflow.StreamOptions, *int, error) {
+	o := &pcapflow.StreamOptions{}
+	var err error
+	if o.Gaps, err = pcapflow.ParseGapPolicy(sf.gaps); err != nil {
+		return nil, nil, usagef("--gaps: %v", err)
+	}
+	if o.Overlap, err = pcapflow.ParseOverlapPolicy(sf.overlap); err != nil {
+		return nil, nil, usagef("--overlap: %v", err)
+	}
+	b, ok := parseSize(sf.maxBuf)
+	if !ok || b == 0 {
+		return nil, nil, usagef("--max-buffer %q: want a size such as 4M", sf.maxBuf)
+	}
+	m, ok := parseSize(sf.maxMem)
+	if !ok || m == 0 {
+		return nil, nil, usagef("--max-memory %q: want a size such as 256M", sf.maxMem)
+	}
+	o.MaxBuffer, o.MaxMemory = int(b), int(m)
+	if o.Window, err = window(sf.from, sf.to, cf); err != nil {
+		return nil, nil, err
+	}
+	named := new(int)
+	o.OnGap = func(id, off, n uint64) {
+		*named++
+		if *named <= sf.maxGaps {
+			fmt.Fprintf(e.stderr, "pcapflow: gap: flow %d: %d %s missing at stream offset %d\n", id, n, plural(n, "byte", "bytes"), off)
+		} else if *named == sf.maxGaps+1 {
+			fmt.Fprintf(e.stderr, "pcapflow: gap: more gaps not named (--max-gaps %d); the summary counts them all\n", sf.maxGaps)
+		}
+	}
+	return o, named, nil
+}
+
 func runStreams(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
-	var out, dir, gaps, overlap, maxBuf, maxMem string
+	var sf streamFlags
+	var out, dir string
 	var header, force bool
 	var maxOpen int
 	fs := flag.NewFlagSet("streams", flag.ContinueOnError)
 	fs.StringVar(&out, "w", "", "")
 	fs.StringVar(&dir, "O", "", "")
 	fs.BoolVar(&header, "tcpheader", false, "")
-	fs.StringVar(&gaps, "gaps", "skip", "")
-	fs.StringVar(&overlap, "overlap", "first", "")
-	fs.StringVar(&maxBuf, "max-buffer", "4M", "")
-	fs.StringVar(&maxMem, "max-memory", "256M", "")
 	fs.IntVar(&maxOpen, "max-open", 0, "")
 	fs.BoolVar(&force, "force", false, "")
+	sf.register(fs)
 	src, expr, err := prepare(ctx, e, fs, &cf, args, true)
 	if err != nil {
 		return err
@@ -62,191 +108,60 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 	if (out == "") == (dir == "") {
 		return usagef("streams needs exactly one of -w FILE and -O DIR")
 	}
-	pol, err := streamPolicy(gaps, overlap, maxBuf, maxMem)
+	o, _, err := sf.options(e, &cf)
 	if err != nil {
 		return err
 	}
-	// The selected TCP and UDP flows, with what names their files.
-	// Names are only made for -O: formatting 1.6 M of them for -w cost a
-	// tenth of the run.
-	var ids []uint64
-	var names map[uint64]string
+	o.Header = header
 	if dir != "" {
-		names = map[uint64]string{}
+		if err := src.CheckOutput(dir + "/x"); err != nil {
+			return usagef("refusing to write streams into %s: it is or is inside an index", dir)
+		}
+	} else if err := checkOutput(src, out); err != nil {
+		return err
 	}
-	depths := map[uint64]uint8{} // flows inside tunnels only
-	skipped := 0
-	err = query.Select(ctx, src.r, expr, func(f *flow.Flow) error {
-		k := &f.Key
-		if k.Proto != 6 && k.Proto != 17 {
-			skipped++
-			return nil
-		}
-		ids = append(ids, f.ID)
-		if f.Depth > 0 {
-			depths[f.ID] = f.Depth
-		}
-		if names != nil {
-			names[f.ID] = reasm.StreamName(f.ID, flow.ProtoName(k.Proto), k.SrcAddr().String(), k.SrcPort, k.DstAddr().String(), k.DstPort)
-		}
-		return nil
-	})
+	ids, err := src.IDs(ctx, pcapflow.Query{Expr: expr})
 	if err != nil {
 		return err
 	}
-	if len(ids) == 0 && skipped == 0 {
+	if len(ids) == 0 {
 		e.warn(noMatch(expr))
 	}
-	var totals reasm.Stats
-	done := func(id uint64, st reasm.Stats) {
-		totals.Delivered += st.Delivered
-		totals.MissingBytes += st.MissingBytes
-		totals.RetransBytes += st.RetransBytes
-		totals.ConflictBytes += st.ConflictBytes
-		totals.Gaps += st.Gaps
-		totals.BufferHits += st.BufferHits
-	}
-	setDepths := func(a *reasm.Assembler) {
-		a.Expect(ids)
-		for id, d := range depths {
-			a.SetDepth(id, d)
-		}
-	}
+	var res pcapflow.StreamsResult
 	if dir != "" {
-		n, err := streamsToDir(ctx, src, ids, names, dir, header, force, maxOpen, pol, done, setDepths)
+		res, err = src.StreamsToDir(ctx, dir, ids, o, &pcapflow.DirOptions{Force: force, MaxOpen: maxOpen})
+		if errors.Is(err, pcapflow.ErrOutputExists) {
+			return usagef("%s exists and is not empty; use --force to write into it", dir)
+		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "wrote %d stream files to %s", n, dir)
+		fmt.Fprintf(e.stderr, "wrote %d stream %s to %s", res.Files, pluralInt(res.Files, "file", "files"), dir)
 	} else {
 		if len(ids) > 1 && !header {
 			e.warn(fmt.Errorf("%d streams go into one file without --tcpheader: their bytes interleave in the order they were reassembled", len(ids)))
 		}
-		_, err := writeOutput(out, force, e.stdout, src.inputs(), func(w io.Writer) (int64, error) {
-			sw := &reasm.StreamWriter{W: w, Header: header}
-			a := reasm.NewAssembler(pol, func(id uint64, _ uint8) reasm.Sink { return sw.Sink(id) }, done)
-			setDepths(a)
-			err := index.Records(ctx, src.r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
-			if cerr := a.Close(); err == nil {
-				err = cerr
-			}
-			return sw.Bytes, err
+		_, err := writeOutput(src, out, force, e.stdout, func(w io.Writer) (int64, error) {
+			var err error
+			res, err = src.WriteStreams(ctx, w, ids, o)
+			return res.Bytes, err
 		})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "wrote %d streams to %s", len(ids), out)
+		fmt.Fprintf(e.stderr, "wrote %d %s to %s", res.Streams, pluralInt(res.Streams, "stream", "streams"), out)
 	}
-	fmt.Fprintf(e.stderr, ": %d bytes; %d gaps (%d bytes missing), %d bytes retransmitted (%d conflicting)",
-		totals.Delivered, totals.Gaps, totals.MissingBytes, totals.RetransBytes, totals.ConflictBytes)
-	if totals.BufferHits > 0 {
-		fmt.Fprintf(e.stderr, "; buffer limits forced %d gaps", totals.BufferHits)
+	t := res.Totals
+	fmt.Fprintf(e.stderr, ": %d bytes; %d %s (%d bytes missing), %d bytes retransmitted (%d conflicting)",
+		t.Delivered, t.Gaps, pluralInt(t.Gaps, "gap", "gaps"), t.MissingBytes, t.RetransBytes, t.ConflictBytes)
+	if res.BufferHits > 0 {
+		fmt.Fprintf(e.stderr, "; buffer limits forced %d gaps", res.BufferHits)
 	}
-	if skipped > 0 {
-		fmt.Fprintf(e.stderr, "; %d matching flows are neither TCP nor UDP", skipped)
+	if res.Skipped > 0 {
+		fmt.Fprintf(e.stderr, "; %d matching %s neither TCP nor UDP", res.Skipped, pluralInt(res.Skipped, "flow is", "flows are"))
 	}
 	fmt.Fprintln(e.stderr)
-	return src.finish(nil)
-}
-
-func streamPolicy(gaps, overlap, maxBuf, maxMem string) (reasm.Policy, error) {
-	var pol reasm.Policy
-	var err error
-	if pol.Gaps, err = reasm.ParseGapPolicy(gaps); err != nil {
-		return pol, usagef("--gaps: %v", err)
-	}
-	if pol.Overlap, err = reasm.ParseOverlapPolicy(overlap); err != nil {
-		return pol, usagef("--overlap: %v", err)
-	}
-	b, ok := parseSize(maxBuf)
-	if !ok || b == 0 {
-		return pol, usagef("--max-buffer %q: want a size such as 4M", maxBuf)
-	}
-	m, ok := parseSize(maxMem)
-	if !ok || m == 0 {
-		return pol, usagef("--max-memory %q: want a size such as 256M", maxMem)
-	}
-	pol.MaxBuffer = int(b)
-	pol.Budget = &reasm.Budget{Max: int(m)}
-	return pol, nil
-}
-
-// streamsToDir writes one file per flow into dir.
-func streamsToDir(ctx context.Context, src *source, ids []uint64, names map[uint64]string, dir string, header, force bool, maxOpen int, pol reasm.Policy, done func(uint64, reasm.Stats), setup func(*reasm.Assembler)) (int, error) {
-	if err := refuseOutput(filepath.Join(dir, "x"), src.inputs()); err != nil {
-		return 0, usagef("refusing to write streams into %s: it is or is inside an index", dir)
-	}
-	ents, err := os.ReadDir(dir)
-	if err == nil && len(ents) > 0 && !force {
-		return 0, usagef("%s exists and is not empty; use --force to write into it", dir)
-	}
-	w := &reasm.DirWriter{Dir: dir, MaxOpen: maxOpen, Header: header}
-	// The streams are written into a hidden staging directory beside DIR
-	// and moved into place only when the run succeeds: after a failure
-	// (a full disk, a damaged capture) nothing partial is left and an
-	// existing DIR is as it was.
-	parent := filepath.Dir(filepath.Clean(dir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return 0, err
-	}
-	staging, err := os.MkdirTemp(parent, "."+filepath.Base(filepath.Clean(dir))+".partial-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(staging) // gone once moved; otherwise what failed
-	if err := os.Chmod(staging, 0o755); err != nil {
-		return 0, err
-	}
-	w.Dir, w.Direct = staging, true
-	files := map[uint64]*reasm.FileStream{}
-	var finishErr error
-	finish := func(id uint64) {
-		if fs := files[id]; fs != nil {
-			if err := fs.Finish(); err != nil && finishErr == nil {
-				finishErr = err
-			}
-			delete(files, id)
-		}
-	}
-	a := reasm.NewAssembler(pol, func(id uint64, _ uint8) reasm.Sink {
-		fs := w.Stream(names[id], id)
-		files[id] = fs
-		return fs
-	}, done)
-	a.Ended = finish
-	setup(a)
-	err = index.Records(ctx, src.r, ids, func(_ int, id uint64, rec *pcapio.Record) error { return a.Record(id, rec) })
-	if cerr := a.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = finishErr
-	}
-	if err != nil {
-		w.Abort()
-		return 0, err
-	}
-	return w.Files, publish(staging, dir, len(ents) == 0)
-}
-
-// publish moves a finished staging directory to dir: renamed, when dir is
-// new or empty; file by file into it otherwise (--force; files of the
-// same name are replaced).
-func publish(staging, dir string, empty bool) error {
-	if empty {
-		os.Remove(dir) // empty, if it exists
-		return os.Rename(staging, dir)
-	}
-	ents, err := os.ReadDir(staging)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if err := os.Rename(filepath.Join(staging, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
+	return finish(src, nil)
 }
 
 // parseSize reads a byte count with an optional K, M or G (powers of 1024) suffix.

@@ -15,7 +15,7 @@ import (
 
 func TestCompatDisplay(t *testing.T) {
 	p := basicCapture(t)
-	r := pcapflow(t, nil, "compat", p)
+	r := runCLI(t, nil, "compat", p)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if r.code != 0 || !strings.Contains(lines[0], "] FileSize: ") || len(lines) != 18 {
 		t.Fatalf("plain compat: %+v", r)
@@ -34,12 +34,12 @@ func TestCompatDisplay(t *testing.T) {
 	}
 	// --flow-packet-min takes its value (the capture is still read) and
 	// ranks count the hidden flows.
-	r = pcapflow(t, nil, "compat", "--flow-packet-min", "5", p)
+	r = runCLI(t, nil, "compat", "--flow-packet-min", "5", p)
 	lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if r.code != 0 || len(lines) != 1+6 || !strings.HasPrefix(lines[1], "   11 FlowID:") {
 		t.Errorf("--flow-packet-min: %+v", r)
 	}
-	if r := pcapflow(t, nil, "compat", "--disable-display", p); strings.Count(r.stdout, "\n") != 1 {
+	if r := runCLI(t, nil, "compat", "--disable-display", p); strings.Count(r.stdout, "\n") != 1 {
 		t.Errorf("--disable-display: %q", r.stdout)
 	}
 	// The binary installed as pcap_flow speaks compat.
@@ -93,7 +93,7 @@ func TestCompatExtract(t *testing.T) {
 	for _, c := range cases {
 		out := filepath.Join(dir, "o.pcap")
 		args := append(append([]string{"compat"}, c.args...), "-o", out, "--disable-display", p)
-		r := pcapflow(t, nil, args...)
+		r := runCLI(t, nil, args...)
 		if r.code != 0 {
 			t.Errorf("%v: %+v", c.args, r)
 			continue
@@ -104,7 +104,7 @@ func TestCompatExtract(t *testing.T) {
 	}
 	// Without -o: pcap_flow's --output-tcp path.
 	out := filepath.Join(dir, "via-output-tcp.pcap")
-	if r := pcapflow(t, nil, "compat", "--extract", "1", "--output-tcp", out, "--disable-display", p); r.code != 0 || countRecords(t, out) != 7 {
+	if r := runCLI(t, nil, "compat", "--extract", "1", "--output-tcp", out, "--disable-display", p); r.code != 0 || countRecords(t, out) != 7 {
 		t.Errorf("--extract with --output-tcp: %+v", r)
 	}
 }
@@ -114,7 +114,7 @@ func TestCompatStreams(t *testing.T) {
 	body := string(capgen.Text("http-response", 3000))
 	// --extract-tcp N to -o.
 	out := filepath.Join(t.TempDir(), "s")
-	if r := pcapflow(t, nil, "compat", "--extract-tcp", "2", "-o", out, "--disable-display", p); r.code != 0 {
+	if r := runCLI(t, nil, "compat", "--extract-tcp", "2", "-o", out, "--disable-display", p); r.code != 0 {
 		t.Fatal(r)
 	}
 	if got, _ := os.ReadFile(out); !strings.HasSuffix(string(got), body) || !strings.HasPrefix(string(got), "HTTP/1.1 200 OK") {
@@ -122,7 +122,7 @@ func TestCompatStreams(t *testing.T) {
 	}
 	// --extract-tcp-port: pcap_flow's file names, padded fields and all.
 	dir := t.TempDir()
-	if r := pcapflow(t, nil, "compat", "--extract-tcp-port", "80", "80", "--output_tcp", dir+"/", "--disable-display", p); r.code != 0 {
+	if r := runCLI(t, nil, "compat", "--extract-tcp-port", "80", "80", "--output_tcp", dir+"/", "--disable-display", p); r.code != 0 {
 		t.Fatal(r)
 	}
 	name := filepath.Join(dir, "tcp_02:00:00:00:00:02->02:00:00:00:00:01_ 10.  0.  0.  2-> 10.  0.  0.  1_    80-> 40000")
@@ -136,7 +136,7 @@ func TestCompatStreams(t *testing.T) {
 	// (pcap_flow appended to them).
 	pre := filepath.Join(t.TempDir(), "cap")
 	for i := 0; i < 2; i++ {
-		if r := pcapflow(t, nil, "compat", "--extract-tcp-all", "--output-tcp", pre, "--disable-display", p); r.code != 0 {
+		if r := runCLI(t, nil, "compat", "--extract-tcp-all", "--output-tcp", pre, "--disable-display", p); r.code != 0 {
 			t.Fatal(r)
 		}
 	}
@@ -154,27 +154,27 @@ func TestCompatStreams(t *testing.T) {
 	}
 	// --disable-tcp-port leaves flows out.
 	dir = t.TempDir()
-	pcapflow(t, nil, "compat", "--extract-tcp-all", "--disable-tcp-port", "25", "25", "--output_tcp", dir, "--disable-display", p)
+	runCLI(t, nil, "compat", "--extract-tcp-all", "--disable-tcp-port", "25", "25", "--output_tcp", dir, "--disable-display", p)
 	if ents, _ := os.ReadDir(dir); len(ents) != 6 {
 		t.Errorf("--disable-tcp-port: %d files, want 6", len(ents))
 	}
 	// UDP: the datagrams' payloads, nothing after them.
 	dir = t.TempDir()
-	pcapflow(t, nil, "compat", "--extract-udp-all", "--output_udp", dir, "--disable-display", p)
+	runCLI(t, nil, "compat", "--extract-udp-all", "--output_udp", dir, "--disable-display", p)
 	frag := filepath.Join(dir, "udp_02:00:00:00:00:01->02:00:00:00:00:02_ 10.  0.  0.  1-> 10.  0.  0.  2_  9000->  9001")
 	if got, _ := os.ReadFile(frag); string(got) != string(capgen.Text("fragmented-udp", 2500)) {
 		t.Errorf("UDP payload file: %d bytes", len(got))
 	}
 	// --tcpheader: 12-byte records.
 	out = filepath.Join(t.TempDir(), "h")
-	pcapflow(t, nil, "compat", "--extract-tcp", "1", "--tcpheader", "-o", out, "--disable-display", p)
+	runCLI(t, nil, "compat", "--extract-tcp", "1", "--tcpheader", "-o", out, "--disable-display", p)
 	got, _ := os.ReadFile(out)
 	if len(got) != 12+43 || binary.LittleEndian.Uint16(got[8:]) != 43 || binary.LittleEndian.Uint16(got[10:]) != 1 {
 		t.Errorf("--tcpheader: %x", got[:min(16, len(got))])
 	}
 	// --flow-size-min: no file for small streams.
 	dir = t.TempDir()
-	pcapflow(t, nil, "compat", "--extract-tcp-all", "--flow-size-min", "128", "--output_tcp", dir, "--disable-display", p)
+	runCLI(t, nil, "compat", "--extract-tcp-all", "--flow-size-min", "128", "--output_tcp", dir, "--disable-display", p)
 	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
 		t.Errorf("--flow-size-min 128: %d files, want 4", len(ents))
 	}
@@ -185,26 +185,26 @@ func TestCompatStdinAndLimits(t *testing.T) {
 	w := gzip.NewWriter(&gz)
 	w.Write(capgen.Files()[0].Make())
 	w.Close()
-	r := pcapflow(t, gz.Bytes(), "compat", "--stdin")
+	r := runCLI(t, gz.Bytes(), "compat", "--stdin")
 	if r.code != 0 || strings.Count(r.stdout, "FlowID:") != 17 || !strings.Contains(r.stdout, "[                         stdin]") {
 		t.Errorf("--stdin: %+v", r)
 	}
 	p := basicCapture(t)
-	r = pcapflow(t, nil, "compat", "--packet-max", "10", p)
+	r = runCLI(t, nil, "compat", "--packet-max", "10", p)
 	if strings.Count(r.stdout, "FlowID:") != 2 { // the first 10 packets: one HTTP connection
 		t.Errorf("--packet-max 10: %s", r.stdout)
 	}
-	r = pcapflow(t, nil, "compat", "--flow-max", "2", "--flow-5tuple", "--vlan", "--disable-timezone", p)
+	r = runCLI(t, nil, "compat", "--flow-max", "2", "--flow-5tuple", "--vlan", "--disable-timezone", p)
 	if r.code != 0 || strings.Count(r.stdout, "FlowID:") != 17 {
 		t.Errorf("accepted options: %+v", r)
 	}
-	if r := pcapflow(t, nil, "compat", "--no-such-option", p); r.code != 2 {
+	if r := runCLI(t, nil, "compat", "--no-such-option", p); r.code != 2 {
 		t.Errorf("unknown option: exit %d", r.code)
 	}
-	if r := pcapflow(t, nil, "compat", filepath.Join(t.TempDir(), "missing.pcap")); r.code != 1 {
+	if r := runCLI(t, nil, "compat", filepath.Join(t.TempDir(), "missing.pcap")); r.code != 1 {
 		t.Errorf("missing capture: exit %d", r.code)
 	}
-	if r := pcapflow(t, nil, "compat", "--extract", "1", p); r.code != 2 || !strings.Contains(r.stderr, "-o FILE") {
+	if r := runCLI(t, nil, "compat", "--extract", "1", p); r.code != 2 || !strings.Contains(r.stderr, "-o FILE") {
 		t.Errorf("--extract without output: %+v", r)
 	}
 }

@@ -77,7 +77,7 @@ func TestFullDisk(t *testing.T) {
 	t.Run("index", func(t *testing.T) {
 		disk := smallDisk(t, "96k")
 		idx := filepath.Join(disk, "idx")
-		r := pcapflow(t, nil, "index", "-i", idx, big)
+		r := runCLI(t, nil, "index", "-i", idx, big)
 		if r.code != 1 || !strings.Contains(r.stderr, idx) || !strings.Contains(r.stderr, "no space left on device") {
 			t.Fatalf("index onto a full disk: %+v", r)
 		}
@@ -92,25 +92,25 @@ func TestFullDisk(t *testing.T) {
 	t.Run("add", func(t *testing.T) {
 		disk := smallDisk(t, "192k")
 		idx := filepath.Join(disk, "idx")
-		if r := pcapflow(t, nil, "index", "-i", idx, small); r.code != 0 {
+		if r := runCLI(t, nil, "index", "-i", idx, small); r.code != 0 {
 			t.Fatalf("index: %+v", r)
 		}
-		before := pcapflow(t, nil, "flows", "-i", idx, "-F", "json").stdout
+		before := runCLI(t, nil, "flows", "-i", idx, "-F", "json").stdout
 		later := shifted(t, big, small)
-		r := pcapflow(t, nil, "index", "-i", idx, later)
+		r := runCLI(t, nil, "index", "-i", idx, later)
 		if r.code != 1 || !strings.Contains(r.stderr, idx) || !strings.Contains(r.stderr, "no space left on device") {
 			t.Fatalf("adding onto a full disk: %+v", r)
 		}
-		if got := pcapflow(t, nil, "flows", "-i", idx, "-F", "json"); got.code != 0 || got.stdout != before {
+		if got := runCLI(t, nil, "flows", "-i", idx, "-F", "json"); got.code != 0 || got.stdout != before {
 			t.Fatalf("after the failed add the index answers differently: %+v", got)
 		}
 		// Room again: the add completes.
 		os.Remove(filepath.Join(disk, "filler"))
 		remount(t, disk, "size=8m")
-		if r := pcapflow(t, nil, "index", "-i", idx, later); r.code != 0 {
+		if r := runCLI(t, nil, "index", "-i", idx, later); r.code != 0 {
 			t.Fatalf("adding with room: %+v", r)
 		}
-		if got := pcapflow(t, nil, "count", "-i", idx); got.code != 0 || got.stdout == "" {
+		if got := runCLI(t, nil, "count", "-i", idx); got.code != 0 || got.stdout == "" {
 			t.Fatalf("count: %+v", got)
 		}
 	})
@@ -133,7 +133,7 @@ func TestFullDisk(t *testing.T) {
 			{[]string{"streams", big, "-O", existing, "--force"}, ""},
 			{[]string{"compat", big, "--extract-port", "0", "65535", "-o", filepath.Join(disk, "c.pcap")}, "c.pcap"},
 		} {
-			r := pcapflow(t, nil, tc.args...)
+			r := runCLI(t, nil, tc.args...)
 			if r.code != 1 || !strings.Contains(r.stderr, disk) || !strings.Contains(r.stderr, "no space left on device") {
 				t.Errorf("%v on a full disk: %+v", tc.args, r)
 			}
@@ -173,20 +173,20 @@ func TestReadOnlyIndex(t *testing.T) {
 	disk := smallDisk(t, "8m")
 	p := basicCapture(t)
 	idx := filepath.Join(disk, "idx")
-	if r := pcapflow(t, nil, "index", "-i", idx, p); r.code != 0 {
+	if r := runCLI(t, nil, "index", "-i", idx, p); r.code != 0 {
 		t.Fatalf("index: %+v", r)
 	}
-	want := pcapflow(t, nil, "flows", "-i", idx, "-F", "json").stdout
+	want := runCLI(t, nil, "flows", "-i", idx, "-F", "json").stdout
 	remount(t, disk, "ro")
 	defer remount(t, disk, "rw")
-	if r := pcapflow(t, nil, "flows", "-i", idx, "-F", "json"); r.code != 0 || r.stdout != want {
+	if r := runCLI(t, nil, "flows", "-i", idx, "-F", "json"); r.code != 0 || r.stdout != want {
 		t.Fatalf("flows on a read-only index: %+v", r)
 	}
 	out := filepath.Join(t.TempDir(), "x.pcap")
-	if r := pcapflow(t, nil, "extract", "-i", idx, "-w", out, "tcp"); r.code != 0 {
+	if r := runCLI(t, nil, "extract", "-i", idx, "-w", out, "tcp"); r.code != 0 {
 		t.Fatalf("extract from a read-only index: %+v", r)
 	}
-	r := pcapflow(t, nil, "index", "-i", idx, bigCapture(t))
+	r := runCLI(t, nil, "index", "-i", idx, bigCapture(t))
 	if r.code != 1 || !strings.Contains(r.stderr, "read-only") || !strings.Contains(r.stderr, idx) {
 		t.Fatalf("index into a read-only index: %+v", r)
 	}

@@ -17,8 +17,7 @@ import (
 	"runtime/pprof"
 	"strings"
 
-	"github.com/pcapflow/pcapflow/index"
-	"github.com/pcapflow/pcapflow/query"
+	"github.com/pcapflow/pcapflow"
 )
 
 // Exit statuses.
@@ -41,7 +40,7 @@ type env struct {
 	stdout, stderr io.Writer
 	progress       bool            // forced progress display
 	warned         int             // warnings printed
-	compatPr       *index.Progress // set while compat reads a capture
+	compatPr       *pcapflow.Progress // set while compat reads a capture
 }
 
 func (e *env) warn(err error) {
@@ -65,6 +64,8 @@ func init() {
 		{"explain", explainUsage, runExplain},
 		{"extract", extractUsage, runExtract},
 		{"streams", streamsUsage, runStreams},
+		{"follow", followUsage, runFollow},
+		{"version", versionUsage, runVersion},
 		{"compat", compatUsage, runCompat},
 	}
 }
@@ -78,7 +79,9 @@ usage:
   pcapflow explain [-i INDEX] [CAPTURE...] FILTER...          the parsed filter and the plan
   pcapflow extract [-i INDEX] [CAPTURE...] -w OUT [FILTER...] packets of matching flows
   pcapflow streams [-i INDEX] [CAPTURE...] (-w FILE | -O DIR) [FILTER...]
+  pcapflow follow  [-i INDEX] [CAPTURE...] FILTER...          a conversation, as Wireshark follows it
   pcapflow compat  [pcap_flow options] CAPTURE                the pcap_flow command line
+  pcapflow version                                            version and build
 
 Run 'pcapflow COMMAND -h' for a command's options. A capture with a fresh
 index beside it (CAPTURE.pfidx/) is answered from the index; otherwise it
@@ -109,6 +112,9 @@ func run(ctx context.Context, e *env, argv []string) int {
 	if prog == "pcap_flow" || prog == "pcap_flows" {
 		cmd = &commands[len(commands)-1]
 	} else {
+		if len(args) > 0 && args[0] == "--version" {
+			args[0] = "version"
+		}
 		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 			fmt.Fprint(e.stdout, mainUsage)
 			if len(args) == 0 {
@@ -154,21 +160,21 @@ func run(ctx context.Context, e *env, argv []string) int {
 // advice says what to do about an error the libraries report without
 // knowing about commands.
 func advice(err error) string {
-	var se *index.StaleError
+	var se *pcapflow.StaleError
 	switch {
 	case errors.As(err, &se):
 		return fmt.Sprintf("; rebuild it: rm -r %s && pcapflow index -i %s CAPTURE...", se.Index, se.Index)
-	case errors.Is(err, index.ErrIncomplete):
+	case errors.Is(err, pcapflow.ErrIncomplete):
 		return "; re-run 'pcapflow index' with the same arguments to finish it"
-	case errors.Is(err, index.ErrSchema):
+	case errors.Is(err, pcapflow.ErrSchema):
 		return "; remove the index directory and run 'pcapflow index' again"
-	case errors.Is(err, index.ErrOlder):
+	case errors.Is(err, pcapflow.ErrOlder):
 		return "; an index grows in time order: rebuild it from all its captures (rm -r INDEX && pcapflow index -i INDEX CAPTURES...)"
-	case errors.Is(err, index.ErrStore):
+	case errors.Is(err, pcapflow.ErrStore):
 		return "; nothing of this run was committed and the index answers as before it (check the disk: space, errors, a read-only mount)"
-	case errors.Is(err, index.ErrReadOnly):
+	case errors.Is(err, pcapflow.ErrReadOnly):
 		return "; it can still be queried; to add captures, index into a writable copy (cp -r) or another -i DIR"
-	case errors.Is(err, index.ErrSettings):
+	case errors.Is(err, pcapflow.ErrSettings):
 		return "; give the same flow options (such as --idle-timeout) as when the index was made, or build another index"
 	}
 	return ""
@@ -220,7 +226,7 @@ func splitCaptures(args []string) (captures []string, filter string) {
 			captures = append(captures, a)
 			continue
 		}
-		if query.IsKeyword(a) {
+		if pcapflow.IsKeyword(a) {
 			break
 		}
 		if _, err := os.Stat(a); err != nil {

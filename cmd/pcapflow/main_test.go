@@ -22,7 +22,7 @@ type result struct {
 	stdout, stderr string
 }
 
-func pcapflow(t *testing.T, stdin []byte, args ...string) result {
+func runCLI(t *testing.T, stdin []byte, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	e := &env{stdin: bytes.NewReader(stdin), stdout: &out, stderr: &errb}
@@ -75,18 +75,19 @@ func tsharkCount(t *testing.T, path string) int {
 
 func TestQuickStart(t *testing.T) {
 	p := basicCapture(t)
-	if r := pcapflow(t, nil, "index", p); r.code != 0 {
+	if r := runCLI(t, nil, "index", p); r.code != 0 {
 		t.Fatalf("index: %+v", r)
 	}
 	if _, err := os.Stat(p + ".pfidx"); err != nil {
 		t.Fatal("no index beside the capture")
 	}
-	r := pcapflow(t, nil, "flows", p)
-	if r.code != 0 || strings.Count(r.stdout, "\n") != 17 || !strings.Contains(r.stdout, "FlowID:        1 | TCP") {
+	r := runCLI(t, nil, "flows", p)
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 18 || !strings.HasPrefix(r.stdout, "ID  PROTO  SRC") ||
+		!strings.Contains(r.stdout, "\n 1  tcp    10.0.0.1     40000  10.0.0.2        80        7    457  2024-05-01 10:00:00.000000 UTC") {
 		t.Fatalf("flows: %+v", r)
 	}
 	out := filepath.Join(t.TempDir(), "flow1.pcap")
-	r = pcapflow(t, nil, "extract", p, "-w", out, "flow", "1")
+	r = runCLI(t, nil, "extract", p, "-w", out, "flow", "1")
 	if r.code != 0 {
 		t.Fatalf("extract: %+v", r)
 	}
@@ -97,10 +98,10 @@ func TestQuickStart(t *testing.T) {
 		t.Errorf("tshark reads %d packets, want 7", n)
 	}
 	// An existing output is kept unless --force.
-	if r := pcapflow(t, nil, "extract", p, "-w", out, "flow", "2"); r.code != 2 || !strings.Contains(r.stderr, "--force") {
+	if r := runCLI(t, nil, "extract", p, "-w", out, "flow", "2"); r.code != 2 || !strings.Contains(r.stderr, "--force") {
 		t.Errorf("overwrite without --force: %+v", r)
 	}
-	if r := pcapflow(t, nil, "extract", p, "-w", out, "--force", "flow", "2"); r.code != 0 || countRecords(t, out) != 6 {
+	if r := runCLI(t, nil, "extract", p, "-w", out, "--force", "flow", "2"); r.code != 0 || countRecords(t, out) != 6 {
 		t.Errorf("overwrite with --force: %+v", r)
 	}
 }
@@ -109,13 +110,13 @@ func TestQuickStart(t *testing.T) {
 // the index.
 func TestFlowIDsStable(t *testing.T) {
 	p := basicCapture(t)
-	a := pcapflow(t, nil, "flows", "-F", "json", p)
-	b := pcapflow(t, nil, "flows", "-F", "json", p)
+	a := runCLI(t, nil, "flows", "-F", "json", p)
+	b := runCLI(t, nil, "flows", "-F", "json", p)
 	if a.code != 0 || a.stdout != b.stdout {
 		t.Fatal("two scans differ")
 	}
-	pcapflow(t, nil, "index", p)
-	c := pcapflow(t, nil, "flows", "-F", "json", p)
+	runCLI(t, nil, "index", p)
+	c := runCLI(t, nil, "flows", "-F", "json", p)
 	if c.stdout != a.stdout {
 		t.Fatalf("index and scan differ:\n%s\n%s", c.stdout, a.stdout)
 	}
@@ -128,11 +129,11 @@ func TestFlowIDsStable(t *testing.T) {
 
 func TestFilterErrors(t *testing.T) {
 	p := basicCapture(t)
-	r := pcapflow(t, nil, "flows", p, "host", "10.0.0.1", "and", "port")
+	r := runCLI(t, nil, "flows", p, "host", "10.0.0.1", "and", "port")
 	if r.code != 2 || !strings.Contains(r.stderr, "expected a port number") || !strings.Contains(r.stderr, "\n                        ^") {
 		t.Errorf("bad filter: %+v", r)
 	}
-	r = pcapflow(t, nil, "count", p, "proto", "and", "port", "1")
+	r = runCLI(t, nil, "count", p, "proto", "and", "port", "1")
 	if r.code != 2 || !strings.Contains(r.stderr, `found "and"`) {
 		t.Errorf("reserved word: %+v", r)
 	}
@@ -140,20 +141,20 @@ func TestFilterErrors(t *testing.T) {
 
 func TestCountAndFormats(t *testing.T) {
 	p := basicCapture(t)
-	r := pcapflow(t, nil, "count", p, "tcp", "and", "port", "25")
+	r := runCLI(t, nil, "count", p, "tcp", "and", "port", "25")
 	if r.stdout != "flows 4 packets 16 bytes 1008\n" {
 		t.Errorf("count: %q", r.stdout)
 	}
-	r = pcapflow(t, nil, "flows", "-F", "csv", p, "udp")
+	r = runCLI(t, nil, "flows", "-F", "csv", p, "udp")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 6 || !strings.HasPrefix(lines[0], "id,peer,proto,src,dst") {
 		t.Errorf("csv: %q", r.stdout)
 	}
-	r = pcapflow(t, nil, "flows", "--bidir", "-F", "json", p, "port", "25")
+	r = runCLI(t, nil, "flows", "--bidir", "-F", "json", p, "port", "25")
 	if strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stdout, `"flows":[14,15]`) {
 		t.Errorf("bidir: %q", r.stdout)
 	}
-	r = pcapflow(t, nil, "flows", "-F", "json", "--sort", "bytes", "--reverse", "--limit", "1", p)
+	r = runCLI(t, nil, "flows", "-F", "json", "--sort", "bytes", "--reverse", "--limit", "1", p)
 	if !strings.HasPrefix(r.stdout, `{"id":2,`) {
 		t.Errorf("sort: %q", r.stdout)
 	}
@@ -164,12 +165,12 @@ func TestStdinCompressed(t *testing.T) {
 	w := gzip.NewWriter(&gz)
 	w.Write(capgen.Files()[0].Make())
 	w.Close()
-	r := pcapflow(t, gz.Bytes(), "flows", "-F", "json", "-")
+	r := runCLI(t, gz.Bytes(), "flows", "-F", "json", "-")
 	if r.code != 0 || strings.Count(r.stdout, "\n") != 17 || !strings.Contains(r.stdout, `"capture":"-"`) {
 		t.Fatalf("stdin: %+v", r)
 	}
 	out := filepath.Join(t.TempDir(), "o.pcap")
-	r = pcapflow(t, gz.Bytes(), "extract", "-", "-w", out, "port", "80")
+	r = runCLI(t, gz.Bytes(), "extract", "-", "-w", out, "port", "80")
 	if r.code != 0 || countRecords(t, out) != 13 {
 		t.Fatalf("extract from stdin: %+v", r)
 	}
@@ -185,7 +186,7 @@ func TestMalformedCorpusFiles(t *testing.T) {
 		}
 		t.Run(e.File, func(t *testing.T) {
 			p := filepath.Join(dir, e.File)
-			r := pcapflow(t, nil, "flows", p)
+			r := runCLI(t, nil, "flows", p)
 			truncated := e.Has("truncated-file")
 			switch {
 			case e.Has("empty"):

@@ -21,7 +21,7 @@ func TestOutputToDeviceFIFOAndSymlink(t *testing.T) {
 	p := basicCapture(t)
 	dir := t.TempDir()
 	regular := filepath.Join(dir, "regular.pcap")
-	if r := pcapflow(t, nil, "extract", p, "-w", regular, "flow", "1"); r.code != 0 {
+	if r := runCLI(t, nil, "extract", p, "-w", regular, "flow", "1"); r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
 	want, _ := os.ReadFile(regular)
@@ -37,7 +37,7 @@ func TestOutputToDeviceFIFOAndSymlink(t *testing.T) {
 			{"extract", p, "-w", null, "--force", "flow", "1"},
 			{"streams", p, "-w", null, "--tcpheader"},
 		} {
-			if r := pcapflow(t, nil, args...); r.code != 0 {
+			if r := runCLI(t, nil, args...); r.code != 0 {
 				t.Errorf("%v: %+v", args, r)
 			}
 			if fi, err := os.Stat(null); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
@@ -61,7 +61,7 @@ func TestOutputToDeviceFIFOAndSymlink(t *testing.T) {
 		f.Close()
 		got <- b
 	}()
-	if r := pcapflow(t, nil, "extract", p, "-w", fifo, "flow", "1"); r.code != 0 {
+	if r := runCLI(t, nil, "extract", p, "-w", fifo, "flow", "1"); r.code != 0 {
 		t.Fatalf("to a FIFO: %+v", r)
 	}
 	if b := <-got; !bytes.Equal(b, want) {
@@ -77,7 +77,7 @@ func TestOutputToDeviceFIFOAndSymlink(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	if r := pcapflow(t, nil, "extract", p, "-w", link, "--force", "flow", "1"); r.code != 0 {
+	if r := runCLI(t, nil, "extract", p, "-w", link, "--force", "flow", "1"); r.code != 0 {
 		t.Fatalf("to a symlink: %+v", r)
 	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
@@ -97,14 +97,14 @@ func TestOutputPermissions(t *testing.T) {
 	old := syscall.Umask(0o027)
 	defer syscall.Umask(old)
 	out := filepath.Join(dir, "new.pcap")
-	if r := pcapflow(t, nil, "extract", p, "-w", out, "flow", "1"); r.code != 0 {
+	if r := runCLI(t, nil, "extract", p, "-w", out, "flow", "1"); r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
 	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o640 {
 		t.Errorf("new output has mode %v, want 0640 under umask 027", fi.Mode().Perm())
 	}
 	os.Chmod(out, 0o604)
-	if r := pcapflow(t, nil, "extract", p, "-w", out, "--force", "flow", "2"); r.code != 0 {
+	if r := runCLI(t, nil, "extract", p, "-w", out, "--force", "flow", "2"); r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
 	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o604 {
@@ -117,7 +117,7 @@ func TestOutputPermissions(t *testing.T) {
 func TestOutputCreateErrorNamesTheOutput(t *testing.T) {
 	p := basicCapture(t)
 	out := filepath.Join(t.TempDir(), "missing", "x.pcap")
-	r := pcapflow(t, nil, "extract", p, "-w", out, "flow", "1")
+	r := runCLI(t, nil, "extract", p, "-w", out, "flow", "1")
 	if r.code != 1 || !strings.Contains(r.stderr, "create "+out+":") || strings.Contains(r.stderr, ".tmp") {
 		t.Errorf("%+v", r)
 	}

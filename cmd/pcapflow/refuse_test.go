@@ -21,12 +21,12 @@ func TestOutputIsNeverAnInput(t *testing.T) {
 	if err := os.Symlink(p, sym); err != nil {
 		t.Fatal(err)
 	}
-	if r := pcapflow(t, nil, "index", p); r.code != 0 {
+	if r := runCLI(t, nil, "index", p); r.code != 0 {
 		t.Fatal(r)
 	}
 	idx := p + ".pfidx"
 	before, _ := os.ReadFile(p)
-	want := pcapflow(t, nil, "flows", "-F", "json", "-i", idx).stdout
+	want := runCLI(t, nil, "flows", "-F", "json", "-i", idx).stdout
 	for _, args := range [][]string{
 		{"extract", p, "-w", p},
 		{"extract", p, "-w", p, "--force"},
@@ -40,7 +40,7 @@ func TestOutputIsNeverAnInput(t *testing.T) {
 		{"compat", p, "--extract-port", "0", "65535", "-o", p},
 		{"compat", p, "--extract", "1", "-o", hard},
 	} {
-		r := pcapflow(t, nil, args...)
+		r := runCLI(t, nil, args...)
 		if r.code != 2 || !strings.Contains(r.stderr, "refusing to write") {
 			t.Errorf("%v: %+v", args, r)
 		}
@@ -48,7 +48,7 @@ func TestOutputIsNeverAnInput(t *testing.T) {
 	if after, _ := os.ReadFile(p); string(after) != string(before) {
 		t.Fatal("the capture changed")
 	}
-	if got := pcapflow(t, nil, "flows", "-F", "json", "-i", idx); got.stdout != want {
+	if got := runCLI(t, nil, "flows", "-F", "json", "-i", idx); got.stdout != want {
 		t.Fatalf("the index answers differently: %+v", got)
 	}
 }

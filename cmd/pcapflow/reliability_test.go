@@ -136,7 +136,7 @@ func TestKillIndexAtRandomPoints(t *testing.T) {
 // index: the error says so and how to rebuild.
 func TestStaleIndexCLI(t *testing.T) {
 	p := basicCapture(t)
-	pcapflow(t, nil, "index", p)
+	runCLI(t, nil, "index", p)
 	b, _ := os.ReadFile(p)
 	for name, change := range map[string]func(){
 		"appended": func() { os.WriteFile(p, append(b, 0), 0o644) },
@@ -147,7 +147,7 @@ func TestStaleIndexCLI(t *testing.T) {
 		},
 	} {
 		change()
-		r := pcapflow(t, nil, "flows", p)
+		r := runCLI(t, nil, "flows", p)
 		if r.code != 1 || !strings.Contains(r.stderr, "stale") || !strings.Contains(r.stderr, "rebuild") {
 			t.Errorf("%s: %+v", name, r)
 		}
@@ -162,7 +162,7 @@ func TestOutputSafety(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "x.pcap")
 	os.WriteFile(out, []byte("precious"), 0o644)
-	if r := pcapflow(t, nil, "extract", p, "-w", out, "flow", "1"); r.code != 2 {
+	if r := runCLI(t, nil, "extract", p, "-w", out, "flow", "1"); r.code != 2 {
 		t.Errorf("overwrote without --force: %+v", r)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "precious" {
@@ -170,7 +170,7 @@ func TestOutputSafety(t *testing.T) {
 	}
 	// A failing extraction (the capture shrinks under the index) leaves
 	// neither a partial output nor a temporary file.
-	pcapflow(t, nil, "index", p)
+	runCLI(t, nil, "index", p)
 	data, _ := os.ReadFile(p)
 	bad := filepath.Join(dir, "bad.pcap")
 	idx := index.DefaultPath(p)
@@ -181,7 +181,7 @@ func TestOutputSafety(t *testing.T) {
 	st.Close()
 	os.WriteFile(p, data[:len(data)/2], 0o644)
 	os.Chtimes(p, time.Unix(0, st.Captures()[0].ModTime), time.Unix(0, st.Captures()[0].ModTime))
-	r := pcapflow(t, nil, "extract", "-i", idx, "-w", bad, "flow", "16")
+	r := runCLI(t, nil, "extract", "-i", idx, "-w", bad, "flow", "16")
 	ents, _ := os.ReadDir(dir)
 	if r.code == 0 || len(ents) != 1 {
 		t.Errorf("failed extract: %+v, files %v", r, ents)
@@ -189,7 +189,7 @@ func TestOutputSafety(t *testing.T) {
 	// A failing streams -O run publishes only the streams that ended
 	// before the failure, and leaves no staging directory or partial file.
 	sdir := filepath.Join(dir, "s")
-	r = pcapflow(t, nil, "streams", "-i", idx, "-O", sdir, "tcp")
+	r = runCLI(t, nil, "streams", "-i", idx, "-O", sdir, "tcp")
 	if r.code == 0 {
 		t.Errorf("streams on a damaged capture succeeded: %+v", r)
 	}
@@ -205,7 +205,7 @@ func TestOutputSafety(t *testing.T) {
 	os.WriteFile(p, data, 0o644) // as indexed: the same run now writes every stream
 	os.Chtimes(p, time.Unix(0, st.Captures()[0].ModTime), time.Unix(0, st.Captures()[0].ModTime))
 	full := filepath.Join(dir, "full")
-	if r := pcapflow(t, nil, "streams", "-i", idx, "-O", full, "tcp"); r.code != 0 {
+	if r := runCLI(t, nil, "streams", "-i", idx, "-O", full, "tcp"); r.code != 0 {
 		t.Fatalf("streams: %+v", r)
 	}
 	all, _ := os.ReadDir(full)
@@ -226,7 +226,7 @@ func TestOutputSafety(t *testing.T) {
 func TestConcurrentReaders(t *testing.T) {
 	dir := t.TempDir()
 	p := manyFlows(t, dir, "c.pcap", 3000, 3)
-	if r := pcapflow(t, nil, "index", p); r.code != 0 {
+	if r := runCLI(t, nil, "index", p); r.code != 0 {
 		t.Fatal(r)
 	}
 	st, err := index.Open(index.DefaultPath(p))

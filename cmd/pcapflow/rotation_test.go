@@ -51,7 +51,7 @@ func TestRealRotation(t *testing.T) {
 	}
 
 	oneRun := filepath.Join(t.TempDir(), "one.pfidx")
-	if r := pcapflow(t, nil, "index", "-i", oneRun, capDir); r.code != 0 {
+	if r := runCLI(t, nil, "index", "-i", oneRun, capDir); r.code != 0 {
 		t.Fatalf("index: %+v", r)
 	}
 	perRun := filepath.Join(t.TempDir(), "per.pfidx")
@@ -63,7 +63,7 @@ func TestRealRotation(t *testing.T) {
 		return files[i] < files[j]
 	})
 	for _, f := range files {
-		if r := pcapflow(t, nil, "index", "-i", perRun, f); r.code != 0 {
+		if r := runCLI(t, nil, "index", "-i", perRun, f); r.code != 0 {
 			t.Fatalf("index %s: %+v", f, r)
 		}
 	}
@@ -71,7 +71,7 @@ func TestRealRotation(t *testing.T) {
 	for _, src := range [][]string{{capDir}, {"-i", oneRun}, {"-i", perRun}} {
 		for _, e := range ports {
 			port := e.Name()
-			r := pcapflow(t, nil, append(append([]string{"count"}, src...), "port", port)...)
+			r := runCLI(t, nil, append(append([]string{"count"}, src...), "port", port)...)
 			if !strings.HasPrefix(r.stdout, "flows 2 ") {
 				t.Errorf("%v port %s: %q, want one flow per direction", src, port, r.stdout)
 			}
@@ -80,7 +80,7 @@ func TestRealRotation(t *testing.T) {
 				{"tcp and dst port " + port, filepath.Join(out, "got", port)},
 			} {
 				w := filepath.Join(t.TempDir(), "stream")
-				r := pcapflow(t, nil, append(append([]string{"streams"}, src...), "-w", w, dir.filter)...)
+				r := runCLI(t, nil, append(append([]string{"streams"}, src...), "-w", w, dir.filter)...)
 				if r.code != 0 {
 					t.Fatalf("%v streams %s: %+v", src, dir.filter, r)
 				}

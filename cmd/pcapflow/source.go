@@ -5,30 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/pcapflow/pcapflow/flow"
-	"github.com/pcapflow/pcapflow/index"
+	"github.com/pcapflow/pcapflow"
 )
-
-// source is an opened index or a finished scan.
-type source struct {
-	r         index.Reader
-	fromIndex string // index directory, "" for a scan
-	scanErr   error  // the error that ended a scan early; results before it stand
-	names     []string
-}
-
-func (s *source) captureName(i int) string {
-	if i < len(s.names) {
-		return s.names[i]
-	}
-	return "?"
-}
-
-func (s *source) Close() { s.r.Close() }
 
 // commonFlags are the options every query command takes.
 type commonFlags struct {
@@ -37,6 +18,7 @@ type commonFlags struct {
 	idleSet     bool // --idle-timeout was given
 	progress    bool
 	scan        bool
+	tz          string
 }
 
 // noteSet records which of the flags were given.
@@ -49,47 +31,61 @@ func (c *commonFlags) noteSet(fs *flag.FlagSet) {
 }
 
 // settings are the flow semantics the flags ask for.
-func (c *commonFlags) settings() index.Settings {
-	var s index.Settings
-	switch {
-	case c.idleTimeout == 0:
+func (c *commonFlags) settings() pcapflow.Settings {
+	var s pcapflow.Settings
+	if c.idleTimeout == 0 {
 		s.IdleTimeout = -1 // never
-	default:
+	} else {
 		s.IdleTimeout = c.idleTimeout
 	}
 	return s
 }
 
-func (c *commonFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-	BoolVar(*bool, string, bool, string)
-}) {
+// location is the time zone of the text listings: --tz, else $TZ, else
+// UTC (captures come from many places; UTC is what they agree on).
+func (c *commonFlags) location() (*time.Location, error) {
+	name := c.tz
+	if name == "" {
+		name = os.Getenv("TZ")
+	}
+	if name == "" {
+		return time.UTC, nil
+	}
+	if name == "local" {
+		return time.Local, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, usagef("--tz %q: %v (want a zone name such as Europe/Berlin, UTC or local)", name, err)
+	}
+	return loc, nil
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.indexDir, "i", "", "index directory to answer from")
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", flow.DefaultIdleTimeout, "a connection silent this long (capture time) ends; 0: never")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", pcapflow.DefaultIdleTimeout, "a connection silent this long (capture time) ends; 0: never")
 	fs.BoolVar(&c.progress, "progress", false, "show progress on stderr even when it is not a terminal")
 	fs.BoolVar(&c.scan, "scan", false, "read the captures even when an index is beside them")
+	fs.StringVar(&c.tz, "tz", "", "time zone of the text listing (default $TZ, else UTC)")
 }
 
 // expandCaptures replaces directory arguments by the captures in them,
 // recognised by content (not recursive); files that are not captures are
 // passed over with a warning saying how many.
 func expandCaptures(e *env, args []string) ([]string, error) {
-	d, err := index.Discover(args)
+	caps, skipped, err := pcapflow.Discover(args)
 	if err != nil {
 		return nil, err
 	}
-	if n := len(d.Skipped); n > 0 && e != nil {
-		e.warn(fmt.Errorf("passed over %d %s that %s not captures (first: %s)", n, plural(uint64(n), "file", "files"), plural(uint64(n), "is", "are"), d.Skipped[0]))
+	if n := len(skipped); n > 0 {
+		e.warn(fmt.Errorf("passed over %d %s that %s not a capture (such as %s)", n, pluralInt(n, "file", "files"), pluralInt(n, "is", "are"), skipped[0]))
 	}
-	if len(d.Captures) == 0 {
-		return nil, fmt.Errorf("%s: no captures there", strings.Join(args, ", "))
-	}
-	return d.Captures, nil
+	return caps, nil
 }
 
-// openSource opens the index to answer from, or scans the captures.
-func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string, keepPackets bool) (*source, error) {
+// openSource opens what a query command answers from: -i INDEX, the
+// index beside a single capture, or a scan of the captures.
+func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string, needPackets bool) (*pcapflow.Archive, error) {
 	if len(captures) > 0 {
 		var err error
 		if captures, err = expandCaptures(e, captures); err != nil {
@@ -98,32 +94,27 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 	}
 	dir := cf.indexDir
 	if dir == "" && len(captures) == 1 && captures[0] != "-" && !cf.idleSet && !cf.scan {
-		if st, err := os.Stat(index.DefaultPath(captures[0])); err == nil && st.IsDir() {
-			dir = index.DefaultPath(captures[0])
+		if st, err := os.Stat(pcapflow.DefaultIndex(captures[0])); err == nil && st.IsDir() {
+			dir = pcapflow.DefaultIndex(captures[0])
 		}
 	}
 	if dir != "" {
-		r, err := index.Open(dir)
+		a, err := openIndex(dir)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.Check(); err != nil {
-			r.Close()
-			return nil, err
-		}
-		s := &source{r: r, fromIndex: dir}
-		for _, c := range r.Captures() {
-			s.names = append(s.names, c.Name)
+		if a.Interrupted() {
+			e.warn(fmt.Errorf("the last index run on %s was cut short; it answers what the run before committed", dir))
 		}
 		if len(captures) > 0 && cf.indexDir != "" {
-			rr, err := index.Restrict(ctx, r, captures)
+			r, err := a.Restrict(ctx, captures)
 			if err != nil {
-				r.Close()
+				a.Close()
 				return nil, err
 			}
-			s.r = rr
+			return r, nil
 		}
-		return s, nil
+		return a, nil
 	}
 	if len(captures) == 0 {
 		return nil, usagef("no capture given (and no -i INDEX)")
@@ -137,27 +128,35 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 	if nstdin > 1 {
 		return nil, usagef("standard input (-) can be read only once")
 	}
-	opts := index.ScanOptions{KeepPackets: keepPackets}
-	opts.Settings = cf.settings()
-	opts.Warn = e.warn
-	opts.Stdin = e.stdin
+	opts := &pcapflow.ScanOptions{Settings: cf.settings(), Warn: e.warn, Stdin: e.stdin, FlowsOnly: !needPackets}
 	stop := e.startProgress(cf, &opts.Progress)
-	m, err := index.Scan(ctx, captures, opts)
+	a, err := pcapflow.Scan(ctx, captures, opts)
 	stop()
-	if m == nil || (err != nil && len(m.Captures()) == 0) {
+	if a == nil {
 		return nil, err
 	}
-	s := &source{r: m, scanErr: err}
-	for _, c := range m.Captures() {
-		s.names = append(s.names, c.Name)
+	return a, nil
+}
+
+// openIndex opens -i DIR, saying what DIR is when it is no index.
+func openIndex(dir string) (*pcapflow.Archive, error) {
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("index %s: %w", dir, err)
+	case !st.IsDir():
+		return nil, usagef("-i %s: that is a file, not an index directory (an index is made by 'pcapflow index')", dir)
 	}
-	return s, nil
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
+		return nil, usagef("-i %s: the directory is empty, not an index (make one: pcapflow index -i %s CAPTURE...)", dir, dir)
+	}
+	return pcapflow.Open(dir)
 }
 
 // startProgress shows a progress line on stderr about twice a second when
 // stderr is a terminal or --progress was given. It returns a function
 // that ends the display.
-func (e *env) startProgress(cf *commonFlags, pp **index.Progress) func() {
+func (e *env) startProgress(cf *commonFlags, pp **pcapflow.Progress) func() {
 	if e.compatPr != nil { // compat mode prints pcap_flow's own progress line
 		*pp = e.compatPr
 		return func() {}
@@ -171,7 +170,7 @@ func (e *env) startProgress(cf *commonFlags, pp **index.Progress) func() {
 	if !show {
 		return func() {}
 	}
-	p := &index.Progress{}
+	p := &pcapflow.Progress{}
 	*pp = p
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -200,4 +199,11 @@ func (e *env) startProgress(cf *commonFlags, pp **index.Progress) func() {
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+func pluralInt(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

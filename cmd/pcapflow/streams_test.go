@@ -33,7 +33,7 @@ func TestStreamsPolicyCases(t *testing.T) {
 	p := writeCapture(t, "reassembly.pcap", capgen.Reassembly())
 	for _, gaps := range []string{"skip", "zero", "stop"} {
 		dir := filepath.Join(t.TempDir(), "out")
-		r := pcapflow(t, nil, "streams", p, "-O", dir, "--gaps", gaps, "dst", "port", "80")
+		r := runCLI(t, nil, "streams", p, "-O", dir, "--gaps", gaps, "dst", "port", "80")
 		if r.code != 0 {
 			t.Fatalf("streams: %+v", r)
 		}
@@ -60,15 +60,15 @@ func TestStreamsPolicyCases(t *testing.T) {
 		}
 	}
 	// flows reports the same counters.
-	r := pcapflow(t, nil, "flows", "-F", "json", p, "src", "port", "30005")
+	r := runCLI(t, nil, "flows", "-F", "json", p, "src", "port", "30005")
 	if !strings.Contains(r.stdout, `"missing_bytes":4,`) {
 		t.Errorf("flows of the gap case: %s", r.stdout)
 	}
-	r = pcapflow(t, nil, "flows", "-F", "json", p, "src", "port", "30012")
+	r = runCLI(t, nil, "flows", "-F", "json", p, "src", "port", "30012")
 	if !strings.Contains(r.stdout, `"missing_bytes":4,`) {
 		t.Errorf("flows of the hole-before-FIN case: %s", r.stdout)
 	}
-	r = pcapflow(t, nil, "flows", "-F", "json", p, "src", "port", "30004")
+	r = runCLI(t, nil, "flows", "-F", "json", p, "src", "port", "30004")
 	if !strings.Contains(r.stdout, `"retrans_bytes":4,`) {
 		t.Errorf("flows of the overlap case: %s", r.stdout)
 	}
@@ -78,7 +78,7 @@ func TestStreamsPolicyCases(t *testing.T) {
 func TestStreamsTCPHeader(t *testing.T) {
 	p := writeCapture(t, "reassembly.pcap", capgen.Reassembly())
 	out := filepath.Join(t.TempDir(), "all.bin")
-	r := pcapflow(t, nil, "streams", p, "-w", out, "--tcpheader", "dst", "port", "80")
+	r := runCLI(t, nil, "streams", p, "-w", out, "--tcpheader", "dst", "port", "80")
 	if r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
@@ -134,12 +134,12 @@ func TestStreamsManyFiles(t *testing.T) {
 	p := writeCapture(t, "many.pcap", c)
 	for _, indexed := range []bool{false, true} {
 		if indexed {
-			if r := pcapflow(t, nil, "index", p); r.code != 0 {
+			if r := runCLI(t, nil, "index", p); r.code != 0 {
 				t.Fatal(r)
 			}
 		}
 		dir := filepath.Join(t.TempDir(), "s")
-		r := pcapflow(t, nil, "streams", p, "-O", dir, "--max-open", "16", "dst", "port", "80")
+		r := runCLI(t, nil, "streams", p, "-O", dir, "--max-open", "16", "dst", "port", "80")
 		if r.code != 0 {
 			t.Fatalf("%+v", r)
 		}

@@ -103,7 +103,7 @@ func TestExtractMatchesTcpdump(t *testing.T) {
 		}
 		for _, pr := range pairs {
 			out := filepath.Join(t.TempDir(), "x.pcap")
-			r := pcapflow(t, nil, append([]string{"extract", path, "-w", out, "--"}, strings.Fields(pr[0])...)...)
+			r := runCLI(t, nil, append([]string{"extract", path, "-w", out, "--"}, strings.Fields(pr[0])...)...)
 			if r.code != 0 {
 				t.Fatalf("%s: extract %q: %+v", e.File, pr[0], r)
 			}

@@ -53,13 +53,13 @@ func TestTimeouts(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			idx := filepath.Join(t.TempDir(), "x.pfidx")
-			if r := pcapflow(t, nil, append([]string{"index", "-i", idx}, append(tc.args, p)...)...); r.code != 0 {
+			if r := runCLI(t, nil, append([]string{"index", "-i", idx}, append(tc.args, p)...)...); r.code != 0 {
 				t.Fatalf("index: %+v", r)
 			}
 			for _, src := range [][]string{append([]string{p}, tc.args...), {"-i", idx}} {
 				for sport, want := range tc.ids {
 					args := append([]string{"flows", "-F", "csv"}, src...)
-					r := pcapflow(t, nil, append(args, "port", sport)...)
+					r := runCLI(t, nil, append(args, "port", sport)...)
 					if r.code != 0 {
 						t.Fatalf("%v: %+v", args, r)
 					}
@@ -71,7 +71,7 @@ func TestTimeouts(t *testing.T) {
 						t.Errorf("%v port %s: flows %s, want %s", src, sport, got, want)
 					}
 				}
-				r := pcapflow(t, nil, append([]string{"count"}, src...)...)
+				r := runCLI(t, nil, append([]string{"count"}, src...)...)
 				if !strings.HasPrefix(r.stdout, "flows "+itoa(tc.flows)+" ") {
 					t.Errorf("%v count: %q, want %d flows", src, r.stdout, tc.flows)
 				}
@@ -80,7 +80,7 @@ func TestTimeouts(t *testing.T) {
 	}
 	// An index made with one setting refuses captures with another.
 	idx := filepath.Join(t.TempDir(), "x.pfidx")
-	if r := pcapflow(t, nil, "index", "-i", idx, "--idle-timeout", "0", p); r.code != 0 {
+	if r := runCLI(t, nil, "index", "-i", idx, "--idle-timeout", "0", p); r.code != 0 {
 		t.Fatalf("index: %+v", r)
 	}
 	more := writeCapture(t, "later.pcap", func() *capgen.Capture {
@@ -90,7 +90,7 @@ func TestTimeouts(t *testing.T) {
 		}
 		return c
 	}())
-	r := pcapflow(t, nil, "index", "-i", idx, more)
+	r := runCLI(t, nil, "index", "-i", idx, more)
 	if r.code != 1 || !strings.Contains(r.stderr, "flow settings differ") || !strings.Contains(r.stderr, "--idle-timeout") {
 		t.Fatalf("adding with other settings: %+v", r)
 	}

@@ -56,11 +56,11 @@ func TestTunnels(t *testing.T) {
 	}
 	for _, indexed := range []bool{false, true} {
 		if indexed {
-			if r := pcapflow(t, nil, "index", p); r.code != 0 {
+			if r := runCLI(t, nil, "index", p); r.code != 0 {
 				t.Fatal(r)
 			}
 		}
-		flows := parseFlows(t, pcapflow(t, nil, "flows", "-F", "json", p).stdout)
+		flows := parseFlows(t, runCLI(t, nil, "flows", "-F", "json", p).stdout)
 		byID := map[uint64]jsonFlow{}
 		for _, f := range flows {
 			byID[f.ID] = f
@@ -85,7 +85,7 @@ func TestTunnels(t *testing.T) {
 				t.Errorf("%s: outer flow %d (%+v), depth %d", tc.Name, f.Tunnel.Outer, outer, f.Tunnel.Depth)
 			}
 			dir := filepath.Join(t.TempDir(), "s")
-			r := pcapflow(t, nil, "streams", p, "-O", dir, "flow", fmt.Sprint(f.ID), "or", "flow", fmt.Sprint(f.Peer))
+			r := runCLI(t, nil, "streams", p, "-O", dir, "flow", fmt.Sprint(f.ID), "or", "flow", fmt.Sprint(f.Peer))
 			if r.code != 0 {
 				t.Fatal(r)
 			}
@@ -100,7 +100,7 @@ func TestTunnels(t *testing.T) {
 				}
 			}
 			out := filepath.Join(t.TempDir(), "x.pcap")
-			if r := pcapflow(t, nil, "extract", p, "-w", out, "flow", fmt.Sprint(f.ID)); r.code != 0 || countRecords(t, out) != int(f.Packets) {
+			if r := runCLI(t, nil, "extract", p, "-w", out, "flow", fmt.Sprint(f.ID)); r.code != 0 || countRecords(t, out) != int(f.Packets) {
 				t.Errorf("%s: extract: %+v, %d records for %d packets", tc.Name, r, countRecords(t, out), f.Packets)
 			}
 		}
@@ -113,14 +113,14 @@ func TestTunnels(t *testing.T) {
 			"inner and port 31001":     4,
 			"tunnel vxlan and vni 300": 0,
 		} {
-			r := pcapflow(t, nil, "count", "-F", "json", p, filter)
+			r := runCLI(t, nil, "count", "-F", "json", p, filter)
 			if !strings.HasPrefix(r.stdout, fmt.Sprintf(`{"flows":%d,`, want)) {
 				t.Errorf("indexed %v: count %q: %s %s", indexed, filter, r.stdout, r.stderr)
 			}
 		}
-		inner := pcapflow(t, nil, "count", "-F", "json", p, "inner").stdout
-		outer := pcapflow(t, nil, "count", "-F", "json", p, "outer").stdout
-		all := pcapflow(t, nil, "count", "-F", "json", p).stdout
+		inner := runCLI(t, nil, "count", "-F", "json", p, "inner").stdout
+		outer := runCLI(t, nil, "count", "-F", "json", p, "outer").stdout
+		all := runCLI(t, nil, "count", "-F", "json", p).stdout
 		var a, b, c struct{ Flows int }
 		json.Unmarshal([]byte(inner), &a)
 		json.Unmarshal([]byte(outer), &b)

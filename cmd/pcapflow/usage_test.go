@@ -24,7 +24,7 @@ func TestCommandLineMistakes(t *testing.T) {
 		{[]string{"extract", p, "-w", filepath.Join(dir, "none.pcap"), "flow", "999"}, 0, `warning: no flow matches "flow 999"`},
 		{[]string{"streams", p, "-w", filepath.Join(dir, "none.bin"), "host", "192.0.2.99"}, 0, `warning: no flow matches "host 192.0.2.99"`},
 	} {
-		r := pcapflow(t, nil, tc.args...)
+		r := runCLI(t, nil, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, r.code, r.stderr, tc.code, tc.stderr)
 		}
@@ -35,7 +35,7 @@ func TestCommandLineMistakes(t *testing.T) {
 // counted in the index summary, not dropped without a word.
 func TestIndexSummaryCountsFramesInNoFlow(t *testing.T) {
 	p := basicCapture(t)
-	r := pcapflow(t, nil, "index", p)
+	r := runCLI(t, nil, "index", p)
 	if r.code != 0 || !strings.Contains(r.stderr, "57 packets") || !strings.Contains(r.stderr, "1 packet in no flow (not IP)") {
 		t.Errorf("%+v", r)
 	}

@@ -1,0 +1,58 @@
+package pcapflow
+
+import (
+	"context"
+
+	"github.com/pcapflow/pcapflow/index"
+)
+
+// IndexOptions configure Index.
+type IndexOptions struct {
+	Settings
+	// Warn receives problems that do not stop the run: a capture cut
+	// short, a damaged capture left out (with file and offset).
+	Warn func(error)
+	// Progress, when set, is updated while captures are read.
+	Progress *Progress
+	// MaxPackets, when positive, stops reading each capture after that
+	// many records.
+	MaxPackets int64
+}
+
+// IndexResult reports what Index did: the captures added, those already
+// indexed, those that could not be read (Errors), the files of the
+// directories given that are not captures.
+type IndexResult = index.BuildResult
+
+// Index creates the index in dir, or adds to it the captures it does
+// not hold yet (matched by absolute path): files or directories (their
+// captures, found by content). The new captures are read in time order,
+// continuing the archive: connections still open at its end continue
+// into them, so an index built one capture at a time, in time order,
+// equals one built from all of them at once. A capture older than the
+// archive's end is refused (ErrOlder).
+//
+// Only one Index runs on a directory at a time (ErrInUse); readers are
+// not disturbed: they see the archive as it was when they opened it.
+// A capture that cannot be read at all is left out, one damaged is
+// indexed up to the damage; both are in the result's Errors. A run that
+// fails or is killed commits nothing: the index answers as before it.
+func Index(ctx context.Context, dir string, paths []string, o *IndexOptions) (*IndexResult, error) {
+	if o == nil {
+		o = &IndexOptions{}
+	}
+	opts := index.Options{Settings: o.Settings.index(), Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
+	return index.Build(ctx, dir, paths, opts)
+}
+
+// Discover lists the captures among paths: files as they are, and the
+// files of directories whose content is a capture (pcap, pcapng, or
+// either compressed with gzip or zstd), whatever their names. Skipped
+// are the directories' files that are not captures.
+func Discover(paths []string) (captures, skipped []string, err error) {
+	d, err := index.Discover(paths)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d.Captures, d.Skipped, nil
+}

@@ -1,0 +1,404 @@
+package pcapflow
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+
+	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/query"
+)
+
+// Expr is a parsed filter (docs/query.md); its String is the normal form.
+type Expr = query.Expr
+
+// SyntaxError is a filter that does not parse; Offset is the byte offset
+// of the fault and Caret shows it.
+type SyntaxError = query.SyntaxError
+
+// Parse parses a filter. The empty filter is nil: every flow.
+func Parse(filter string) (Expr, error) { return query.Parse(filter) }
+
+// IsKeyword reports whether s is a reserved word of the filter language
+// (a command line can tell filter words from capture names with it).
+func IsKeyword(s string) bool { return query.IsKeyword(s) }
+
+// SortKey orders the flows of a Query.
+type SortKey string
+
+// The orders of flows (and of conversations, by their two directions'
+// sums, earliest first and latest last).
+const (
+	SortID       SortKey = "id" // the default: first-packet order
+	SortFirst    SortKey = "first"
+	SortLast     SortKey = "last"
+	SortPackets  SortKey = "packets"
+	SortBytes    SortKey = "bytes"
+	SortDuration SortKey = "duration"
+)
+
+// SortKeys are the valid SortKey values.
+var SortKeys = []SortKey{SortID, SortFirst, SortLast, SortPackets, SortBytes, SortDuration}
+
+// Query selects flows: a filter, then an order and a window of the
+// result.
+type Query struct {
+	// Filter in the filter language; ignored when Expr is set. Empty:
+	// every flow.
+	Filter string
+	Expr   Expr
+	// Sort orders the result (default SortID); ties go by ID. Reverse
+	// reverses the order.
+	Sort    SortKey
+	Reverse bool
+	// Offset flows of the ordered result are passed over, then at most
+	// Limit (0: all) are returned.
+	Offset, Limit int
+	// MinPackets drops flows (or conversations) with fewer packets.
+	MinPackets uint64
+}
+
+func (q *Query) expr() (Expr, error) {
+	if q.Expr != nil {
+		return q.Expr, nil
+	}
+	return query.Parse(q.Filter)
+}
+
+func (q *Query) check() error {
+	if q.Sort != "" && !slices.Contains(SortKeys, q.Sort) {
+		return fmt.Errorf("unknown sort key %q (want id, first, last, packets, bytes or duration)", q.Sort)
+	}
+	if q.Offset < 0 || q.Limit < 0 {
+		return errors.New("negative offset or limit")
+	}
+	return nil
+}
+
+// errStop ends a selection early.
+var errStop = errors.New("stop")
+
+// Flows returns the flows that match q, in q's order. A flow yielded is
+// valid until the next one; copy it to keep it. Stopping the iteration
+// early stops the selection.
+func (a *Archive) Flows(ctx context.Context, q Query) iter.Seq2[*Flow, error] {
+	return func(yield func(*Flow, error) bool) {
+		e, err := q.expr()
+		if err == nil {
+			err = q.check()
+		}
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		keep := func(f *Flow) bool { return f.Packets >= q.MinPackets }
+		if (q.Sort == "" || q.Sort == SortID) && !q.Reverse {
+			// Streamed: the selection is in ID order.
+			skip, n := q.Offset, 0
+			err := query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+				if !keep(f) {
+					return nil
+				}
+				if skip > 0 {
+					skip--
+					return nil
+				}
+				if q.Limit > 0 && n >= q.Limit {
+					return errStop
+				}
+				n++
+				if !yield(f, nil) {
+					return errStop
+				}
+				return nil
+			})
+			if err != nil && err != errStop {
+				yield(nil, err)
+			}
+			return
+		}
+		var flows []Flow
+		err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+			if keep(f) {
+				flows = append(flows, *f)
+			}
+			return nil
+		})
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		slices.SortStableFunc(flows, func(x, y Flow) int {
+			c := cmp.Compare(flowKey(&x, q.Sort), flowKey(&y, q.Sort))
+			if c == 0 {
+				c = cmp.Compare(x.ID, y.ID)
+			}
+			if q.Reverse {
+				return -c
+			}
+			return c
+		})
+		for i := range window(len(flows), q.Offset, q.Limit) {
+			if !yield(&flows[i], nil) {
+				return
+			}
+		}
+	}
+}
+
+func flowKey(f *Flow, k SortKey) int64 {
+	switch k {
+	case SortFirst:
+		return f.First
+	case SortLast:
+		return f.Last
+	case SortPackets:
+		return int64(f.Packets)
+	case SortBytes:
+		return int64(f.Bytes)
+	case SortDuration:
+		return f.Last - f.First
+	}
+	return int64(f.ID)
+}
+
+// window yields the indexes offset.. of n items, at most limit of them.
+func window(n, offset, limit int) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		end := n
+		if limit > 0 {
+			end = min(n, offset+limit)
+		}
+		for i := offset; i < end; i++ {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+}
+
+// IDs returns the IDs of the flows that match q's filter, in ID order
+// (q's order and window do not apply).
+func (a *Archive) IDs(ctx context.Context, q Query) ([]uint64, error) {
+	e, err := q.expr()
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint64
+	err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+		if f.Packets >= q.MinPackets {
+			ids = append(ids, f.ID)
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// Flow returns the flow with the given ID, or ErrNoFlow.
+func (a *Archive) Flow(ctx context.Context, id uint64) (*Flow, error) {
+	if id == 0 || id > a.r.NumFlows() {
+		return nil, fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+	}
+	var out *Flow
+	err := a.r.Flows(ctx, []uint64{id}, func(f *flow.Flow) error {
+		c := *f
+		out = &c
+		return nil
+	})
+	if err == nil && out == nil {
+		err = fmt.Errorf("flow %d: %w", id, ErrNoFlow)
+	}
+	return out, err
+}
+
+// Conversations returns one Conversation per connection of which at
+// least one direction matches q's filter (its other direction is shown
+// too), in q's order by the connection's sums: packets and bytes of both
+// directions, the earliest first, the latest last. Rows of conversations
+// that differ only in VLAN or tunnel carry those in their flows' keys.
+func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Conversation, error] {
+	return func(yield func(*Conversation, error) bool) {
+		e, err := q.expr()
+		if err == nil {
+			err = q.check()
+		}
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		byID := map[uint64]*Flow{}
+		var order []uint64
+		err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+			c := *f
+			byID[f.ID] = &c
+			order = append(order, f.ID)
+			return nil
+		})
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		// The peers that did not match themselves.
+		var missing []uint64
+		for _, id := range order {
+			if p := byID[id].Peer; p != 0 && byID[p] == nil {
+				missing = append(missing, p)
+			}
+		}
+		slices.Sort(missing)
+		missing = slices.Compact(missing)
+		if len(missing) > 0 { // (no IDs would mean every flow)
+			err = a.r.Flows(ctx, missing, func(f *flow.Flow) error {
+				c := *f
+				byID[f.ID] = &c
+				return nil
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+		}
+		var convs []Conversation
+		for _, id := range order {
+			f := byID[id]
+			if f.Peer != 0 && f.Peer < f.ID {
+				if _, matched := slices.BinarySearch(order, f.Peer); matched {
+					continue // with its peer
+				}
+			}
+			c := Conversation{ID: f.ID, A: f}
+			if f.Peer != 0 {
+				c.B = byID[f.Peer]
+				if f.Peer < f.ID {
+					c.ID, c.A, c.B = f.Peer, c.B, f
+				}
+			}
+			if convPackets(&c) < q.MinPackets {
+				continue
+			}
+			convs = append(convs, c)
+		}
+		if q.Sort != "" && q.Sort != SortID || q.Reverse {
+			slices.SortStableFunc(convs, func(x, y Conversation) int {
+				c := cmp.Compare(convKey(&x, q.Sort), convKey(&y, q.Sort))
+				if c == 0 {
+					c = cmp.Compare(x.ID, y.ID)
+				}
+				if q.Reverse {
+					return -c
+				}
+				return c
+			})
+		}
+		for i := range window(len(convs), q.Offset, q.Limit) {
+			if !yield(&convs[i], nil) {
+				return
+			}
+		}
+	}
+}
+
+func convPackets(c *Conversation) uint64 {
+	n := c.A.Packets
+	if c.B != nil {
+		n += c.B.Packets
+	}
+	return n
+}
+
+func convKey(c *Conversation, k SortKey) int64 {
+	first, last := c.A.First, c.A.Last
+	var bytes uint64 = c.A.Bytes
+	if c.B != nil {
+		first, last = min(first, c.B.First), max(last, c.B.Last)
+		bytes += c.B.Bytes
+	}
+	switch k {
+	case SortFirst:
+		return first
+	case SortLast:
+		return last
+	case SortPackets:
+		return int64(convPackets(c))
+	case SortBytes:
+		return int64(bytes)
+	case SortDuration:
+		return last - first
+	}
+	return int64(c.ID)
+}
+
+// Counts are what Count reports.
+type Counts struct {
+	Flows uint64 `json:"flows"`
+	// Packets and Bytes count each capture record once: a frame in a
+	// tunnel is in the tunnel's flow and in the flow it carries, and
+	// counts once when both match.
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Count counts the flows that match q's filter (MinPackets applies; the
+// order and window do not), and their packets and bytes.
+func (a *Archive) Count(ctx context.Context, q Query) (Counts, error) {
+	e, err := q.expr()
+	if err != nil {
+		return Counts{}, err
+	}
+	var c Counts
+	// A flow inside a tunnel is carried by the frames of its outer flow
+	// (the one that carried its first packet; it has a smaller ID, so it
+	// is seen first): when both match, the inner one adds no records.
+	selected := make([]uint64, a.r.NumFlows()/64+1)
+	isSel := func(id uint64) bool {
+		return id/64 < uint64(len(selected)) && selected[id/64]&(1<<(id%64)) != 0
+	}
+	err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+		if f.Packets < q.MinPackets {
+			return nil
+		}
+		c.Flows++
+		if f.ID/64 < uint64(len(selected)) {
+			selected[f.ID/64] |= 1 << (f.ID % 64)
+		}
+		if f.Depth > 0 && isSel(f.Outer) {
+			return nil
+		}
+		c.Packets += f.Packets
+		c.Bytes += f.Bytes
+		return nil
+	})
+	return c, err
+}
+
+// Plan is how a filter is answered, as Explain reports it.
+type Plan struct {
+	Filter   string   // the normal form ("" for every flow)
+	Source   string   // "index DIR (N flows)" or "scan of N capture(s) (N flows)"
+	Steps    []string // lookups and checks, indented by nesting
+	Matching int      // flows that match
+}
+
+// Explain parses q's filter, runs it, and says how it was answered.
+func (a *Archive) Explain(ctx context.Context, q Query) (*Plan, error) {
+	e, err := q.expr()
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{}
+	if e != nil {
+		p.Filter = e.String()
+	}
+	if a.dir != "" {
+		p.Source = fmt.Sprintf("index %s (%d flows)", a.dir, a.r.NumFlows())
+	} else {
+		p.Source = fmt.Sprintf("scan of %d capture(s) (%d flows); no index, so every flow is checked", len(a.names), a.r.NumFlows())
+	}
+	tr := &query.Trace{}
+	err = query.SelectTrace(ctx, a.r, e, tr, func(*flow.Flow) error { p.Matching++; return nil })
+	p.Steps = tr.Lines
+	return p, err
+}
