@@ -38,8 +38,8 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	progress       bool            // forced progress display
-	warned         int             // warnings printed
+	progress       bool               // forced progress display
+	warned         int                // warnings printed
 	compatPr       *pcapflow.Progress // set while compat reads a capture
 }
 
