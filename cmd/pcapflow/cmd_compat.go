@@ -312,7 +312,14 @@ func runCompat(ctx context.Context, e *env, args []string) error {
 		if len(o.noTCPPorts) > 0 {
 			tcpSel += " and not (" + ranges("portrange", o.noTCPPorts) + ")"
 		}
-		if err := compatStreams(ctx, e, o, src, tcpSel, "", o.outTCP, "tcp", o.tcpHeader); err != nil {
+		// pcap_flow's README: --extract-tcp-port 80 80 -o ./tmp/port80_
+		// names the files ./tmp/port80__...: -o is the file prefix of
+		// --extract-tcp-port and --extract-tcp-all, as --output-tcp is.
+		prefix := o.outTCP
+		if prefix == "" && len(pcapTerms) == 0 && len(o.extractTCP) == 0 {
+			prefix = o.out
+		}
+		if err := compatStreams(ctx, e, o, src, tcpSel, "", prefix, "tcp", o.tcpHeader); err != nil {
 			return err
 		}
 	}
@@ -327,7 +334,11 @@ func runCompat(ctx context.Context, e *env, args []string) error {
 		if len(o.noUDPPorts) > 0 {
 			udpSel += " and not (" + ranges("portrange", o.noUDPPorts) + ")"
 		}
-		if err := compatStreams(ctx, e, o, src, udpSel, "", o.outUDP, "udp", o.udpHeader || o.tcpHeader); err != nil {
+		prefix := o.outUDP
+		if prefix == "" && len(pcapTerms) == 0 && len(o.extractTCP) == 0 && tcpSel == "" {
+			prefix = o.out
+		}
+		if err := compatStreams(ctx, e, o, src, udpSel, "", prefix, "udp", o.udpHeader || o.tcpHeader); err != nil {
 			return err
 		}
 	}

@@ -132,6 +132,19 @@ func TestCompatStreams(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
 		t.Errorf("%d files, want 2", len(ents))
 	}
+	// pcap_flow's README: -o is the file prefix of --extract-tcp-port,
+	// never files in the working directory.
+	readme := t.TempDir()
+	wd, _ := os.Getwd()
+	os.Chdir(readme)
+	os.Mkdir("tmp", 0o755)
+	r := runCLI(t, nil, "compat", p, "--extract-tcp-port", "80", "80", "-o", "./tmp/port80_", "--disable-display")
+	os.Chdir(wd)
+	inTmp, _ := filepath.Glob(filepath.Join(readme, "tmp", "port80__*"))
+	top, _ := os.ReadDir(readme)
+	if r.code != 0 || len(inTmp) != 2 || len(top) != 1 {
+		t.Errorf("-o ./tmp/port80_: %+v: %d files in tmp, %d entries in the directory", r, len(inTmp), len(top))
+	}
 	// A prefix that is not a directory, and re-running replaces files
 	// (pcap_flow appended to them).
 	pre := filepath.Join(t.TempDir(), "cap")
