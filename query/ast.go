@@ -41,7 +41,17 @@ type (
 )
 
 func (e *And) String() string { return paren(e.L, e) + " and " + paren(e.R, e) }
-func (e *Or) String() string  { return e.L.String() + " or " + e.R.String() }
+func (e *Or) String() string  { return orOperand(e.L) + " or " + orOperand(e.R) }
+
+// orOperand parenthesizes an 'and' under an 'or', so that the normal
+// form means the same to tcpdump, whose 'and' and 'or' have equal
+// precedence, and parses again (see converter.or).
+func orOperand(x Expr) string {
+	if _, ok := x.(*And); ok {
+		return "(" + x.String() + ")"
+	}
+	return x.String()
+}
 func (e *Not) String() string { return "not " + paren(e.X, e) }
 
 func (e *And) Match(f *flow.Flow) bool { return e.L.Match(f) && e.R.Match(f) }

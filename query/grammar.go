@@ -27,10 +27,12 @@ var filterLexer = lexer.MustSimple([]lexer.SimpleRule{
 	{Name: "CIDR4", Pattern: `\d+\.\d+\.\d+\.\d+/\d+`},
 	{Name: "IP4", Pattern: `\d+\.\d+\.\d+\.\d+`},
 	{Name: "Size", Pattern: `\d+(?:\.\d+)?[kKmMgGtT][bB]?`},
+	{Name: "Abbrev", Pattern: `\d+\.\d+(?:\.\d+)?\b`},
 	{Name: "Range", Pattern: `\d+-\d+`},
 	{Name: "Int", Pattern: `\d+`},
 	{Name: "Op", Pattern: `>=|<=|==|!=|&&|\|\||[()!<>=]`},
 	{Name: "Keyword", Pattern: `(?i)(?:and|or|not|flow|host|net|mask|portrange|port|proto|tcp|udp|icmp6|icmp|sctp|ip6|ip|vlan|ether|src|dst|after|before|packets|bytes|community|tunnel|vni|inner|outer)\b`},
+	{Name: "Name", Pattern: `[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+`},
 	{Name: "Ident", Pattern: `[A-Za-z_][A-Za-z0-9_-]*`},
 })
 
@@ -53,12 +55,15 @@ type gNot struct {
 type gPrim struct {
 	Sub  *gOr   `parser:"  '(' @@ ')'"`
 	Pred *gPred `parser:"| @@"`
+	// Bare is a value alone, as tcpdump repeats one: 'port 80 or 443' is
+	// 'port 80 or port 443', the previous primitive with this value.
+	Bare *gValue `parser:"| @@"`
 }
 
 // gValue is a value token with its position, for error carets.
 type gValue struct {
 	Pos lexer.Position
-	Tok lexer.Token `parser:"@(Time | Community | MAC | CIDR6 | IP6 | CIDR4 | IP4 | Size | Range | Int | Ident)"`
+	Tok lexer.Token `parser:"@(Time | Community | MAC | CIDR6 | IP6 | CIDR4 | IP4 | Size | Abbrev | Range | Int | Name | Ident)"`
 }
 
 // gDir is a tcpdump direction qualifier.
@@ -73,8 +78,9 @@ type gPred struct {
 	Flow      *gValue   `parser:"  'flow' @@"`
 	Ether     *gEther   `parser:"| 'ether' @@"`
 	Addr      *gAddr    `parser:"| @@"`
+	DirValue  *gDirVal  `parser:"| @@"`
 	IPProto   *gIPProto `parser:"| @@"`
-	Word      string    `parser:"| @( 'tcp' | 'udp' | 'icmp' | 'icmp6' | 'sctp' | 'ip' | 'ip6' )"`
+	Word      *gWord    `parser:"| @@"`
 	Vlan      *gVlan    `parser:"| @@"`
 	Time      *gTime    `parser:"| @@"`
 	Count     *gCount   `parser:"| @@"`
@@ -82,6 +88,21 @@ type gPred struct {
 	Tunnel    *gTunnel  `parser:"| @@"`
 	VNI       *gValue   `parser:"| 'vni' @@"`
 	Nesting   string    `parser:"| @( 'inner' | 'outer' )"`
+}
+
+// gWord is a protocol word, alone or qualifying a primitive as tcpdump
+// writes them: 'tcp port 80', 'ip6 src host ::1'.
+type gWord struct {
+	Word string   `parser:"@( 'tcp' | 'udp' | 'icmp' | 'icmp6' | 'sctp' | 'ip' | 'ip6' )"`
+	Addr *gAddr   `parser:"( @@"`
+	Dir  *gDirVal `parser:"| @@ )?"`
+}
+
+// gDirVal is tcpdump's 'src 10.0.0.1': a direction and an address, with
+// host (or net, for a network) implied.
+type gDirVal struct {
+	Dir *gDir   `parser:"@@"`
+	Val *gValue `parser:"@@"`
 }
 
 type gTunnel struct {

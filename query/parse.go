@@ -172,6 +172,10 @@ func expectation(prev string, depth int) string {
 type converter struct {
 	src string
 	err error
+	// again rebuilds the last primitive with another value, for a bare
+	// value that repeats it ('port 80 or 443'); nil when the last
+	// primitive takes no value.
+	again func(v *gValue) Expr
 }
 
 func (c *converter) fail(pos lexer.Position, format string, args ...any) {
@@ -181,6 +185,18 @@ func (c *converter) fail(pos lexer.Position, format string, args ...any) {
 }
 
 func (c *converter) or(g *gOr) Expr {
+	// tcpdump gives 'and' and 'or' the same precedence, left to right;
+	// here 'and' binds tighter. The two agree unless an 'and' follows an
+	// 'or' at the same level: 'a or b and c' is '(a or b) and c' to
+	// tcpdump and 'a or (b and c)' here. Such a filter, pasted from a
+	// tcpdump command line, is refused rather than read either way.
+	for _, r := range g.Right {
+		if len(r.Right) > 0 {
+			c.fail(r.Right[0].Pos, "'and' after 'or' needs parentheses: tcpdump reads 'a or b and c' as '(a or b) and c', "+
+				"pcapflow's precedence ('and' before 'or') as 'a or (b and c)'; write the one you mean")
+			return nil
+		}
+	}
 	e := c.and(g.Left)
 	for _, r := range g.Right {
 		e = &Or{e, c.and(r)}
@@ -203,6 +219,21 @@ func (c *converter) not(g *gNot) Expr {
 	if g.Prim.Sub != nil {
 		return c.or(g.Prim.Sub)
 	}
+	if v := g.Prim.Bare; v != nil {
+		if c.again == nil {
+			switch c.tokType(v) {
+			case "Name":
+				c.fail(v.Pos, "expected %s, found %q (host names are not resolved: give an IP address, host 192.0.2.1)", primitives, v.Tok.Value)
+			case "Ident":
+				c.fail(v.Pos, "expected %s, found %q", primitives, v.Tok.Value)
+			default:
+				c.fail(v.Pos, "a value needs a primitive before it (host, net, port, ...), found %q", v.Tok.Value)
+			}
+			return nil
+		}
+		return c.again(v)
+	}
+	c.again = nil
 	return c.pred(g.Prim.Pred)
 }
 
@@ -241,6 +272,7 @@ func (c *converter) dir(d *gDir) Dir {
 func (c *converter) pred(p *gPred) Expr {
 	switch {
 	case p.Flow != nil:
+		c.again = c.flowRange
 		return c.flowRange(p.Flow)
 	case p.Ether != nil:
 		v := p.Ether.Val
@@ -255,7 +287,13 @@ func (c *converter) pred(p *gPred) Expr {
 		}
 		return &Ether{Dir: c.dir(p.Ether.Dir), MAC: [6]byte(hw)}
 	case p.Addr != nil:
+		a := *p.Addr
+		c.again = func(v *gValue) Expr { b := a; b.Val, b.Mask = v, nil; return c.addr(&b) }
 		return c.addr(p.Addr)
+	case p.DirValue != nil:
+		d := p.DirValue.Dir
+		c.again = func(v *gValue) Expr { return c.dirValue(&gDirVal{Dir: d, Val: v}) }
+		return c.dirValue(p.DirValue)
 	case p.IPProto != nil:
 		e := c.proto(&gValue{Pos: p.IPProto.Val.Pos, Tok: p.IPProto.Val.Tok})
 		if v := strings.ToLower(p.IPProto.Version); v != "" && e != nil {
@@ -266,24 +304,54 @@ func (c *converter) pred(p *gPred) Expr {
 			return &And{&IPVersion{ver}, e}
 		}
 		return e
-	case p.Word != "":
-		switch w := strings.ToLower(p.Word); w {
+	case p.Word != nil:
+		var word Expr
+		switch w := strings.ToLower(p.Word.Word); w {
 		case "ip":
-			return &IPVersion{4}
+			word = &IPVersion{4}
 		case "ip6":
-			return &IPVersion{6}
+			word = &IPVersion{6}
 		default:
-			return &Proto{protocols[w]}
+			word = &Proto{protocols[w]}
 		}
+		// tcpdump's protocol qualifier: 'tcp port 80' is 'tcp and port 80'.
+		var qualified func(v *gValue) Expr
+		switch {
+		case p.Word.Addr != nil:
+			a := *p.Word.Addr
+			qualified = func(v *gValue) Expr {
+				b := a
+				if v != nil {
+					b.Val, b.Mask = v, nil
+				}
+				return c.addr(&b)
+			}
+		case p.Word.Dir != nil:
+			d := *p.Word.Dir
+			qualified = func(v *gValue) Expr {
+				if v != nil {
+					d.Val = v
+				}
+				return c.dirValue(&d)
+			}
+		default:
+			return word
+		}
+		c.again = func(v *gValue) Expr { return both(word, qualified(v)) }
+		return both(word, qualified(nil))
 	case p.Vlan != nil:
 		if p.Vlan.Val == nil {
 			return &VLAN{Any: true}
 		}
-		n, ok := c.uint(p.Vlan.Val, 4095, "a VLAN ID (0-4095)")
-		if !ok {
-			return nil
+		vlan := func(v *gValue) Expr {
+			n, ok := c.uint(v, 4095, "a VLAN ID (0-4095)")
+			if !ok {
+				return nil
+			}
+			return &VLAN{ID: uint16(n)}
 		}
-		return &VLAN{ID: uint16(n)}
+		c.again = vlan
+		return vlan(p.Vlan.Val)
 	case p.Time != nil:
 		v := p.Time.Val
 		t, err := parseTime(v.Tok.Value)
@@ -334,6 +402,24 @@ func (c *converter) pred(p *gPred) Expr {
 	}
 	c.fail(p.Pos, "unknown filter primitive")
 	return nil
+}
+
+// both is l and r, or nil when either failed.
+func both(l, r Expr) Expr {
+	if l == nil || r == nil {
+		return nil
+	}
+	return &And{l, r}
+}
+
+// dirValue is 'src 10.0.0.1' (host implied) or 'dst 10.0.0.0/8' (net).
+func (c *converter) dirValue(d *gDirVal) Expr {
+	kind := "host"
+	switch c.tokType(d.Val) {
+	case "CIDR4", "CIDR6", "Abbrev":
+		kind = "net"
+	}
+	return c.addr(&gAddr{Dir: d.Dir, Kind: kind, Val: d.Val})
 }
 
 func (c *converter) uint(v *gValue, max uint64, what string) (uint64, bool) {
@@ -424,7 +510,9 @@ func (c *converter) addr(a *gAddr) Expr {
 	switch kind {
 	case "host":
 		if typ != "IP4" && typ != "IP6" {
-			if typ == "CIDR4" || typ == "CIDR6" {
+			if typ == "Name" || typ == "Ident" {
+				c.fail(v.Pos, "host names are not resolved: give an IP address instead of %q (pcapflow reads captures, not DNS)", v.Tok.Value)
+			} else if typ == "CIDR4" || typ == "CIDR6" || typ == "Abbrev" {
 				c.fail(v.Pos, "%q is a network: use 'net %s'", v.Tok.Value, v.Tok.Value)
 			} else {
 				c.fail(v.Pos, "expected an IP address after 'host', found %q", v.Tok.Value)
@@ -438,6 +526,24 @@ func (c *converter) addr(a *gAddr) Expr {
 		return &Net{Dir: d, Prefix: netip.PrefixFrom(ip, ip.BitLen()), Host: true}
 	case "net":
 		switch typ {
+		case "Int", "Abbrev":
+			// tcpdump's abbreviated IPv4 network: 'net 10' is 10.0.0.0/8,
+			// 'net 10.77' 10.77.0.0/16, 'net 192.0.2' 192.0.2.0/24.
+			if a.Mask != nil {
+				c.fail(a.Mask.Pos, "'mask' needs a whole address before it")
+				return nil
+			}
+			parts := strings.Split(v.Tok.Value, ".")
+			var b [4]byte
+			for i, x := range parts {
+				n, err := strconv.ParseUint(x, 10, 8)
+				if err != nil {
+					c.fail(v.Pos, "invalid network %q", v.Tok.Value)
+					return nil
+				}
+				b[i] = byte(n)
+			}
+			return &Net{Dir: d, Prefix: netip.PrefixFrom(netip.AddrFrom4(b), 8*len(parts))}
 		case "CIDR4", "CIDR6":
 			p, err := netip.ParsePrefix(v.Tok.Value)
 			if err != nil {
@@ -511,7 +617,10 @@ func (c *converter) ip(v *gValue) (netip.Addr, bool) {
 		c.fail(v.Pos, "invalid IP address %q", v.Tok.Value)
 		return netip.Addr{}, false
 	}
-	return ip.Unmap(), true
+	// An IPv4-mapped IPv6 address (::ffff:10.0.0.1) stays IPv6, as in
+	// tcpdump: it matches IPv6 packets that carry it, not IPv4 ones, in
+	// host and net alike.
+	return ip, true
 }
 
 func parseTime(s string) (time.Time, error) {

@@ -138,7 +138,9 @@ func (g *filterGen) expr(depth int) string {
 	case 0:
 		return "not " + g.expr(depth-1)
 	case 1:
-		return "(" + g.expr(depth-1) + " or " + g.expr(depth-1) + ")"
+		// Each side of an 'or' in parentheses: an 'and' after an 'or'
+		// at one level is refused (tcpdump would read it otherwise).
+		return "((" + g.expr(depth-1) + ") or (" + g.expr(depth-1) + "))"
 	}
 	return g.expr(depth-1) + " and " + g.expr(depth-1)
 }
@@ -190,7 +192,7 @@ func head(x []uint64) []uint64 {
 // explain shows lookups skipped in favour of checking records.
 func TestPlanSkipsUnselectiveLookups(t *testing.T) {
 	st, _ := archive(t)
-	e := MustParse("host 10.0.0.9 and tcp or host 10.0.0.9 and ip")
+	e := MustParse("(host 10.0.0.9 and tcp) or (host 10.0.0.9 and ip)")
 	tr := &Trace{}
 	if err := SelectTrace(context.Background(), st, e, tr, func(*flow.Flow) error { return nil }); err != nil {
 		t.Fatal(err)
