@@ -3,6 +3,7 @@ package pcapflow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -111,7 +112,35 @@ func Open(dir string) (*Archive, error) {
 		s.Close()
 		return nil, err
 	}
-	return newArchive(s, s, dir), nil
+	a := newArchive(s, s, dir)
+	// A capture indexed only up to damage answers for what was read, and
+	// every query says so again, as a scan of it would.
+	var damaged CaptureErrors
+	for _, c := range s.Captures() {
+		if c.Damaged {
+			damaged = append(damaged, fmt.Errorf("%s (indexed up to there)", c.Warning))
+		}
+	}
+	if len(damaged) > 0 {
+		a.scanErr = damaged
+	}
+	return a, nil
+}
+
+// Warnings are what was said of the captures when they were read that
+// did not fail them: a capture cut off in its last record. (Damage is
+// Err.)
+func (a *Archive) Warnings() []string {
+	var out []string
+	if a.store == nil {
+		return nil
+	}
+	for _, c := range a.r.Captures() {
+		if c.Warning != "" && !c.Damaged {
+			out = append(out, c.Warning)
+		}
+	}
+	return out
 }
 
 // Scan reads captures into memory: files, directories (their captures,
@@ -168,8 +197,9 @@ func (a *Archive) Restrict(ctx context.Context, captures []string) (*Archive, er
 	return &b, nil
 }
 
-// Err returns the error that ended a scan early or left captures out
-// (what was read stands), or nil.
+// Err returns the error that ended a scan early or left captures out,
+// or, for an index, that its captures were damaged and indexed only up
+// to the damage (what was read stands), or nil.
 func (a *Archive) Err() error { return a.scanErr }
 
 // Index returns the index directory the archive is read from, or "" for
@@ -245,6 +275,10 @@ var (
 	// FlowsOnly.
 	ErrNoPackets = errors.New("the scan kept no packets (FlowsOnly)")
 )
+
+// CaptureErrors lists the captures of a scan that could not be read, or
+// read only in part; each error names the file and the byte offset.
+type CaptureErrors = index.CaptureErrors
 
 // StaleError reports a capture that changed after it was indexed.
 type StaleError = index.StaleError

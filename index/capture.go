@@ -33,6 +33,9 @@ type CaptureInfo struct {
 	// Warning is the problem that ended reading early, if any: what was
 	// read before it is indexed, and every later query reports it again.
 	Warning string
+	// Damaged says the Warning is damage (the capture was read up to it),
+	// not a capture cut off in its last record.
+	Damaged bool `json:",omitempty"`
 	Gen     uint32 // the index run that added the capture
 
 	firstID uint64 // while reading: the table's next ID when it began

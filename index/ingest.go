@@ -357,6 +357,7 @@ func (g *ingest) event(ev *streamEvent) {
 	}
 	if ev.err != nil {
 		info.Warning = ev.err.Error()
+		info.Damaged = !pcapio.IsWarning(ev.err)
 		if pcapio.IsWarning(ev.err) {
 			g.opts.warn(ev.err)
 		} else {

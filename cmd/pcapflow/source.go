@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -103,6 +104,15 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 		if err != nil {
 			return nil, err
 		}
+		for _, w := range a.Warnings() {
+			e.warn(errors.New(w))
+		}
+		var ce pcapflow.CaptureErrors
+		if errors.As(a.Err(), &ce) {
+			for _, x := range ce {
+				e.warn(x)
+			}
+		}
 		if a.Interrupted() {
 			e.warn(fmt.Errorf("the last index run on %s was cut short; it answers what the run before committed", dir))
 		}
@@ -134,6 +144,14 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 	stop()
 	if a == nil {
 		return nil, err
+	}
+	// Every capture that failed, named with its offset as the scan goes
+	// on with the rest; the command still fails at the end (finish).
+	var ce pcapflow.CaptureErrors
+	if errors.As(err, &ce) && len(ce) > 1 {
+		for _, x := range ce[1:] {
+			e.warn(x)
+		}
 	}
 	return a, nil
 }
