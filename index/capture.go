@@ -35,7 +35,7 @@ type CaptureInfo struct {
 	Warning string
 	// Damaged says the Warning is damage (the capture was read up to it),
 	// not a capture cut off in its last record.
-	Damaged bool `json:",omitempty"`
+	Damaged bool   `json:",omitempty"`
 	Gen     uint32 // the index run that added the capture
 
 	firstID uint64 // while reading: the table's next ID when it began
