@@ -132,15 +132,3 @@ func FlagLetters(flags uint8) string {
 	return b.String()
 }
 
-// ParseFlagLetters is the inverse of FlagLetters.
-func ParseFlagLetters(s string) (uint8, bool) {
-	var f uint8
-	for _, c := range strings.ToUpper(s) {
-		i := strings.IndexRune("FSRPAUEC", c)
-		if i < 0 {
-			return 0, false
-		}
-		f |= 1 << i
-	}
-	return f, true
-}

@@ -2,6 +2,7 @@ package pcapio
 
 import (
 	"fmt"
+	"io"
 	"sort"
 )
 
@@ -43,7 +44,7 @@ type Copier struct {
 
 // NewCopier writes to w in the given format; sources are the layouts of
 // the captures that records will come from, indexed by Write's src.
-func NewCopier(w interface{ Write([]byte) (int, error) }, format Format, sources []*Layout) *Copier {
+func NewCopier(w io.Writer, format Format, sources []*Layout) *Copier {
 	c := &Copier{format: format, sources: sources, w: w, curSrc: -1, curSec: -1}
 	if format == FormatPcapNG {
 		c.ng = NewNgWriter(w)

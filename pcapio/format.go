@@ -64,8 +64,6 @@ func (l LinkType) String() string {
 	return fmt.Sprintf("linktype-%d", uint16(l))
 }
 
-// Supported reports whether the decoder can find IP packets in this link type.
-func (l LinkType) Supported() bool { _, ok := linkNames[l]; return ok }
 
 // Layout is what a reader learned about a capture's structure: enough to
 // read a record at an offset later and to write output files that keep the
