@@ -131,4 +131,3 @@ func FlagLetters(flags uint8) string {
 	}
 	return b.String()
 }
-

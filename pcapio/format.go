@@ -64,7 +64,6 @@ func (l LinkType) String() string {
 	return fmt.Sprintf("linktype-%d", uint16(l))
 }
 
-
 // Layout is what a reader learned about a capture's structure: enough to
 // read a record at an offset later and to write output files that keep the
 // capture's link types and timestamp precision. It is small and is stored
