@@ -131,22 +131,26 @@ func (a *Archive) Flows(ctx context.Context, q Query) iter.Seq2[*Flow, error] {
 			yield(nil, err)
 			return
 		}
-		slices.SortStableFunc(flows, func(x, y Flow) int {
-			c := cmp.Compare(flowKey(&x, q.Sort), flowKey(&y, q.Sort))
-			if c == 0 {
-				c = cmp.Compare(x.ID, y.ID)
-			}
-			if q.Reverse {
-				return -c
-			}
-			return c
-		})
+		sortBy(flows, func(f *Flow) (int64, uint64) { return flowKey(f, q.Sort), f.ID }, q.Reverse)
 		for i := range window(len(flows), q.Offset, q.Limit) {
 			if !yield(&flows[i], nil) {
 				return
 			}
 		}
 	}
+}
+
+// sortBy orders xs by key, ties by ID, reversed if asked.
+func sortBy[T any](xs []T, key func(*T) (int64, uint64), reverse bool) {
+	slices.SortStableFunc(xs, func(x, y T) int {
+		kx, ix := key(&x)
+		ky, iy := key(&y)
+		c := cmp.Or(cmp.Compare(kx, ky), cmp.Compare(ix, iy))
+		if reverse {
+			return -c
+		}
+		return c
+	})
 }
 
 func flowKey(f *Flow, k SortKey) int64 {
@@ -282,16 +286,7 @@ func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Convers
 			convs = append(convs, c)
 		}
 		if q.Sort != "" && q.Sort != SortID || q.Reverse {
-			slices.SortStableFunc(convs, func(x, y Conversation) int {
-				c := cmp.Compare(convKey(&x, q.Sort), convKey(&y, q.Sort))
-				if c == 0 {
-					c = cmp.Compare(x.ID, y.ID)
-				}
-				if q.Reverse {
-					return -c
-				}
-				return c
-			})
+			sortBy(convs, func(c *Conversation) (int64, uint64) { return convKey(c, q.Sort), c.ID }, q.Reverse)
 		}
 		for i := range window(len(convs), q.Offset, q.Limit) {
 			if !yield(&convs[i], nil) {

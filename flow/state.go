@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/pcapflow/pcapflow/internal/varint"
 	"slices"
 	"strings"
 
@@ -100,59 +101,23 @@ func (e *stateEnc) i(v int64)    { e.b = binary.AppendVarint(e.b, v) }
 func (e *stateEnc) raw(p []byte) { e.b = append(e.b, p...) }
 func (e *stateEnc) byte(v uint8) { e.b = append(e.b, v) }
 
-type stateDec struct {
-	b   []byte
-	err error
-}
+// stateDec reads a state; a malformed one marks it Bad (varint.Reader)
+// and every later read returns zero.
+type stateDec struct{ varint.Reader }
 
-func (d *stateDec) fail() {
-	if d.err == nil {
-		d.err = ErrState
+func (d *stateDec) fail()             { d.Bytes(-1) }
+func (d *stateDec) u() uint64         { return d.Uvarint() }
+func (d *stateDec) i() int64          { return d.Varint() }
+func (d *stateDec) raw(n int) []byte  { return d.Bytes(n) }
+func (d *stateDec) byte() uint8       { return d.Byte() }
+func (d *stateDec) count(min int) int { return d.Count(min) }
+
+// err is ErrState once anything was malformed.
+func (d *stateDec) err() error {
+	if d.Bad {
+		return ErrState
 	}
-	d.b = nil
-}
-
-func (d *stateDec) u() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *stateDec) i() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *stateDec) raw(n int) []byte {
-	if len(d.b) < n {
-		d.fail()
-		return make([]byte, n)
-	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *stateDec) byte() uint8 { return d.raw(1)[0] }
-
-// count reads a length and checks it against the bytes left (each item
-// takes at least min bytes), so corrupt input cannot allocate much.
-func (d *stateDec) count(min int) int {
-	n := d.u()
-	if n > uint64(len(d.b)/min) {
-		d.fail()
-		return 0
-	}
-	return int(n)
+	return nil
 }
 
 func (e *stateEnc) key(k *Key) {
@@ -187,7 +152,7 @@ func (d *stateDec) key(k *Key) {
 	k.DstPort = uint16(d.u())
 	k.NumVLAN = d.byte()
 	if k.NumVLAN > MaxVLAN {
-		d.fail()
+		d.Fail()
 		return
 	}
 	for i := 0; i < int(k.NumVLAN); i++ {
@@ -370,7 +335,7 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 
 // StateIDs returns the IDs of the live flows a state holds, in order.
 func StateIDs(state []byte) ([]uint64, error) {
-	d := &stateDec{b: state}
+	d := &stateDec{varint.Reader{B: state}}
 	return d.header(nil)
 }
 
@@ -386,11 +351,11 @@ func (d *stateDec) header(t *Table) ([]uint64, error) {
 	n := d.count(1)
 	ids := make([]uint64, 0, n)
 	var id uint64
-	for i := 0; i < n && d.err == nil; i++ {
+	for i := 0; i < n && d.err() == nil; i++ {
 		id += d.u()
 		ids = append(ids, id)
 	}
-	return ids, d.err
+	return ids, d.err()
 }
 
 // RestoreTable makes a table with opts from a state MarshalState wrote
@@ -398,7 +363,7 @@ func (d *stateDec) header(t *Table) ([]uint64, error) {
 // stood at the commit (Snapshot's). The live flows are in slots 0, 1,
 // ... in ID order, as LiveFlows lists them.
 func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, error)) (*Table, error) {
-	d := &stateDec{b: state}
+	d := &stateDec{varint.Reader{B: state}}
 	opts.FirstID = 0
 	t := NewTable(opts)
 	ids, err := d.header(t)
@@ -421,7 +386,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 	}
 	pos := func(p uint64) int32 {
 		if p >= uint64(nf) {
-			d.fail()
+			d.Fail()
 			return -1
 		}
 		return slots[p]
@@ -429,7 +394,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 	nc := d.count(4)
 	var cslots []int32
 	p0 := uint64(0)
-	for i := 0; i < nc && d.err == nil; i++ {
+	for i := 0; i < nc && d.err() == nil; i++ {
 		var c conn
 		p0 += d.u()
 		d1 := d.u()
@@ -437,7 +402,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 		if d1 > 0 {
 			c.flows[1] = pos(p0 + d1)
 		}
-		if d.err != nil {
+		if d.err() != nil {
 			break
 		}
 		st := d.byte()
@@ -475,12 +440,12 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 			}
 		}
 	}
-	for i := 0; i < nf && d.err == nil; i++ {
+	for i := 0; i < nf && d.err() == nil; i++ {
 		fi := slots[i]
 		f := t.Flow(fi)
 		c := t.conn(f.conn)
 		if c.serial == 0 || (c.flows[0] != fi && c.flows[1] != fi) {
-			d.fail() // a flow in no connection
+			d.Fail() // a flow in no connection
 			break
 		}
 		side := t.sideOf(c, fi)
@@ -530,19 +495,19 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 	}
 	pos = func(p uint64) int32 {
 		if p > uint64(nf) || p == 0 {
-			d.fail()
+			d.Fail()
 			return -1
 		}
 		return slots[p-1]
 	}
-	for n := d.count(10); n > 0 && d.err == nil; n-- {
+	for n := d.count(10); n > 0 && d.err() == nil; n-- {
 		var k Key
 		d.key(&k)
 		if fi := pos(d.u() + 1); fi >= 0 {
 			t.tagged[k] = slotRef{fi, t.Flow(fi).ID}
 		}
 	}
-	for n := d.count(36); n > 0 && d.err == nil; n-- {
+	for n := d.count(36); n > 0 && d.err() == nil; n-- {
 		var k fragKey
 		copy(k.src[:], d.raw(16))
 		copy(k.dst[:], d.raw(16))
@@ -556,7 +521,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 			t.frags[k] = fragEntry{fi, t.Flow(fi).ID, ts}
 		}
 	}
-	for n := d.count(36); n > 0 && d.err == nil; n-- {
+	for n := d.count(36); n > 0 && d.err() == nil; n-- {
 		var k tunnelEnds
 		copy(k.a[:], d.raw(16))
 		copy(k.b[:], d.raw(16))
@@ -571,11 +536,11 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 		}
 		t.tunnels[k] = uint32(d.u())
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail()
+	if d.err() == nil && len(d.B) != 0 {
+		d.Fail()
 	}
-	if d.err != nil {
-		return nil, d.err
+	if d.err() != nil {
+		return nil, d.err()
 	}
 	// Every live connection's deadline, computed as its expiry would.
 	if t.idle > 0 {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"github.com/pcapflow/pcapflow/internal/varint"
 	"slices"
 
 	"github.com/pcapflow/pcapflow/flow"
@@ -439,54 +440,13 @@ func gcd(a, b uint64) uint64 {
 	return a
 }
 
-// colReader reads one column; a value read past its end marks it bad.
-type colReader struct {
-	b   []byte
-	bad bool
-}
+// colReader reads one column; a value read past its end marks it Bad.
+type colReader struct{ varint.Reader }
 
-func (c *colReader) uvarint() uint64 {
-	v, n := binary.Uvarint(c.b)
-	if n <= 0 {
-		c.bad = true
-		c.b = nil
-		return 0
-	}
-	c.b = c.b[n:]
-	return v
-}
-
-func (c *colReader) varint() int64 {
-	v, n := binary.Varint(c.b)
-	if n <= 0 {
-		c.bad = true
-		c.b = nil
-		return 0
-	}
-	c.b = c.b[n:]
-	return v
-}
-
-func (c *colReader) byte() byte {
-	if len(c.b) == 0 {
-		c.bad = true
-		return 0
-	}
-	v := c.b[0]
-	c.b = c.b[1:]
-	return v
-}
-
-func (c *colReader) bytes(n int) []byte {
-	if len(c.b) < n {
-		c.bad = true
-		c.b = nil
-		return make([]byte, n)
-	}
-	v := c.b[:n]
-	c.b = c.b[n:]
-	return v
-}
+func (c *colReader) uvarint() uint64    { return c.Uvarint() }
+func (c *colReader) varint() int64      { return c.Varint() }
+func (c *colReader) byte() byte         { return c.Byte() }
+func (c *colReader) bytes(n int) []byte { return c.Bytes(n) }
 
 // recordBlock is a decoded block of records.
 type recordBlock struct {
@@ -503,11 +463,11 @@ func (rb *recordBlock) has(id uint64) bool {
 // decodeRecordBlock decodes a block of records whose first ID is first.
 func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	bad := fmt.Errorf("%w: record block %d", errCorrupt, first)
-	h := colReader{b: b}
+	h := colReader{varint.Reader{B: b}}
 	rb.first = first
 	rb.present = h.uvarint()
 	if rb.present == 0 {
-		if h.bad {
+		if h.Bad {
 			return bad
 		}
 		return nil
@@ -515,7 +475,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	base := blockBase{time: h.varint(), capture: int(h.uvarint())}
 	unit := h.uvarint()
 	nw := h.uvarint()
-	if h.bad || unit == 0 || nw > uint64(len(h.b)) || base.capture < 0 {
+	if h.Bad || unit == 0 || nw > uint64(len(h.B)) || base.capture < 0 {
 		return bad
 	}
 	words := make([]uint64, nw)
@@ -523,7 +483,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		words[i] = h.uvarint()
 	}
 	na := h.uvarint()
-	if na > uint64(len(h.b)/5) {
+	if na > uint64(len(h.B)/5) {
 		return bad
 	}
 	addrs := make([][]byte, na)
@@ -535,7 +495,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		addrs[i] = h.bytes(n)
 	}
 	nm := h.uvarint()
-	if nm > uint64(len(h.b)/6) {
+	if nm > uint64(len(h.B)/6) {
 		return bad
 	}
 	macs := make([][6]byte, nm)
@@ -543,7 +503,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		copy(macs[i][:], h.bytes(6))
 	}
 	np := h.uvarint()
-	if np > uint64(len(h.b)/2) {
+	if np > uint64(len(h.B)/2) {
 		return bad
 	}
 	ports := make([]uint16, np)
@@ -551,7 +511,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		ports[i] = binary.BigEndian.Uint16(h.bytes(2))
 	}
 	nh := h.uvarint()
-	if nh > uint64(len(h.b)/3) {
+	if nh > uint64(len(h.B)/3) {
 		return bad
 	}
 	headers := make(headerTable, nh)
@@ -565,18 +525,18 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		lens[i] = h.uvarint()
 	}
 	for i := range cols {
-		if lens[i] > uint64(len(h.b)) {
+		if lens[i] > uint64(len(h.B)) {
 			return bad
 		}
-		cols[i].b = h.bytes(int(lens[i]))
+		cols[i].B = h.bytes(int(lens[i]))
 	}
-	if h.bad {
+	if h.Bad {
 		return bad
 	}
 	addr := func(c *colReader, dst *[16]byte, alen int) {
 		i := c.uvarint()
 		if i >= uint64(len(addrs)) || len(addrs[i]) != alen {
-			c.bad = true
+			c.Fail()
 			return
 		}
 		copy(dst[:], addrs[i])
@@ -587,7 +547,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		}
 		i := c.uvarint()
 		if i >= uint64(len(ports)) {
-			c.bad = true
+			c.Fail()
 			return 0
 		}
 		return ports[i]
@@ -595,7 +555,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	mac := func(c *colReader, dst *[6]byte) {
 		i := c.uvarint()
 		if i >= uint64(len(macs)) {
-			c.bad = true
+			c.Fail()
 			return
 		}
 		*dst = macs[i]
@@ -735,7 +695,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		}
 	}
 	for i := range cols {
-		if cols[i].bad {
+		if cols[i].Bad {
 			return bad
 		}
 	}

@@ -3,6 +3,7 @@ package index
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/pcapflow/pcapflow/internal/varint"
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/pcapio"
@@ -221,8 +222,7 @@ func appendEntry(b []byte, f *flow.Flow, base blockBase, peer *flow.Flow) []byte
 
 // entryDecoder decodes the entries of a pending block, in ID order.
 type entryDecoder struct {
-	b     []byte
-	err   error
+	varint.Reader
 	first uint64
 	pos   uint64 // ID - first of the entry
 	have  uint64
@@ -233,55 +233,20 @@ type entryDecoder struct {
 // decode decodes the entry b of flow id into f; entries of lower IDs of
 // the block must have been decoded before (a mirror refers to its peer).
 func (d *entryDecoder) decode(b []byte, id uint64, f *flow.Flow) error {
-	d.b, d.pos = b, id-d.first
+	d.Reader, d.pos = varint.Reader{B: b}, id-d.first
 	d.decodeEntry(f)
-	if d.err == nil && len(d.b) != 0 {
-		d.err = errCorrupt
-	}
-	if d.err != nil {
-		return d.err
+	if d.Bad || len(d.B) != 0 {
+		return errCorrupt
 	}
 	d.flows[d.pos] = *f
 	d.have |= 1 << d.pos
 	return nil
 }
 
-func (d *entryDecoder) fail() {
-	if d.err == nil {
-		d.err = errCorrupt
-	}
-	d.b = nil
-}
-
-func (d *entryDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *entryDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *entryDecoder) bytes(n int) []byte {
-	if len(d.b) < n {
-		d.fail()
-		return make([]byte, n)
-	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
-}
+func (d *entryDecoder) fail()              { d.Fail() }
+func (d *entryDecoder) uvarint() uint64    { return d.Uvarint() }
+func (d *entryDecoder) varint() int64      { return d.Varint() }
+func (d *entryDecoder) bytes(n int) []byte { return d.Bytes(n) }
 
 func (d *entryDecoder) decodeEntry(f *flow.Flow) {
 	fl := d.uvarint()
