@@ -62,7 +62,17 @@ type eventBatch struct {
 	offs  []int64
 }
 
+// batchFlows bounds the flows a batch carries before it is sent: a jump
+// of the clock (the next capture two hours later) ends every live
+// connection at one packet, and one batch holding them all, kept in the
+// free list at that size, was the largest thing in an archive's heap.
+const batchFlows = 4096
+
 func (b *eventBatch) reset() {
+	if cap(b.flows) > 2*batchFlows {
+		*b = eventBatch{} // let a batch that a burst grew go
+		return
+	}
 	b.evs, b.flows, b.posts, b.data, b.offs = b.evs[:0], b.flows[:0], b.posts[:0], b.data[:0], b.offs[:0]
 }
 
@@ -170,6 +180,9 @@ func (a *asyncSink) ended(flows []endedFlow) error {
 		b.data = append(b.data, f.post.buf...)
 	}
 	b.evs = append(b.evs, e)
+	if len(b.flows) >= batchFlows {
+		a.flush()
+	}
 	return nil
 }
 

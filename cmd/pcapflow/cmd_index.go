@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/pcapflow/pcapflow"
@@ -23,6 +24,9 @@ the connections still open at the archive's end continue into them.
 
 options:
   -i INDEX          index directory (required for several captures)
+  --memory-limit SIZE   a soft limit on the heap (default 320M; 0 none; GOMEMLIMIT
+                    overrides): the garbage collector works harder near it
+                    instead of letting the heap grow to twice what is live
   --idle-timeout D  a connection silent for D ends (default 10m; 0 never);
                     an index keeps the setting it was made with
   --progress        show progress on stderr even when it is not a terminal
@@ -30,8 +34,10 @@ options:
 
 func runIndex(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
+	var memLimit string
 	fs := flag.NewFlagSet("index", flag.ContinueOnError)
 	cf.register(fs)
+	fs.StringVar(&memLimit, "memory-limit", "320M", "")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -42,6 +48,17 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	}
 	if len(rest) == 0 {
 		return usagef("no capture given")
+	}
+	limit, ok := parseSize(memLimit)
+	if !ok {
+		return usagef("--memory-limit %q: want a size such as 256M", memLimit)
+	}
+	// The ingest's heap is mostly the live flows and what waits to be
+	// written; left alone, Go lets it grow to twice that before it
+	// collects (530 MB for 210 MB live on the 2 GB benchmark capture).
+	// A soft limit keeps it near what is live for a few percent of time.
+	if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(int64(limit)))
 	}
 	for _, c := range rest {
 		if c == "-" {
