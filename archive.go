@@ -112,6 +112,11 @@ func Open(dir string) (*Archive, error) {
 		s.Close()
 		return nil, err
 	}
+	return openedArchive(s, dir), nil
+}
+
+// openedArchive is the Archive of an index store.
+func openedArchive(s *index.Store, dir string) *Archive {
 	a := newArchive(s, s, dir)
 	// A capture indexed only up to damage answers for what was read, and
 	// every query says so again, as a scan of it would.
@@ -124,7 +129,7 @@ func Open(dir string) (*Archive, error) {
 	if len(damaged) > 0 {
 		a.scanErr = damaged
 	}
-	return a, nil
+	return a
 }
 
 // Warnings are what was said of the captures when they were read that

@@ -56,3 +56,51 @@ func Discover(paths []string) (captures, skipped []string, err error) {
 	}
 	return d.Captures, d.Skipped, nil
 }
+
+// Indexer is an index open for adding captures while it answers: a
+// sensor's server indexes each capture as it arrives and hands out
+// Archives of what it has committed. Archives taken from it are
+// snapshots: an Add does not change them, and a new Archive after it
+// sees the new captures. Add and Close are for one goroutine; Archive
+// may be called from any.
+type Indexer struct {
+	w   *index.Writer
+	dir string
+}
+
+// OpenIndexer opens (or creates) the index in dir for adding, holding it
+// against other writers (ErrInUse) until Close.
+func OpenIndexer(dir string, o *IndexOptions) (*Indexer, error) {
+	if o == nil {
+		o = &IndexOptions{}
+	}
+	opts := index.Options{Settings: o.Settings.index(), Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
+	w, err := index.OpenWriter(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Indexer{w: w, dir: dir}, nil
+}
+
+// Add indexes the captures among paths that the index does not hold,
+// as Index does, and commits them.
+func (x *Indexer) Add(ctx context.Context, paths []string) (*IndexResult, error) {
+	return x.w.Add(ctx, paths)
+}
+
+// Archive returns the archive as last committed. Close it when done.
+func (x *Indexer) Archive() (*Archive, error) {
+	s, err := x.w.Reader()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Check(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return openedArchive(s, x.dir), nil
+}
+
+// Close closes the index; a new one into which nothing was committed is
+// removed.
+func (x *Indexer) Close() error { return x.w.Close() }

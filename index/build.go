@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pcapflow/pcapflow/flow"
@@ -62,16 +63,50 @@ var killPoint = func(string) {}
 // a flush. A run that dies before leaves the index as it was.
 func Build(ctx context.Context, dir string, paths []string, opts Options) (*BuildResult, error) {
 	res := &BuildResult{}
-	for _, p := range paths {
-		if p == "-" {
-			return res, fmt.Errorf("standard input cannot be indexed (it cannot be read again for extraction); save it to a file first")
-		}
-	}
-	disc, err := Discover(paths)
+	disc, err := discoverInput(paths)
 	if err != nil {
 		return res, err
 	}
-	res.NotCaptures = disc.Skipped
+	w, err := OpenWriter(dir, opts)
+	if err != nil {
+		return res, err
+	}
+	res, err = w.add(ctx, disc)
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return res, err
+}
+
+// discoverInput checks and expands the paths to add.
+func discoverInput(paths []string) (*Discovery, error) {
+	for _, p := range paths {
+		if p == "-" {
+			return nil, fmt.Errorf("standard input cannot be indexed (it cannot be read again for extraction); save it to a file first")
+		}
+	}
+	return Discover(paths)
+}
+
+// Writer is an index open for adding captures, by one process at a time
+// (others get ErrInUse), which can meanwhile hand out readers of what it
+// last committed (Reader): a server that indexes what arrives answers
+// queries all along. Its methods are not safe for concurrent use, except
+// Reader, which may be called at any time from any goroutine.
+type Writer struct {
+	dir  string
+	db   *pebble.DB
+	lock *os.File
+	g    *guard
+	opts Options
+	made bool // dir did not exist before OpenWriter
+	gen  uint32
+	err  error // sticky: the store failed (ErrStore); no more adds
+	mu   sync.Mutex
+}
+
+// OpenWriter opens (or creates) the index in dir for adding captures.
+func OpenWriter(dir string, opts Options) (*Writer, error) {
 	_, statErr := os.Stat(dir)
 	made := errors.Is(statErr, os.ErrNotExist)
 	g := newGuard(dir)
@@ -80,18 +115,60 @@ func Build(ctx context.Context, dir string, paths []string, opts Options) (*Buil
 		if made {
 			os.RemoveAll(dir)
 		}
-		return res, err
+		return nil, err
 	}
-	b := &builder{dir: dir, db: db, g: g, opts: &opts, res: res}
-	err = b.run(ctx, disc.Captures)
-	if cerr := g.close(db); err == nil && cerr != nil {
-		err = cerr
+	return &Writer{dir: dir, db: db, lock: lf, g: g, opts: opts, made: made}, nil
+}
+
+// Add indexes the captures among paths the index does not hold yet, as
+// Build does, and commits them.
+func (w *Writer) Add(ctx context.Context, paths []string) (*BuildResult, error) {
+	disc, err := discoverInput(paths)
+	if err != nil {
+		return &BuildResult{}, err
 	}
-	lf.Close()
-	if made && b.meta.gen == 0 && !b.committed {
-		os.RemoveAll(dir) // nothing was indexed: leave no index behind
+	return w.add(ctx, disc)
+}
+
+func (w *Writer) add(ctx context.Context, disc *Discovery) (*BuildResult, error) {
+	res := &BuildResult{NotCaptures: disc.Skipped}
+	if w.err != nil {
+		return res, w.err
 	}
+	b := &builder{dir: w.dir, db: w.db, g: w.g, opts: &w.opts, res: res}
+	err := b.run(ctx, disc.Captures)
+	w.mu.Lock()
+	w.gen = b.meta.gen
+	if b.committed {
+		w.gen++
+	}
+	if w.g.error() != nil {
+		w.err = w.g.error()
+	}
+	w.mu.Unlock()
 	return res, err
+}
+
+// Reader returns a reader of the index as last committed: a snapshot,
+// which later adds do not change. Close it when done. It fails when
+// nothing was committed yet (ErrIncomplete) or the store failed.
+func (w *Writer) Reader() (*Store, error) {
+	if err := w.g.error(); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: w.dir, db: w.db.NewSnapshot()}
+	return s.load()
+}
+
+// Close closes the index. A new index into which nothing was committed
+// is removed again, so that no empty index is left to answer.
+func (w *Writer) Close() error {
+	err := w.g.close(w.db)
+	w.lock.Close()
+	if w.made && w.gen == 0 {
+		os.RemoveAll(w.dir)
+	}
+	return err
 }
 
 type builder struct {

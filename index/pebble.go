@@ -140,7 +140,7 @@ func openLocked(dir string, write bool, fs vfs.FS, memtable int, g *guard) (*peb
 	return db, lf, nil
 }
 
-func getMeta(db *pebble.DB, name metaKey) (string, error) {
+func getMeta(db pebble.Reader, name metaKey) (string, error) {
 	v, c, err := db.Get(name.encode())
 	if errors.Is(err, pebble.ErrNotFound) {
 		return "", nil

@@ -22,7 +22,8 @@ import (
 // processes may open one index at the same time.
 type Store struct {
 	dir        string
-	db         *pebble.DB
+	db         pebble.Reader // the DB, or a snapshot of a Writer's
+	full       *pebble.DB    // the DB when the Store opened it (nil for a snapshot)
 	lock       *os.File
 	meta       committed
 	provBlocks map[uint64]bool // blocks with G/R keys
@@ -80,12 +81,19 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, db: db, lock: lf}
+	s := &Store{dir: dir, db: db, full: db, lock: lf}
+	return s.load()
+}
+
+// load reads the committed metadata of the store's DB or snapshot.
+func (s *Store) load() (*Store, error) {
+	dir := s.dir
 	fail := func(err error) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	s.meta, err = readCommitted(db)
+	var err error
+	s.meta, err = readCommitted(s.db)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", dir, err))
 	}
@@ -133,7 +141,7 @@ func (s *Store) loadProvisional() error {
 }
 
 // readCommitted reads the metadata of the last commit.
-func readCommitted(db *pebble.DB) (committed, error) {
+func readCommitted(db pebble.Reader) (committed, error) {
 	var m committed
 	var err error
 	get := func(k metaKey) string {
@@ -522,7 +530,10 @@ func (s *Store) Usage() (map[string]uint64, error) {
 	out := map[string]uint64{}
 	for _, tag := range []byte{tagMeta, tagCapture, tagCheckpoint, tagFlows, tagTails, tagFlowsProv, tagTailsProv,
 		tagLate, tagLateProv, tagChunk, tagList, tagFinalList, tagAddr, tagInCapture, tagState} {
-		n, err := s.db.EstimateDiskUsage([]byte{tag}, []byte{tag + 1})
+		if s.full == nil {
+			return nil, errors.New("disk usage of a snapshot")
+		}
+		n, err := s.full.EstimateDiskUsage([]byte{tag}, []byte{tag + 1})
 		if err != nil {
 			return nil, err
 		}
