@@ -65,6 +65,7 @@ func init() {
 		{"extract", extractUsage, runExtract},
 		{"streams", streamsUsage, runStreams},
 		{"follow", followUsage, runFollow},
+		{"serve", serveUsage, runServe},
 		{"version", versionUsage, runVersion},
 		{"compat", compatUsage, runCompat},
 	}
@@ -80,6 +81,7 @@ usage:
   pcapflow extract [-i INDEX] [CAPTURE...] -w OUT [FILTER...] packets of matching flows
   pcapflow streams [-i INDEX] [CAPTURE...] (-w FILE | -O DIR) [FILTER...]
   pcapflow follow  [-i INDEX] [CAPTURE...] FILTER...          a conversation, as Wireshark follows it
+  pcapflow serve   -i INDEX [--watch DIR] [--listen ADDR]     the archive over HTTP and in a browser
   pcapflow compat  [pcap_flow options] CAPTURE                the pcap_flow command line
   pcapflow version                                            version and build
 

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pcapflow/pcapflow/internal/capgen"
+	"github.com/pcapflow/pcapflow/internal/corpus"
+	"github.com/pcapflow/pcapflow/serve"
+)
+
+func get(t *testing.T, base, path, token string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, r.Header, b
+}
+
+func q(filter string) string { return url.QueryEscape(filter) }
+
+// Every endpoint answers byte for byte what the command answers, on a
+// generated capture and on corpus captures.
+func TestServeAnswersAsTheCLI(t *testing.T) {
+	caps := []string{basicCapture(t), writeCapture(t, "tunnels.pcap", capgen.Tunnels())}
+	if dir := corpus.Find(); dir != "" {
+		for _, f := range []string{"arkime__http-simple-get.pcap", "zeek__tunnels_vxlan-encapsulated-http.pcap", "arkime__v6-http.pcap"} {
+			caps = append(caps, filepath.Join(dir, f))
+		}
+	}
+	for _, capture := range caps {
+		idx := filepath.Join(t.TempDir(), "idx")
+		if r := runCLI(t, nil, "index", "-i", idx, capture); r.code != 0 {
+			t.Fatal(r)
+		}
+		srv, err := serve.New(serve.Options{Index: idx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv)
+		for _, filter := range []string{"", "tcp", "tcp port 80 or 53", "not tcp", "inner"} {
+			for _, extra := range [][]string{nil, {"--sort", "bytes", "--reverse"}, {"--limit", "3", "--offset", "1"}, {"--bidir"}, {"--bidir", "--sort", "packets"}} {
+				args := append(append([]string{"flows", "-i", idx, "-F", "json"}, extra...), "--", filter)
+				want := runCLI(t, nil, args...).stdout
+				params := "filter=" + q(filter)
+				for i := 0; i < len(extra); i++ {
+					switch extra[i] {
+					case "--sort", "--limit", "--offset":
+						params += "&" + extra[i][2:] + "=" + extra[i+1]
+						i++
+					default:
+						params += "&" + extra[i][2:] + "=1"
+					}
+				}
+				code, _, got := get(t, hs.URL, "/api/flows?"+params, "")
+				if code != 200 || string(got) != want {
+					t.Errorf("%s: /api/flows?%s: %d\n got %q\nwant %q", filepath.Base(capture), params, code, got, want)
+				}
+			}
+			want := runCLI(t, nil, "count", "-i", idx, "-F", "json", "--", filter).stdout
+			if code, _, got := get(t, hs.URL, "/api/count?filter="+q(filter), ""); code != 200 || string(got) != want {
+				t.Errorf("%s: /api/count %q: %s, want %s", filepath.Base(capture), filter, got, want)
+			}
+			out := filepath.Join(t.TempDir(), "x.pcap")
+			runCLI(t, nil, "extract", "-i", idx, "-w", out, "--", filter)
+			wantPcap, _ := os.ReadFile(out)
+			code, h, got := get(t, hs.URL, "/api/extract?filter="+q(filter), "")
+			if code != 200 || !bytes.Equal(got, wantPcap) || !strings.Contains(h.Get("Content-Disposition"), "attachment") {
+				t.Errorf("%s: /api/extract %q: %d, %d bytes, want %d", filepath.Base(capture), filter, code, len(got), len(wantPcap))
+			}
+			code, _, got = get(t, hs.URL, "/api/explain?filter="+q(filter), "")
+			var plan struct {
+				Matching int `json:"matching"`
+			}
+			if code != 200 || json.Unmarshal(got, &plan) != nil {
+				t.Errorf("/api/explain %q: %d %s", filter, code, got)
+			}
+		}
+		// One flow's stream, with and without the segment header.
+		var all struct{ Flows int }
+		json.Unmarshal([]byte(runCLI(t, nil, "count", "-i", idx, "-F", "json").stdout), &all)
+		for id := 1; id <= min(4, all.Flows); id++ {
+			for _, hdr := range []bool{false, true} {
+				args := []string{"streams", "-i", idx, "-w", "-", "flow", fmt.Sprint(id)}
+				path := fmt.Sprintf("/api/streams/%d", id)
+				if hdr {
+					args = append(args, "--tcpheader")
+					path += "?tcpheader=1"
+				}
+				want := runCLI(t, nil, args...).stdout
+				if code, _, got := get(t, hs.URL, path, ""); code != 200 || string(got) != want {
+					t.Errorf("%s: %s: %d, %d bytes, want %d", filepath.Base(capture), path, code, len(got), len(want))
+				}
+			}
+		}
+		hs.Close()
+		srv.Close()
+	}
+}
+
+// Errors are JSON with the HTTP status: a bad filter with its offset, an
+// unknown flow, an unknown path; with a token, every API request needs
+// it, and the page does not.
+func TestServeErrorsAndAuth(t *testing.T) {
+	p := basicCapture(t)
+	idx := filepath.Join(t.TempDir(), "idx")
+	runCLI(t, nil, "index", "-i", idx, p)
+	const token = "0123456789abcdef0123456789abcdef"
+	srv, err := serve.New(serve.Options{Index: idx, Token: token, MaxFilter: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	for _, tc := range []struct {
+		path, token string
+		code        int
+		want        string
+	}{
+		{"/api/count", "", 401, "token"},
+		{"/api/count", "wrong", 401, "token"},
+		{"/api/count", token + "x", 401, "token"},
+		{"/api/count", token, 200, `"flows":17`},
+		{"/api/count?filter=" + q("host 10.0.0.1 and port"), token, 400, `"offset":22`},
+		{"/api/flows?filter=" + q("tcp or udp and port 53"), token, 400, "parentheses"},
+		{"/api/flows?sort=size", token, 400, "sort"},
+		{"/api/flows?limit=-1", token, 400, "limit"},
+		{"/api/count?filter=" + q(strings.Repeat("tcp and ", 20)+"tcp"), token, 400, "at most 100"},
+		{"/api/streams/999", token, 404, "no such flow"},
+		{"/api/streams/abc", token, 400, "flow ID"},
+		{"/api/follow/0", token, 400, "flow ID"},
+		{"/api/nothing", token, 404, "no such API"},
+		{"/api/extract?from=yesterday", token, 400, "RFC 3339"},
+		{"/", "", 200, "<!doctype html>"},
+		{"/app.js", "", 200, "pcapflow"},
+		{"/etc/passwd", "", 404, ""},
+	} {
+		code, h, body := get(t, hs.URL, tc.path, tc.token)
+		if code != tc.code || !strings.Contains(string(body), tc.want) {
+			t.Errorf("%s (token %q): %d %s, want %d with %q", tc.path, tc.token, code, body, tc.code, tc.want)
+		}
+		if code >= 400 && strings.HasPrefix(tc.path, "/api/") && h.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: error as %s", tc.path, h.Get("Content-Type"))
+		}
+		if h.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("%s: CORS allowed", tc.path)
+		}
+	}
+	// serve refuses to listen beyond loopback without a token.
+	if r := runCLI(t, nil, "serve", "-i", idx, "--listen", "0.0.0.0:0"); r.code != 2 || !strings.Contains(r.stderr, "--token-file") {
+		t.Errorf("serve on 0.0.0.0 without a token: %+v", r)
+	}
+}
+
+// A client that hangs up in the middle of a large download cancels it;
+// the server answers the next requests as before, and every heavy slot
+// comes back.
+func TestServeClientHangsUp(t *testing.T) {
+	var b bytes.Buffer
+	capgen.Mix(capgen.MixOptions{Seed: 2, Bytes: 24 << 20, Active: 200}).WritePcap(&b, capgen.PcapOptions{})
+	p := filepath.Join(t.TempDir(), "big.pcap")
+	os.WriteFile(p, b.Bytes(), 0o644)
+	idx := filepath.Join(t.TempDir(), "idx")
+	runCLI(t, nil, "index", "-i", idx, p)
+	srv, err := serve.New(serve.Options{Index: idx, Heavy: 2, QueueWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	for i := 0; i < 6; i++ { // more hang-ups than heavy slots
+		conn, err := net.Dial("tcp", hs.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /api/extract HTTP/1.1\r\nHost: x\r\n\r\n")
+		buf := make([]byte, 64<<10)
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 4; i++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/api/extract?filter=flow+1", nil)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("after the hang-ups: %v", err)
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if r.StatusCode != 200 || n < 24 {
+			t.Fatalf("after the hang-ups: %d, %d bytes", r.StatusCode, n)
+		}
+	}
+}
+
+// --watch: captures copied into the directory one by one are indexed as
+// they come; the counts grow and end as an index of the whole directory.
+func TestServeWatch(t *testing.T) {
+	parts := splitCapture(t, capgen.Mix(capgen.MixOptions{Seed: 8, Bytes: 2 << 20, Active: 50, MeanPackets: 20}), 4)
+	watch := t.TempDir()
+	idx := filepath.Join(t.TempDir(), "idx")
+	srv, err := serve.New(serve.Options{Index: idx, Watch: watch, Settle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	count := func() int {
+		code, _, body := get(t, hs.URL, "/api/count", "")
+		if code == 503 {
+			return 0
+		}
+		var c struct{ Packets int }
+		json.Unmarshal(body, &c)
+		return c.Packets
+	}
+	last := 0
+	for i, part := range parts {
+		// Written under a hidden name and renamed into place, as a
+		// sensor's rotation does.
+		tmp := filepath.Join(watch, ".part")
+		os.WriteFile(tmp, part, 0o644)
+		os.Rename(tmp, filepath.Join(watch, fmt.Sprintf("x.pcap%d", i)))
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			n := count()
+			if n < last {
+				t.Fatalf("the count went down: %d after %d", n, last)
+			}
+			if n > last {
+				last = n
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("part %d was not indexed", i)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	whole := filepath.Join(t.TempDir(), "whole")
+	runCLI(t, nil, "index", "-i", whole, watch)
+	want := runCLI(t, nil, "flows", "-i", whole, "-F", "json").stdout
+	_, _, got := get(t, hs.URL, "/api/flows", "")
+	if string(got) != want {
+		t.Errorf("after watching, the flows differ from an index of the directory")
+	}
+}
+
+// splitCapture cuts a capture into n pcaps of consecutive packets, as a
+// rotation does.
+func splitCapture(t *testing.T, c *capgen.Capture, n int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	per := (len(c.Packets) + n - 1) / n
+	for i := 0; i < len(c.Packets); i += per {
+		part := &capgen.Capture{Packets: c.Packets[i:min(i+per, len(c.Packets))]}
+		var b bytes.Buffer
+		if err := part.WritePcap(&b, capgen.PcapOptions{Nanos: true}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b.Bytes())
+	}
+	return out
+}
