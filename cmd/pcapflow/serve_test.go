@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -286,4 +287,49 @@ func splitCapture(t *testing.T, c *capgen.Capture, n int) [][]byte {
 		out = append(out, b.Bytes())
 	}
 	return out
+}
+
+// The page in a real browser (Chromium driven by playwright-core): a
+// filter in the URL shows the right flows, a bad filter shows the caret,
+// the keyboard works, a flow's follow view shows both sides, and the
+// downloaded pcap is the bytes extract writes. CI installs chromium,
+// node and playwright-core (.ci/run); elsewhere the test says what is
+// missing and skips. PCAPFLOW_SCREENSHOTS=DIR saves the page's pictures.
+func TestServePage(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed (.ci/run installs nodejs and playwright-core)")
+	}
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("chromium not installed (.ci/run installs it)")
+	}
+	if err := exec.Command(node, "-e", "require.resolve('playwright-core')").Run(); err != nil {
+		t.Skip("playwright-core not found by node (npm install playwright-core; NODE_PATH; .ci/run does it)")
+	}
+	p := basicCapture(t)
+	idx := filepath.Join(t.TempDir(), "idx")
+	runCLI(t, nil, "index", "-i", idx, p)
+	flow1 := filepath.Join(t.TempDir(), "flow1.pcap")
+	runCLI(t, nil, "extract", "-i", idx, "-w", flow1, "flow", "1")
+	srv, err := serve.New(serve.Options{Index: idx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	args := []string{"testdata/page_test.js", hs.URL, flow1}
+	if d := os.Getenv("PCAPFLOW_SCREENSHOTS"); d != "" {
+		args = append(args, d)
+	}
+	cmd := exec.Command(node, args...)
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("page test: %v\n%s", err, out)
+	}
 }
