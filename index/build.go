@@ -522,10 +522,12 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 		lf.chunks, lf.post = p.chunks, &p.postingBuf
 		return lf
 	}
+	var provLate []uint64
 	alone := func(i int) {
 		lf := liveAt(i)
 		cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
 		delete(sink.restoredN, lf.f.ID)
+		provLate = append(provLate, lf.f.ID)
 	}
 	// The blocks still pending, with their live flows, in ID order; the
 	// other live flows are stored alone.
@@ -598,6 +600,11 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	}
 	b.setMeta(cw, metaSettings, string(settings))
 	b.setMeta(cw, metaLive, string(appendIDs(nil, 0, liveIDs)))
+	// Which blocks and flows are provisional, so that a reader learns it
+	// from two keys instead of walking every G and N key (70 of the 90 ms
+	// a query took on the 2 GB capture's index).
+	b.setMeta(cw, metaProvBlocks, string(appendIDs(nil, 0, firsts)))
+	b.setMeta(cw, metaProvLate, string(appendIDs(nil, 0, provLate)))
 	b.setMeta(cw, metaState0, strconv.Itoa(nchunks))
 	b.setMeta(cw, metaGen, strconv.FormatUint(uint64(m.gen+1), 10))
 	b.setMeta(cw, metaNextID, strconv.FormatUint(t.NextID(), 10))

@@ -71,15 +71,17 @@ type metaKey string
 
 // Metadata names.
 const (
-	metaVersion  metaKey = "version"  // SchemaVersion
-	metaState    metaKey = "state"    // "building" while a run writes, "complete" after its commit
-	metaGen      metaKey = "gen"      // generation of the last committed run
-	metaNextID   metaKey = "nextid"   // the next flow ID
-	metaCaptures metaKey = "captures" // number of committed captures
-	metaSettings metaKey = "settings" // the flow semantics the index was built with (JSON)
-	metaClock    metaKey = "clock"    // the latest packet time of the archive, ns
-	metaLive     metaKey = "live"     // IDs of the flows live at the commit (an ID list)
-	metaState0   metaKey = "statelen" // number of S chunks
+	metaVersion    metaKey = "version"    // SchemaVersion
+	metaState      metaKey = "state"      // "building" while a run writes, "complete" after its commit
+	metaGen        metaKey = "gen"        // generation of the last committed run
+	metaNextID     metaKey = "nextid"     // the next flow ID
+	metaCaptures   metaKey = "captures"   // number of committed captures
+	metaSettings   metaKey = "settings"   // the flow semantics the index was built with (JSON)
+	metaClock      metaKey = "clock"      // the latest packet time of the archive, ns
+	metaLive       metaKey = "live"       // IDs of the flows live at the commit (an ID list)
+	metaState0     metaKey = "statelen"   // number of S chunks
+	metaProvBlocks metaKey = "provblocks" // first IDs of the blocks with G/R keys (an ID list)
+	metaProvLate   metaKey = "provlate"   // IDs of the flows with N keys (an ID list)
 )
 
 func (k metaKey) encode() []byte     { return append([]byte{tagMeta}, k...) }

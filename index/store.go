@@ -118,18 +118,39 @@ func (s *Store) load() (*Store, error) {
 // and the flows live at the commit.
 func (s *Store) loadProvisional() error {
 	s.provBlocks, s.provLate = map[uint64]bool{}, map[uint64]bool{}
-	for tag, set := range map[byte]map[uint64]bool{tagFlowsProv: s.provBlocks, tagLateProv: s.provLate} {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
-		if err != nil {
-			return err
-		}
-		for it.First(); it.Valid(); it.Next() {
-			if len(it.Key()) == 9 {
-				set[binary.BigEndian.Uint64(it.Key()[1:])] = true
+	pb, err := getMeta(s.db, metaProvBlocks)
+	if err != nil {
+		return err
+	}
+	pl, err := getMeta(s.db, metaProvLate)
+	if err != nil {
+		return err
+	}
+	if pb != "" && pl != "" { // written by every commit since they exist
+		for set, v := range map[*map[uint64]bool]string{&s.provBlocks: pb, &s.provLate: pl} {
+			ids, err := decodeIDs([]byte(v), 0, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.dir, err)
+			}
+			for _, id := range ids {
+				(*set)[id] = true
 			}
 		}
-		if err := it.Close(); err != nil {
-			return err
+	} else {
+		// An index committed before the lists were kept: walk the keys.
+		for tag, set := range map[byte]map[uint64]bool{tagFlowsProv: s.provBlocks, tagLateProv: s.provLate} {
+			it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
+			if err != nil {
+				return err
+			}
+			for it.First(); it.Valid(); it.Next() {
+				if len(it.Key()) == 9 {
+					set[binary.BigEndian.Uint64(it.Key()[1:])] = true
+				}
+			}
+			if err := it.Close(); err != nil {
+				return err
+			}
 		}
 	}
 	v, err := getMeta(s.db, metaLive)
