@@ -229,6 +229,11 @@ func (a *Archive) NumFlows() uint64 { return a.r.NumFlows() }
 // what its last completed run committed.
 func (a *Archive) Interrupted() bool { return a.store != nil && a.store.Interrupted }
 
+// Live reports whether flow id's connection was still open at the end of
+// the archive as indexed: adding captures may continue it. (A scan ends
+// every connection at its end.)
+func (a *Archive) Live(id uint64) bool { return a.store != nil && a.store.Live(id) }
+
 // Close releases the archive.
 func (a *Archive) Close() error { return a.r.Close() }
 

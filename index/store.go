@@ -597,3 +597,10 @@ func (s *Store) ListSizes() map[string][2]uint64 {
 	}
 	return out
 }
+
+// Live reports whether flow id's connection was still open at the last
+// commit: its record may change when captures are added.
+func (s *Store) Live(id uint64) bool {
+	_, ok := slices.BinarySearch(s.liveIDs, id)
+	return ok
+}

@@ -19,8 +19,9 @@ beside the capture (CAPTURE.pfidx) or -i INDEX when there is one, else by
 scanning the captures. Several captures form one archive.
 
 options:
-  -F text|seed|json|csv   output format: a table (default), pcap_flow's
-                     line, JSON lines, or CSV
+  -F text|seed|json|csv|zeek   output format: a table (default), pcap_flow's
+                     line, JSON lines, CSV, or Zeek conn.log JSON lines (one
+                     per conversation, as export writes them)
   --sort id|first|last|packets|bytes|duration   order (default id)
   --reverse          reverse the order
   --limit N          print at most N rows
@@ -132,6 +133,10 @@ func runFlows(ctx context.Context, e *env, args []string) error {
 	lo := src.ListOptions()
 	lo.Location = loc
 	format := pcapflow.ListFormat(ff.format)
+	if ff.format == "zeek" {
+		// conn.log's records are conversations: -F zeek implies --bidir.
+		return finish(src, writeZeek(ctx, e, src, q))
+	}
 	if ff.bidir {
 		cw, err := pcapflow.NewConversationWriter(e.stdout, format, lo)
 		if err != nil {

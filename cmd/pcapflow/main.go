@@ -66,6 +66,7 @@ func init() {
 		{"streams", streamsUsage, runStreams},
 		{"follow", followUsage, runFollow},
 		{"serve", serveUsage, runServe},
+		{"export", exportUsage, runExport},
 		{"version", versionUsage, runVersion},
 		{"compat", compatUsage, runCompat},
 	}
@@ -82,6 +83,7 @@ usage:
   pcapflow streams [-i INDEX] [CAPTURE...] (-w FILE | -O DIR) [FILTER...]
   pcapflow follow  [-i INDEX] [CAPTURE...] FILTER...          a conversation, as Wireshark follows it
   pcapflow serve   -i INDEX [--watch DIR] [--listen ADDR]     the archive over HTTP and in a browser
+  pcapflow export  [-i INDEX] [CAPTURE...] -o DIR [FILTER...] conversations as Parquet, Zeek's columns
   pcapflow compat  [pcap_flow options] CAPTURE                the pcap_flow command line
   pcapflow version                                            version and build
 

@@ -1,0 +1,193 @@
+package export
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/pcapflow/pcapflow"
+)
+
+// Options configure Parquet.
+type Options struct {
+	// Sensor names the machine in every row (default: the host name).
+	Sensor string
+	// Filter selects conversations of which a direction matches ("":
+	// all).
+	Filter string
+	// RowGroup is the rows of a row group (0: 1,000,000, about 30 MB of
+	// Parquet: what DuckDB, Trino and Spark read well in parallel).
+	RowGroup int64
+	// Final exports the conversations still open at the archive's end
+	// too, for an archive that will not grow (a one-off capture, the
+	// last export of a sensor). Without it they wait for a later export,
+	// since captures added later may continue them.
+	Final bool
+}
+
+// Result says what an export wrote.
+type Result struct {
+	Rows    int      // conversations written
+	Live    int      // conversations left for a later export: still open
+	Skipped int      // conversations exported before
+	Files   []string // the files written, relative to the directory
+	Bytes   int64
+}
+
+// stateFile remembers, in the export directory, what was exported from
+// which archive, so that running the export again after captures were
+// added writes only the new conversations, in new files.
+const stateFile = "_pcapflow_export.json"
+
+type exportState struct {
+	Version string `json:"version"`
+	Archive string `json:"archive"` // the uid seed: which archive this is
+	Sensor  string `json:"sensor"`
+	// Next is the first conversation ID not looked at yet; Pending are
+	// conversations below it that were still open then.
+	Next    uint64   `json:"next"`
+	Pending []uint64 `json:"pending"`
+	Runs    int      `json:"runs"`
+}
+
+// Parquet writes the archive's conversations to dir as Parquet files,
+// hive-partitioned by the day of their first packet (dir/date=YYYY-MM-DD/
+// part-RUN-N.parquet), zstd-compressed, one row per conversation
+// (Conn's columns). Conversations still open at the end of the archive
+// (they may continue into captures added later) are left for the next
+// export, which writes new files and never rewrites old ones. Files are
+// written under temporary names and renamed at the end: after a failure
+// nothing partial is left and the state is unchanged.
+func Parquet(ctx context.Context, a *pcapflow.Archive, dir string, o *Options) (*Result, error) {
+	if o == nil {
+		o = &Options{}
+	}
+	sensor := o.Sensor
+	if sensor == "" {
+		sensor, _ = os.Hostname()
+	}
+	rowGroup := o.RowGroup
+	if rowGroup <= 0 {
+		rowGroup = 1_000_000
+	}
+	if err := a.CheckOutput(filepath.Join(dir, stateFile)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conv := NewConverter(a, sensor)
+	seed := fmt.Sprintf("%x", conv.seed[:8])
+	st := exportState{Version: "pcapflow-export/1", Archive: seed, Sensor: sensor, Next: 1}
+	if b, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
+		}
+		if st.Archive != seed || st.Sensor != sensor {
+			return nil, fmt.Errorf("%s holds an export of another archive or sensor (%s, %s); export this one into its own directory", dir, st.Sensor, st.Archive)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	res := &Result{}
+	run := st.Runs + 1
+	pending := map[uint64]bool{}
+	for _, id := range st.Pending {
+		pending[id] = true
+	}
+	var nextPending []uint64
+	byDay := map[string][]Conn{}
+	for c, err := range a.Conversations(ctx, pcapflow.Query{Filter: o.Filter}) {
+		if err != nil {
+			return nil, err
+		}
+		if c.ID < st.Next && !pending[c.ID] {
+			res.Skipped++
+			continue
+		}
+		if !o.Final && (a.Live(c.A.ID) || c.B != nil && a.Live(c.B.ID)) {
+			res.Live++
+			nextPending = append(nextPending, c.ID)
+			continue
+		}
+		r := conv.Conn(ctx, c)
+		day := r.TS.Format("2006-01-02")
+		byDay[day] = append(byDay[day], r)
+	}
+	// Write every day's file under a temporary name first.
+	days := make([]string, 0, len(byDay))
+	for d := range byDay {
+		days = append(days, d)
+	}
+	sort.Strings(days)
+	type staged struct{ tmp, final string }
+	var files []staged
+	cleanup := func() {
+		for _, f := range files {
+			os.Remove(f.tmp)
+		}
+	}
+	for _, day := range days {
+		rows := byDay[day]
+		pdir := filepath.Join(dir, "date="+day)
+		if err := os.MkdirAll(pdir, 0o755); err != nil {
+			cleanup()
+			return nil, err
+		}
+		name := fmt.Sprintf("part-%04d-%s.parquet", run, seed)
+		tmp, err := os.CreateTemp(pdir, "."+name+".tmp*")
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		files = append(files, staged{tmp.Name(), filepath.Join(pdir, name)})
+		w := parquet.NewGenericWriter[Conn](tmp, parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+			parquet.MaxRowsPerRowGroup(rowGroup), parquet.CreatedBy("pcapflow", "1", ""))
+		for i := 0; i < len(rows); i += 4096 {
+			if _, err := w.Write(rows[i:min(i+4096, len(rows))]); err != nil {
+				tmp.Close()
+				cleanup()
+				return nil, fmt.Errorf("%s: %w", tmp.Name(), err)
+			}
+		}
+		err = w.Close()
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("%s: %w", tmp.Name(), err)
+		}
+		res.Rows += len(rows)
+	}
+	// Publish: the files, then the state that says they are there.
+	for _, f := range files {
+		if err := os.Rename(f.tmp, f.final); err != nil {
+			cleanup()
+			return nil, err
+		}
+		if st, err := os.Stat(f.final); err == nil {
+			res.Bytes += st.Size()
+		}
+		rel, _ := filepath.Rel(dir, f.final)
+		res.Files = append(res.Files, rel)
+	}
+	slices.Sort(nextPending)
+	st.Next, st.Pending, st.Runs = a.NumFlows()+1, nextPending, run
+	b, _ := json.MarshalIndent(st, "", "  ")
+	tmp := filepath.Join(dir, "."+stateFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return res, err
+	}
+	return res, os.Rename(tmp, filepath.Join(dir, stateFile))
+}
