@@ -77,7 +77,7 @@ func TestDuckDBReadsTheExport(t *testing.T) {
 		return fmt.Sprintf("read_parquet('%s/**/*.parquet', hive_partitioning = true)", dir)
 	}
 	var rows, pkts int64
-	if err := db.QueryRow("SELECT count(*), sum(orig_pkts + resp_pkts) FROM " + scan(s1)).Scan(&rows, &pkts); err != nil {
+	if err := db.QueryRow("SELECT count(*), sum(orig_pkts + resp_pkts) FROM "+scan(s1)).Scan(&rows, &pkts); err != nil {
 		t.Fatal(err)
 	}
 	if int(rows) != convs1 || pkts != pkts1 {
@@ -128,7 +128,7 @@ func TestDuckDBReadsTheExport(t *testing.T) {
 	// And the pivot back to packets: the row names its flows.
 	var sensor string
 	var flow int64
-	if err := db.QueryRow("SELECT sensor, orig_flow FROM " + scan(s1) + " ORDER BY orig_bytes DESC LIMIT 1").Scan(&sensor, &flow); err != nil || sensor != "sensor-a" || flow < 1 {
+	if err := db.QueryRow("SELECT sensor, orig_flow FROM "+scan(s1)+" ORDER BY orig_bytes DESC LIMIT 1").Scan(&sensor, &flow); err != nil || sensor != "sensor-a" || flow < 1 {
 		t.Errorf("pivot: %s flow %d (%v)", sensor, flow, err)
 	}
 }
