@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pcapflow/pcapflow"
+	"github.com/pcapflow/pcapflow/export"
 )
 
 func (s *Server) routes() {
@@ -22,6 +24,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/explain", s.api(false, s.explain))
 	m.HandleFunc("GET /api/extract", s.api(true, s.extract))
 	m.HandleFunc("GET /api/streams/{id}", s.api(true, s.streams))
+	m.HandleFunc("GET /api/streams", s.api(true, s.streamsOf))
 	m.HandleFunc("GET /api/follow/{id}", s.api(true, s.follow))
 	m.HandleFunc("GET /api/timeline", s.api(true, s.timeline))
 	m.HandleFunc("GET /api/status", s.api(false, s.status))
@@ -211,9 +214,33 @@ func (s *Server) flows(ctx context.Context, a *pcapflow.Archive, w http.Response
 		q.Limit = s.opts.MaxRows
 	}
 	w.Header().Set("X-Pcapflow-Max-Rows", strconv.Itoa(s.opts.MaxRows))
-	w.Header().Set("Content-Type", "application/x-ndjson")
+	// format= gives the command's other listings, byte for byte, so that
+	// pcapflow flows -i URL prints what it prints on the sensor.
+	format := pcapflow.ListFormat(r.URL.Query().Get("format"))
+	if format == "" {
+		format = pcapflow.ListJSON
+	}
+	lo := a.ListOptions()
+	if tz := r.URL.Query().Get("tz"); tz != "" {
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			return badRequest("tz=%q: %v", tz, err)
+		}
+		lo.Location = loc
+	}
+	if format == pcapflow.ListJSON {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	if format == "zeek" {
+		return s.zeek(ctx, a, w, q)
+	}
 	if boolParam(r, "bidir") {
-		cw, _ := pcapflow.NewConversationWriter(w, pcapflow.ListJSON, a.ListOptions())
+		cw, err := pcapflow.NewConversationWriter(w, format, lo)
+		if err != nil {
+			return badRequest("format=%q: %v", format, err)
+		}
 		for c, err := range a.Conversations(ctx, q) {
 			if err != nil {
 				return err
@@ -224,7 +251,10 @@ func (s *Server) flows(ctx context.Context, a *pcapflow.Archive, w http.Response
 		}
 		return cw.Flush()
 	}
-	fw, _ := pcapflow.NewFlowWriter(w, pcapflow.ListJSON, a.ListOptions())
+	fw, err := pcapflow.NewFlowWriter(w, format, lo)
+	if err != nil {
+		return badRequest("format=%q: %v", format, err)
+	}
 	for f, err := range a.Flows(ctx, q) {
 		if err != nil {
 			return err
@@ -289,13 +319,29 @@ func (s *Server) extract(ctx context.Context, a *pcapflow.Archive, w http.Respon
 	if len(ids) == 1 {
 		name = fmt.Sprintf("flow%d", ids[0])
 	}
+	switch r.URL.Query().Get("format") {
+	case "":
+	case "pcap":
+		o.Format, ext = pcapflow.FormatPcap, "pcap"
+	case "pcapng":
+		o.Format, ext = pcapflow.FormatPcapNG, "pcapng"
+	default:
+		return badRequest("format=%q: want pcap or pcapng", r.URL.Query().Get("format"))
+	}
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, name, ext))
+	w.Header().Set("X-Pcapflow-Flows", strconv.Itoa(len(ids)))
+	w.Header().Set("Trailer", "X-Pcapflow-Packets")
 	bw := bufio.NewWriterSize(w, 256<<10)
-	if _, err := a.Extract(ctx, bw, ids, &o); err != nil {
+	n, err := a.Extract(ctx, bw, ids, &o)
+	if err != nil {
 		return err
 	}
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	w.Header().Set("X-Pcapflow-Packets", strconv.FormatInt(n, 10))
+	return nil
 }
 
 // streams answers the bytes streams -w writes for one flow.
@@ -311,6 +357,34 @@ func (s *Server) streams(ctx context.Context, a *pcapflow.Archive, w http.Respon
 		return err
 	}
 	return bw.Flush()
+}
+
+// streamsOf answers the bytes streams -w writes for the flows a filter
+// selects (tcpheader=1 frames them).
+func (s *Server) streamsOf(ctx context.Context, a *pcapflow.Archive, w http.ResponseWriter, r *http.Request) error {
+	e, err := s.filter(r)
+	if err != nil {
+		return err
+	}
+	ids, err := a.IDs(ctx, pcapflow.Query{Expr: e})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Pcapflow-Flows", strconv.Itoa(len(ids)))
+	w.Header().Set("Trailer", "X-Pcapflow-Streams, X-Pcapflow-Stats")
+	bw := bufio.NewWriterSize(w, 256<<10)
+	res, err := a.WriteStreams(ctx, bw, ids, &pcapflow.StreamOptions{Header: boolParam(r, "tcpheader")})
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	t := res.Totals
+	w.Header().Set("X-Pcapflow-Streams", strconv.Itoa(res.Streams))
+	w.Header().Set("X-Pcapflow-Stats", fmt.Sprintf("%d %d %d %d %d %d", t.Delivered, t.Gaps, t.MissingBytes, t.RetransBytes, t.ConflictBytes, res.Skipped))
+	return nil
 }
 
 // follow answers a conversation's chunks for the page's follow view, at
@@ -462,4 +536,31 @@ func (s *Server) status(ctx context.Context, a *pcapflow.Archive, w http.Respons
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(body)
+}
+
+// zeek answers the lines of flows -F zeek.
+func (s *Server) zeek(ctx context.Context, a *pcapflow.Archive, w http.ResponseWriter, q pcapflow.Query) error {
+	conv := export.NewConverter(a, s.sensor())
+	bw := bufio.NewWriterSize(w, 256<<10)
+	var b []byte
+	for c, err := range a.Conversations(ctx, q) {
+		if err != nil {
+			return err
+		}
+		r := conv.Conn(ctx, c)
+		b = r.AppendJSON(b[:0])
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// sensor is the name in exported rows: the host's.
+func (s *Server) sensor() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
 }

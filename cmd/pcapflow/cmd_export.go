@@ -42,6 +42,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cf.remote != nil {
+		return usagef("export runs on the sensor, beside its index (docs/fleet.md)")
+	}
 	defer src.Close()
 	if out == "" {
 		return usagef("export needs -o DIR")

@@ -98,7 +98,6 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	if out == "" {
 		return usagef("extract needs -w OUT")
 	}
@@ -106,6 +105,13 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 	if opts.Window, err = window(from, to, &cf); err != nil {
 		return err
 	}
+	if cf.remote != nil {
+		if format != "" && format != "pcap" && format != "pcapng" {
+			return usagef("--format %q: want pcap or pcapng", format)
+		}
+		return cf.remote.extract(ctx, e, out, format, force, opts.Window.From, opts.Window.To, exprString(expr))
+	}
+	defer src.Close()
 	switch format {
 	case "":
 		opts.Format = src.OutputFormat()

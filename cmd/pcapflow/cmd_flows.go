@@ -97,11 +97,26 @@ func prepare(ctx context.Context, e *env, fs *flag.FlagSet, cf *commonFlags, arg
 		}
 		return nil, nil, err
 	}
+	if r, err := remoteOf(cf); err != nil || r != nil {
+		if err == nil && len(captures) > 0 {
+			err = usagef("-i %s answers for the sensor's archive: give no captures", cf.indexDir)
+		}
+		cf.remote = r
+		return nil, expr, err
+	}
 	src, err := openSource(ctx, e, cf, captures, needPackets)
 	if err != nil {
 		return nil, nil, err
 	}
 	return src, expr, nil
+}
+
+// exprString is a filter as the server parses it ("" for none).
+func exprString(e pcapflow.Expr) string {
+	if e == nil {
+		return ""
+	}
+	return e.String()
 }
 
 func runFlows(ctx context.Context, e *env, args []string) error {
@@ -117,6 +132,9 @@ func runFlows(ctx context.Context, e *env, args []string) error {
 	src, expr, err := prepare(ctx, e, fs, &ff.commonFlags, args, false)
 	if err != nil {
 		return err
+	}
+	if r := ff.remote; r != nil {
+		return r.flows(ctx, e, &ff, exprString(expr))
 	}
 	defer src.Close()
 	q := pcapflow.Query{Expr: expr, Sort: pcapflow.SortKey(ff.sortBy), Reverse: ff.reverse, Limit: ff.limit, Offset: ff.offset, MinPackets: ff.minPackets}
@@ -194,6 +212,9 @@ func runCount(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cf.remote != nil {
+		return cf.remote.count(ctx, e, format, exprString(expr))
+	}
 	defer src.Close()
 	c, err := src.Count(ctx, pcapflow.Query{Expr: expr})
 	if err != nil {
@@ -217,6 +238,9 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 	src, expr, err := prepare(ctx, e, fs, &cf, args, false)
 	if err != nil {
 		return err
+	}
+	if cf.remote != nil {
+		return cf.remote.explain(ctx, e, exprString(expr))
 	}
 	defer src.Close()
 	p, err := src.Explain(ctx, pcapflow.Query{Expr: expr})

@@ -46,7 +46,9 @@ func runFollow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	if src != nil {
+		defer src.Close()
+	}
 	if expr == nil {
 		return usagef("follow needs a FILTER that selects a conversation, such as 'flow 3' or 'host 10.0.0.1 and port 80'")
 	}
@@ -69,6 +71,11 @@ func runFollow(ctx context.Context, e *env, args []string) error {
 	default:
 		return usagef("--color %q: want auto, always or never", color)
 	}
+	w := bufio.NewWriterSize(e.stdout, 64<<10)
+	fw := &followWriter{w: w, color: useColor, hex: hex}
+	if cf.remote != nil {
+		return cf.remote.follow(ctx, e, fw, all, expr.String())
+	}
 	var convs []pcapflow.Conversation
 	for c, err := range src.Conversations(ctx, pcapflow.Query{Expr: expr}) {
 		if err != nil {
@@ -86,8 +93,6 @@ func runFollow(ctx context.Context, e *env, args []string) error {
 		e.warn(fmt.Errorf("%d conversations match %q; following the first (conversation %d); --all follows every one", len(convs), expr.String(), convs[0].ID))
 		convs = convs[:1]
 	}
-	w := bufio.NewWriterSize(e.stdout, 64<<10)
-	fw := &followWriter{w: w, color: useColor, hex: hex}
 	for i := range convs {
 		if err := fw.follow(ctx, src, &convs[i], o); err != nil {
 			w.Flush()
@@ -101,10 +106,11 @@ func runFollow(ctx context.Context, e *env, args []string) error {
 }
 
 type followWriter struct {
-	w     *bufio.Writer
-	color bool
-	hex   bool
-	side  int // the side of the open text line: 0 none, 1 A, 2 B
+	w          *bufio.Writer
+	color      bool
+	hex        bool
+	side       int // the side of the open text line: 0 none, 1 A, 2 B
+	sent, lost [2]uint64
 }
 
 const (
@@ -113,54 +119,89 @@ const (
 	colorReset = "\033[0m"
 )
 
+// followHeader names a conversation.
+type followHeader struct {
+	proto string
+	conv  uint64
+	flows []uint64
+	a, b  string // endpoints
+}
+
 func (fw *followWriter) follow(ctx context.Context, src *pcapflow.Archive, c *pcapflow.Conversation, o *pcapflow.StreamOptions) error {
 	k := &c.A.Key
 	endpoint := func(a string, p uint16) string {
-		if len(a) > 0 && contains(a, ':') {
+		if contains(a, ':') {
 			return "[" + a + "]:" + strconv.Itoa(int(p))
 		}
 		return a + ":" + strconv.Itoa(int(p))
 	}
-	fmt.Fprintln(fw.w, "===================================================================")
-	fmt.Fprintf(fw.w, "Follow: %s conversation %d (flows %d", pcapflow.ProtoName(k.Proto), c.ID, c.A.ID)
+	hdr := followHeader{proto: pcapflow.ProtoName(k.Proto), conv: c.ID, flows: []uint64{c.A.ID},
+		a: endpoint(k.SrcAddr().String(), k.SrcPort), b: endpoint(k.DstAddr().String(), k.DstPort)}
 	if c.B != nil {
-		fmt.Fprintf(fw.w, ", %d", c.B.ID)
+		hdr.flows = append(hdr.flows, c.B.ID)
 	}
-	fmt.Fprintln(fw.w, ")")
-	fmt.Fprintf(fw.w, "A (>): %s\n", endpoint(k.SrcAddr().String(), k.SrcPort))
-	fmt.Fprintf(fw.w, "B (<): %s\n", endpoint(k.DstAddr().String(), k.DstPort))
-	fmt.Fprintln(fw.w, "===================================================================")
-	var sent [2]uint64
-	var missing [2]uint64
+	fw.begin(hdr)
 	_, chunks := src.Follow(ctx, c.A.ID, o)
 	for ch, err := range chunks {
 		if err != nil {
 			return err
 		}
-		side := 0
-		if ch.FromB {
-			side = 1
-		}
 		if ch.Missing > 0 {
-			missing[side] += ch.Missing
-			fw.endLine()
-			fw.mark(side)
-			fmt.Fprintf(fw.w, "[%d bytes missing]", ch.Missing)
-			fw.unmark()
-			fw.w.WriteByte('\n')
-			continue
-		}
-		sent[side] += uint64(len(ch.Data))
-		if fw.hex {
-			fw.hexdump(side, ch.Offset-1, ch.Data)
+			fw.missing(ch.FromB, ch.Missing)
 		} else {
-			fw.text(side, ch.Data)
+			fw.data(ch.FromB, ch.Offset, ch.Data)
 		}
 	}
-	fw.endLine()
-	fmt.Fprintln(fw.w, "===================================================================")
-	fmt.Fprintf(fw.w, "A sent %d bytes (%d missing); B sent %d bytes (%d missing)\n", sent[0], missing[0], sent[1], missing[1])
+	fw.end()
 	return nil
+}
+
+const rule = "==================================================================="
+
+func (fw *followWriter) begin(h followHeader) {
+	fw.sent, fw.lost = [2]uint64{}, [2]uint64{}
+	fmt.Fprintln(fw.w, rule)
+	fmt.Fprintf(fw.w, "Follow: %s conversation %d (flows %d", h.proto, h.conv, h.flows[0])
+	if len(h.flows) > 1 {
+		fmt.Fprintf(fw.w, ", %d", h.flows[1])
+	}
+	fmt.Fprintln(fw.w, ")")
+	fmt.Fprintf(fw.w, "A (>): %s\n", h.a)
+	fmt.Fprintf(fw.w, "B (<): %s\n", h.b)
+	fmt.Fprintln(fw.w, rule)
+}
+
+func side(fromB bool) int {
+	if fromB {
+		return 1
+	}
+	return 0
+}
+
+func (fw *followWriter) missing(fromB bool, n uint64) {
+	s := side(fromB)
+	fw.lost[s] += n
+	fw.endLine()
+	fw.mark(s)
+	fmt.Fprintf(fw.w, "[%d bytes missing]", n)
+	fw.unmark()
+	fw.w.WriteByte('\n')
+}
+
+func (fw *followWriter) data(fromB bool, off uint64, b []byte) {
+	s := side(fromB)
+	fw.sent[s] += uint64(len(b))
+	if fw.hex {
+		fw.hexdump(s, off-1, b)
+	} else {
+		fw.text(s, b)
+	}
+}
+
+func (fw *followWriter) end() {
+	fw.endLine()
+	fmt.Fprintln(fw.w, rule)
+	fmt.Fprintf(fw.w, "A sent %d bytes (%d missing); B sent %d bytes (%d missing)\n", fw.sent[0], fw.lost[0], fw.sent[1], fw.lost[1])
 }
 
 func contains(s string, c byte) bool {

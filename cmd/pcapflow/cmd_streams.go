@@ -104,10 +104,16 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	if (out == "") == (dir == "") {
 		return usagef("streams needs exactly one of -w FILE and -O DIR")
 	}
+	if cf.remote != nil {
+		if dir != "" {
+			return usagef("streams -i URL writes one file: use -w FILE (with --tcpheader to tell the streams apart)")
+		}
+		return cf.remote.streams(ctx, e, out, header, force, exprString(expr))
+	}
+	defer src.Close()
 	o, _, err := sf.options(e, &cf)
 	if err != nil {
 		return err

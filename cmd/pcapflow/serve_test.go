@@ -333,3 +333,60 @@ func TestServePage(t *testing.T) {
 		t.Fatalf("page test: %v\n%s", err, out)
 	}
 }
+
+// -i URL: every command asks a pcapflow serve and prints what it prints
+// with the index at hand; a missing or wrong token fails saying so.
+func TestRemoteAnswersAsLocal(t *testing.T) {
+	for _, capture := range []string{basicCapture(t), writeCapture(t, "tunnels.pcap", capgen.Tunnels())} {
+		idx := filepath.Join(t.TempDir(), "idx")
+		runCLI(t, nil, "index", "-i", idx, capture)
+		const token = "fedcba9876543210fedcba9876543210"
+		srv, err := serve.New(serve.Options{Index: idx, Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv)
+		tokFile := filepath.Join(t.TempDir(), "token")
+		os.WriteFile(tokFile, []byte(token+"\n"), 0o600)
+		t.Setenv("TZ", "")
+		for _, args := range [][]string{
+			{"flows"}, {"flows", "-F", "json"}, {"flows", "-F", "csv", "tcp"}, {"flows", "-F", "seed"},
+			{"flows", "-F", "zeek"}, {"flows", "--bidir"}, {"flows", "--bidir", "-F", "json", "--sort", "bytes", "--reverse"},
+			{"flows", "--sort", "duration", "--limit", "3", "--offset", "2"}, {"flows", "--tz", "Asia/Tokyo", "udp"},
+			{"count"}, {"count", "-F", "json", "tcp", "port", "80", "or", "53"},
+			{"streams", "-w", "-", "tcp"}, {"streams", "-w", "-", "--tcpheader", "tcp"},
+			{"extract", "-w", "-", "tcp"}, {"extract", "-w", "-", "--format", "pcapng", "flow", "1"},
+			{"follow", "flow", "1"}, {"follow", "--hex", "flow", "2"}, {"follow", "--all", "tcp"},
+		} {
+			local := runCLI(t, nil, append([]string{args[0], "-i", idx}, args[1:]...)...)
+			remote := runCLI(t, nil, append([]string{args[0], "-i", hs.URL, "--token-file", tokFile}, args[1:]...)...)
+			if remote.code != local.code || remote.stdout != local.stdout {
+				t.Errorf("%s %v: remote %d %q\nlocal %d %q", filepath.Base(capture), args, remote.code, trunc(remote.stdout), local.code, trunc(local.stdout))
+			}
+		}
+		// The token from the environment works too; none or a wrong one
+		// fails with exit 1 and says where the token comes from.
+		t.Setenv("PCAPFLOW_TOKEN", token)
+		if r := runCLI(t, nil, "count", "-i", hs.URL); r.code != 0 {
+			t.Errorf("token from $PCAPFLOW_TOKEN: %+v", r)
+		}
+		t.Setenv("PCAPFLOW_TOKEN", "wrong")
+		if r := runCLI(t, nil, "count", "-i", hs.URL); r.code != 1 || !strings.Contains(r.stderr, "--token-file") {
+			t.Errorf("a wrong token: %+v", r)
+		}
+		t.Setenv("PCAPFLOW_TOKEN", token)
+		// A bad filter: the caret, exit 2, as locally.
+		if r := runCLI(t, nil, "count", "-i", hs.URL, "tcp", "or", "udp", "and", "port", "53"); r.code != 2 || !strings.Contains(r.stderr, "^") {
+			t.Errorf("a bad filter over -i URL: %+v", r)
+		}
+		hs.Close()
+		srv.Close()
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
+}

@@ -20,6 +20,8 @@ type commonFlags struct {
 	progress    bool
 	scan        bool
 	tz          string
+	tokenFile   string
+	remote      *remote // -i URL: the server answers (set by prepare)
 }
 
 // noteSet records which of the flags were given.
@@ -68,6 +70,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.progress, "progress", false, "show progress on stderr even when it is not a terminal")
 	fs.BoolVar(&c.scan, "scan", false, "read the captures even when an index is beside them")
 	fs.StringVar(&c.tz, "tz", "", "time zone of the text listing (default $TZ, else UTC)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "with -i URL: the server's token ($PCAPFLOW_TOKEN otherwise)")
 }
 
 // expandCaptures replaces directory arguments by the captures in them,
