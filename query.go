@@ -233,6 +233,10 @@ func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Convers
 			yield(nil, err)
 			return
 		}
+		if e == nil && (q.Sort == "" || q.Sort == SortID) && !q.Reverse {
+			a.allConversations(ctx, q, yield)
+			return
+		}
 		byID := map[uint64]*Flow{}
 		var order []uint64
 		err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
@@ -293,6 +297,64 @@ func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Convers
 				return
 			}
 		}
+	}
+}
+
+// allConversations yields every conversation in ID order as its flows
+// stream by, holding only the conversations whose second flow has not
+// come yet: exporting a 1.2 M-flow archive held every flow in memory.
+func (a *Archive) allConversations(ctx context.Context, q Query, yield func(*Conversation, error) bool) {
+	var queue []*Conversation              // in ID order; the head goes out once complete
+	waiting := map[uint64]*Conversation{} // by the ID of the peer it waits for
+	skip, n := q.Offset, 0
+	emit := func(c *Conversation) bool {
+		if convPackets(c) < q.MinPackets {
+			return true
+		}
+		if skip > 0 {
+			skip--
+			return true
+		}
+		if q.Limit > 0 && n >= q.Limit {
+			return false
+		}
+		n++
+		return yield(c, nil)
+	}
+	drain := func(all bool) bool {
+		for len(queue) > 0 && (all || queue[0].A.Peer == 0 || queue[0].B != nil) {
+			c := queue[0]
+			queue[0] = nil
+			queue = queue[1:]
+			if !emit(c) {
+				return false
+			}
+		}
+		return true
+	}
+	err := a.r.Flows(ctx, nil, func(f *flow.Flow) error {
+		fc := *f
+		if c := waiting[f.ID]; c != nil {
+			delete(waiting, f.ID)
+			c.B = &fc
+		} else {
+			c := &Conversation{ID: f.ID, A: &fc}
+			if f.Peer > f.ID {
+				waiting[f.Peer] = c
+			}
+			queue = append(queue, c)
+		}
+		if !drain(false) {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		yield(nil, err)
+		return
+	}
+	if err == nil {
+		drain(true)
 	}
 }
 

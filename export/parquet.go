@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
@@ -103,9 +102,35 @@ func Parquet(ctx context.Context, a *pcapflow.Archive, dir string, o *Options) (
 		pending[id] = true
 	}
 	var nextPending []uint64
-	byDay := map[string][]Conn{}
+	// One writer a day, open while rows come (in conversation order,
+	// which is time order, so a day's rows come together); rows go out in
+	// batches, so memory does not grow with the archive.
+	type dayFile struct {
+		tmp   *os.File
+		final string
+		w     *parquet.GenericWriter[Conn]
+		batch []Conn
+	}
+	days := map[string]*dayFile{}
+	var files []*dayFile
+	cleanup := func() {
+		for _, f := range files {
+			f.tmp.Close()
+			os.Remove(f.tmp.Name())
+		}
+	}
+	flush := func(f *dayFile) error {
+		if _, err := f.w.Write(f.batch); err != nil {
+			return fmt.Errorf("%s: %w", f.tmp.Name(), err)
+		}
+		res.Rows += len(f.batch)
+		f.batch = f.batch[:0]
+		return nil
+	}
+	name := fmt.Sprintf("part-%04d-%s.parquet", run, seed)
 	for c, err := range a.Conversations(ctx, pcapflow.Query{Filter: o.Filter}) {
 		if err != nil {
+			cleanup()
 			return nil, err
 		}
 		if c.ID < st.Next && !pending[c.ID] {
@@ -119,60 +144,51 @@ func Parquet(ctx context.Context, a *pcapflow.Archive, dir string, o *Options) (
 		}
 		r := conv.Conn(ctx, c)
 		day := r.TS.Format("2006-01-02")
-		byDay[day] = append(byDay[day], r)
-	}
-	// Write every day's file under a temporary name first.
-	days := make([]string, 0, len(byDay))
-	for d := range byDay {
-		days = append(days, d)
-	}
-	sort.Strings(days)
-	type staged struct{ tmp, final string }
-	var files []staged
-	cleanup := func() {
-		for _, f := range files {
-			os.Remove(f.tmp)
-		}
-	}
-	for _, day := range days {
-		rows := byDay[day]
-		pdir := filepath.Join(dir, "date="+day)
-		if err := os.MkdirAll(pdir, 0o755); err != nil {
-			cleanup()
-			return nil, err
-		}
-		name := fmt.Sprintf("part-%04d-%s.parquet", run, seed)
-		tmp, err := os.CreateTemp(pdir, "."+name+".tmp*")
-		if err != nil {
-			cleanup()
-			return nil, err
-		}
-		files = append(files, staged{tmp.Name(), filepath.Join(pdir, name)})
-		w := parquet.NewGenericWriter[Conn](tmp, parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
-			parquet.MaxRowsPerRowGroup(rowGroup), parquet.CreatedBy("pcapflow", "1", ""))
-		for i := 0; i < len(rows); i += 4096 {
-			if _, err := w.Write(rows[i:min(i+4096, len(rows))]); err != nil {
-				tmp.Close()
+		f := days[day]
+		if f == nil {
+			pdir := filepath.Join(dir, "date="+day)
+			if err := os.MkdirAll(pdir, 0o755); err != nil {
 				cleanup()
-				return nil, fmt.Errorf("%s: %w", tmp.Name(), err)
+				return nil, err
+			}
+			tmp, err := os.CreateTemp(pdir, "."+name+".tmp*")
+			if err != nil {
+				cleanup()
+				return nil, err
+			}
+			f = &dayFile{tmp: tmp, final: filepath.Join(pdir, name)}
+			f.w = parquet.NewGenericWriter[Conn](tmp, parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+				parquet.MaxRowsPerRowGroup(rowGroup), parquet.CreatedBy("pcapflow", "1", ""))
+			days[day] = f
+			files = append(files, f)
+		}
+		f.batch = append(f.batch, r)
+		if len(f.batch) == 4096 {
+			if err := flush(f); err != nil {
+				cleanup()
+				return nil, err
 			}
 		}
-		err = w.Close()
+	}
+	for _, f := range files {
+		err := flush(f)
 		if err == nil {
-			err = tmp.Sync()
+			err = f.w.Close()
 		}
-		if cerr := tmp.Close(); err == nil {
+		if err == nil {
+			err = f.tmp.Sync()
+		}
+		if cerr := f.tmp.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			cleanup()
-			return nil, fmt.Errorf("%s: %w", tmp.Name(), err)
+			return nil, fmt.Errorf("%s: %w", f.tmp.Name(), err)
 		}
-		res.Rows += len(rows)
 	}
 	// Publish: the files, then the state that says they are there.
 	for _, f := range files {
-		if err := os.Rename(f.tmp, f.final); err != nil {
+		if err := os.Rename(f.tmp.Name(), f.final); err != nil {
 			cleanup()
 			return nil, err
 		}
