@@ -304,7 +304,7 @@ func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Convers
 // stream by, holding only the conversations whose second flow has not
 // come yet: exporting a 1.2 M-flow archive held every flow in memory.
 func (a *Archive) allConversations(ctx context.Context, q Query, yield func(*Conversation, error) bool) {
-	var queue []*Conversation              // in ID order; the head goes out once complete
+	var queue []*Conversation             // in ID order; the head goes out once complete
 	waiting := map[uint64]*Conversation{} // by the ID of the peer it waits for
 	skip, n := q.Offset, 0
 	emit := func(c *Conversation) bool {
