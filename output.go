@@ -53,7 +53,13 @@ func checkOutput(path string, inputs []string) error {
 // written in place, as tcpdump -w does; renaming over it would replace
 // the device. A symbolic link names the file to replace.
 func (a *Archive) CreateOutput(path string, force bool, write func(io.Writer) (int64, error)) (int64, error) {
-	if err := a.CheckOutput(path); err != nil {
+	return WriteFile(path, a.inputs(), force, write)
+}
+
+// WriteFile is CreateOutput for a program's own inputs: path is refused
+// if it is one of inputs or inside an index.
+func WriteFile(path string, inputs []string, force bool, write func(io.Writer) (int64, error)) (int64, error) {
+	if err := checkOutput(path, inputs); err != nil {
 		return 0, err
 	}
 	var perm os.FileMode = 0o644

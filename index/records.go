@@ -123,6 +123,19 @@ func newCursor(ctx context.Context, r Reader, path string, info *CaptureInfo, ci
 		return nil, err
 	}
 	c := &cursor{ctx: ctx, r: r, capture: ci, refs: refs, file: f, name: path, chunk: -1}
+	if info.Compression == "zstd" {
+		// A seekable zstd file (pcapflow compress): records are read at
+		// their offsets, decompressing only the frames that hold them.
+		if st, err := f.Stat(); err == nil && pcapio.IsSeekable(f, st.Size()) {
+			sr, err := pcapio.OpenSeekable(f, st.Size(), path)
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			c.rr = pcapio.NewRecordReader(sr, path, &info.Layout)
+			return c, nil
+		}
+	}
 	if info.Compression != "" {
 		c.seq, err = pcapio.NewReader(f, path)
 		if err != nil {

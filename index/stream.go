@@ -200,6 +200,11 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 	b.events = append(b.events, streamEvent{at: b.n, start: true, ci: h.ci, info: info})
 	s.closers = append(s.closers, func() { r.Close() })
 	info.Compression = r.Compression()
+	if info.Compression == "zstd" && h.file != nil {
+		if st, err := h.file.Stat(); err == nil && !pcapio.IsSeekable(h.file, st.Size()) {
+			s.opts.warn(fmt.Errorf("%s: zstd without a seek table: extracting from it decompresses from the start; 'pcapflow compress %s -o FILE.zst' makes it seekable", src.path, src.path))
+		}
+	}
 	r.OnWarning = s.opts.Warn
 	h.r = r
 	if err := s.advance(h); err != nil {

@@ -164,13 +164,18 @@ func writeOutput(src *pcapflow.Archive, path string, force bool, stdout io.Write
 		return n, err
 	}
 	n, err := src.CreateOutput(path, force, write)
+	return n, outputError(path, err)
+}
+
+// outputError says what to do about an output refused.
+func outputError(path string, err error) error {
 	switch {
 	case errors.Is(err, pcapflow.ErrOutputIsInput):
-		return n, usagef("refusing to write %v", err)
+		return usagef("refusing to write %v", err)
 	case errors.Is(err, pcapflow.ErrOutputExists):
-		return n, usagef("%s exists; use --force to overwrite it", path)
+		return usagef("%s exists; use --force to overwrite it", path)
 	}
-	return n, err
+	return err
 }
 
 // noMatch is the warning for a selection of no flows: the output is

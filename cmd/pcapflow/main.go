@@ -67,6 +67,7 @@ func init() {
 		{"follow", followUsage, runFollow},
 		{"serve", serveUsage, runServe},
 		{"export", exportUsage, runExport},
+		{"compress", compressUsage, runCompress},
 		{"version", versionUsage, runVersion},
 		{"compat", compatUsage, runCompat},
 	}
@@ -84,6 +85,7 @@ usage:
   pcapflow follow  [-i INDEX] [CAPTURE...] FILTER...          a conversation, as Wireshark follows it
   pcapflow serve   -i INDEX [--watch DIR] [--listen ADDR]     the archive over HTTP and in a browser
   pcapflow export  [-i INDEX] [CAPTURE...] -o DIR [FILTER...] conversations as Parquet, Zeek's columns
+  pcapflow compress CAPTURE -o OUT.zst                        seekable zstd: random access to a compressed capture
   pcapflow compat  [pcap_flow options] CAPTURE                the pcap_flow command line
   pcapflow version                                            version and build
 
