@@ -6,30 +6,25 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"sort"
 	"sync"
 
+	seekable "github.com/SaveTheRbtz/zstd-seekable-format-go/pkg"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
 
-// The zstd seekable format (facebook/zstd contrib/seekable_format): a
+// The zstd seekable format (facebook/zstd contrib/seekable_format), as
+// github.com/SaveTheRbtz/zstd-seekable-format-go writes and reads it: a
 // capture compressed as independent zstd frames, then a skippable frame
-// holding the seek table:
-//
-//	frame* [skippable magic 0x184D2A5E u32le] [table length u32le]
-//	       ([compressed size u32le] [decompressed size u32le])*
-//	       [frames u32le] [descriptor u8] [seekable magic 0x8F92EAB1 u32le]
-//
-// Every zstd decoder reads it as the plain capture (skippable frames are
-// skipped), so `zstd -d` restores the capture byte for byte; a reader
-// that knows the table decompresses only the frames that hold the bytes
-// it wants. Frames are cut at record boundaries, about FrameSize bytes of
-// capture each.
+// holding the seek table (each frame's compressed and decompressed size
+// and a checksum). Every zstd decoder reads it as the plain capture, so
+// `zstd -d` restores the capture byte for byte; a reader that knows the
+// table decompresses only the frames that hold the bytes it wants.
+// pcapflow cuts the frames at record boundaries, about FrameSize bytes of
+// capture each, and compresses them on all cores.
 const (
-	seekableMagic  = 0x8F92EAB1
-	skippableMagic = 0x184D2A5E
-	seekFooterLen  = 9
+	seekableMagic = 0x8F92EAB1
+	seekFooterLen = 9
 )
 
 // ErrSeekTable means a seek table is damaged.
@@ -84,10 +79,9 @@ func WriteSeekable(dst io.Writer, src io.Reader, name string, o SeekableOptions)
 		data []byte
 	}
 	type result struct {
-		seq        int
-		out        []byte
-		plain, enc int
-		err        error
+		seq       int
+		data, out []byte
+		err       error
 	}
 	jobs := make(chan job, o.Workers)
 	results := make(chan result, o.Workers)
@@ -103,13 +97,17 @@ func WriteSeekable(dst io.Writer, src io.Reader, name string, o SeekableOptions)
 					results <- result{seq: j.seq, err: err}
 					continue
 				}
-				out := enc.EncodeAll(j.data, nil)
-				results <- result{seq: j.seq, out: out, plain: len(j.data), enc: len(out)}
+				results <- result{seq: j.seq, data: j.data, out: enc.EncodeAll(j.data, nil)}
 			}
 		}()
 	}
-	// The writer: frames in order, and their sizes for the table.
-	var table []byte
+	// The writer: frames in order through the library, which keeps the
+	// table; it "encodes" each frame by taking the bytes a worker made.
+	pre := &precompressed{}
+	sw, err := seekable.NewWriter(dst, pre)
+	if err != nil {
+		return st, err
+	}
 	var werr error
 	done := make(chan struct{})
 	go func() {
@@ -131,14 +129,13 @@ func WriteSeekable(dst io.Writer, src io.Reader, name string, o SeekableOptions)
 				if werr != nil {
 					continue
 				}
-				if _, err := dst.Write(x.out); err != nil {
+				pre.out = x.out
+				if _, err := sw.Write(x.data); err != nil {
 					werr = err
 					continue
 				}
-				st.Out += int64(x.enc)
+				st.Out += int64(len(x.out))
 				st.Frames++
-				table = binary.LittleEndian.AppendUint32(table, uint32(x.enc))
-				table = binary.LittleEndian.AppendUint32(table, uint32(x.plain))
 			}
 		}
 	}()
@@ -179,19 +176,20 @@ func WriteSeekable(dst io.Writer, src io.Reader, name string, o SeekableOptions)
 	if werr != nil {
 		return st, werr
 	}
-	// The seek table, in a skippable frame.
-	frame := binary.LittleEndian.AppendUint32(nil, skippableMagic)
-	frame = binary.LittleEndian.AppendUint32(frame, uint32(len(table)+seekFooterLen))
-	frame = append(frame, table...)
-	frame = binary.LittleEndian.AppendUint32(frame, uint32(st.Frames))
-	frame = append(frame, 0) // descriptor: no checksums in the table
-	frame = binary.LittleEndian.AppendUint32(frame, seekableMagic)
-	if _, err := dst.Write(frame); err != nil {
+	// The seek table, in a skippable frame: 9 bytes of footer, 8 of
+	// frame header and 12 a frame.
+	if err := sw.Close(); err != nil {
 		return st, err
 	}
-	st.Out += int64(len(frame))
+	st.Out += int64(17 + 12*st.Frames)
 	return st, nil
 }
+
+// precompressed is the encoder the seekable writer calls for each frame:
+// the frame was compressed by a worker already.
+type precompressed struct{ out []byte }
+
+func (p *precompressed) EncodeAll(src, dst []byte) []byte { return append(dst, p.out...) }
 
 // accumulator keeps the bytes written to it from base on.
 type accumulator struct {
@@ -271,141 +269,53 @@ func (p *peekReader) Read(b []byte) (int, error) {
 }
 
 // SeekableReaderAt reads the decompressed capture of a seekable zstd
-// file at any offset, decompressing only the frames it needs (and
-// keeping the last two). It is safe for concurrent use.
+// file at any offset, decompressing only the frames it needs. It is safe
+// for concurrent use.
 type SeekableReaderAt struct {
-	ra    io.ReaderAt
-	name  string
-	comp  []int64 // compressed offset of frame i (and the end)
-	plain []int64 // decompressed offset of frame i (and the end)
-	dec   *zstd.Decoder
-	mu    sync.Mutex
-	cache [2]struct {
-		i    int
-		data []byte
-	}
-	turn int
+	r    seekable.Reader
+	name string
+	mu   sync.Mutex
+	size int64
 }
 
 // OpenSeekable reads the seek table at the end of a zstd file of the
 // given size. It returns ErrNotSeekable for a zstd file without one, and
-// ErrSeekTable (with the offset) for a table that does not add up.
+// ErrSeekTable for a table that does not add up.
 func OpenSeekable(ra io.ReaderAt, size int64, name string) (*SeekableReaderAt, error) {
-	bad := func(off int64, format string, args ...any) error {
-		return fmt.Errorf("%s: offset %d: %w: %s", name, off, ErrSeekTable, fmt.Sprintf(format, args...))
-	}
-	if size < seekFooterLen+8 {
+	if !IsSeekable(ra, size) {
 		return nil, ErrNotSeekable
-	}
-	var foot [seekFooterLen]byte
-	if _, err := ra.ReadAt(foot[:], size-seekFooterLen); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if binary.LittleEndian.Uint32(foot[5:]) != seekableMagic {
-		return nil, ErrNotSeekable
-	}
-	n := int64(binary.LittleEndian.Uint32(foot[:4]))
-	desc := foot[4]
-	if desc&0x7c != 0 {
-		return nil, bad(size-5, "reserved descriptor bits set (%#x)", desc)
-	}
-	entry := int64(8)
-	if desc&0x80 != 0 {
-		entry = 12
-	}
-	tableLen := n*entry + seekFooterLen
-	start := size - tableLen - 8
-	if start < 0 {
-		return nil, bad(size-seekFooterLen, "%d frames do not fit in a file of %d bytes", n, size)
-	}
-	hdr := make([]byte, 8)
-	if _, err := ra.ReadAt(hdr, start); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if binary.LittleEndian.Uint32(hdr) != skippableMagic || int64(binary.LittleEndian.Uint32(hdr[4:])) != tableLen {
-		return nil, bad(start, "no skippable frame of %d bytes before the footer", tableLen)
-	}
-	table := make([]byte, n*entry)
-	if _, err := ra.ReadAt(table, start+8); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	s := &SeekableReaderAt{ra: ra, name: name, comp: make([]int64, n+1), plain: make([]int64, n+1)}
-	for i := int64(0); i < n; i++ {
-		c := int64(binary.LittleEndian.Uint32(table[i*entry:]))
-		p := int64(binary.LittleEndian.Uint32(table[i*entry+4:]))
-		if c == 0 && p > 0 {
-			return nil, bad(start+8+i*entry, "frame %d: no compressed bytes for %d bytes", i, p)
-		}
-		s.comp[i+1], s.plain[i+1] = s.comp[i]+c, s.plain[i]+p
-	}
-	if s.comp[n] != start {
-		return nil, bad(start, "the frames add up to %d bytes, the table starts at %d", s.comp[n], start)
 	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return nil, err
 	}
-	s.dec = dec
-	for i := range s.cache {
-		s.cache[i].i = -1
+	r, err := seekable.NewReader(io.NewSectionReader(ra, 0, size), dec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: offset %d: %w: %v", name, size-seekFooterLen, ErrSeekTable, err)
 	}
-	return s, nil
+	end, err := r.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, ErrSeekTable, err)
+	}
+	return &SeekableReaderAt{r: r, name: name, size: end}, nil
 }
 
 // ErrNotSeekable means a zstd file has no seek table.
 var ErrNotSeekable = errors.New("zstd file without a seek table")
 
 // Size is the decompressed size.
-func (s *SeekableReaderAt) Size() int64 { return s.plain[len(s.plain)-1] }
+func (s *SeekableReaderAt) Size() int64 { return s.size }
 
-// FrameStart is the decompressed offset where frame i begins.
-func (s *SeekableReaderAt) FrameStart(i int) int64 { return s.plain[i] }
-
-// Frames is the number of frames.
-func (s *SeekableReaderAt) Frames() int { return len(s.plain) - 1 }
-
-// frame returns frame i decompressed.
-func (s *SeekableReaderAt) frame(i int) ([]byte, error) {
-	for _, c := range s.cache {
-		if c.i == i {
-			return c.data, nil
-		}
-	}
-	comp := make([]byte, s.comp[i+1]-s.comp[i])
-	if _, err := s.ra.ReadAt(comp, s.comp[i]); err != nil {
-		return nil, fmt.Errorf("%s: offset %d: frame %d: %w", s.name, s.comp[i], i, err)
-	}
-	data, err := s.dec.DecodeAll(comp, make([]byte, 0, s.plain[i+1]-s.plain[i]))
-	if err != nil {
-		return nil, fmt.Errorf("%s: offset %d: frame %d: %w", s.name, s.comp[i], i, err)
-	}
-	if int64(len(data)) != s.plain[i+1]-s.plain[i] {
-		return nil, fmt.Errorf("%s: offset %d: %w: frame %d holds %d bytes, the table says %d", s.name, s.comp[i], ErrSeekTable, i, len(data), s.plain[i+1]-s.plain[i])
-	}
-	c := &s.cache[s.turn]
-	s.turn = (s.turn + 1) % len(s.cache)
-	c.i, c.data = i, data
-	return data, nil
-}
-
-// ReadAt reads decompressed bytes at off.
+// ReadAt reads decompressed bytes at off; a damaged frame is an error
+// that names the decompressed offset it was read for.
 func (s *SeekableReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		if pos >= s.Size() {
-			return n, io.EOF
-		}
-		i := sort.Search(len(s.plain)-1, func(i int) bool { return s.plain[i+1] > pos })
-		data, err := s.frame(i)
-		if err != nil {
-			return n, err
-		}
-		n += copy(p[n:], data[pos-s.plain[i]:])
+	n, err := s.r.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: offset %d (decompressed): %w", s.name, off+int64(n), err)
 	}
-	return n, nil
+	return n, err
 }
 
 // IsSeekable reports whether a zstd file has a seek table.

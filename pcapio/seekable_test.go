@@ -2,6 +2,7 @@ package pcapio_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -41,6 +42,27 @@ func recordOffsets(t testing.TB, data []byte) map[int64]bool {
 	return offs
 }
 
+// frameStarts reads the seek table (as the format's spec lays it out,
+// independently of the reader under test) and returns where each frame
+// begins in the capture.
+func frameStarts(t *testing.T, z []byte) []int64 {
+	t.Helper()
+	foot := z[len(z)-9:]
+	n := int(binary.LittleEndian.Uint32(foot))
+	entry := 8
+	if foot[4]&0x80 != 0 {
+		entry = 12
+	}
+	table := z[len(z)-9-n*entry : len(z)-9]
+	var starts []int64
+	var at int64
+	for i := 0; i < n; i++ {
+		starts = append(starts, at)
+		at += int64(binary.LittleEndian.Uint32(table[i*entry+4:]))
+	}
+	return starts
+}
+
 // A capture compressed seekably decompresses, with any zstd decoder, to
 // the capture byte for byte; its frames start at records; any range of
 // it reads back exactly through the seek table.
@@ -65,8 +87,9 @@ func TestSeekableRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sr.Size() != int64(len(plain)) || sr.Frames() != st.Frames {
-			t.Fatalf("table: %d bytes in %d frames", sr.Size(), sr.Frames())
+		starts := frameStarts(t, z.Bytes())
+		if sr.Size() != int64(len(plain)) || len(starts) != st.Frames || st.Out != int64(z.Len()) {
+			t.Fatalf("table: %d bytes in %d frames (%d written, %d said)", sr.Size(), len(starts), z.Len(), st.Out)
 		}
 		offs := recordOffsets(t, plain)
 		rng := rand.New(rand.NewPCG(1, 2))
@@ -81,9 +104,9 @@ func TestSeekableRoundTrip(t *testing.T) {
 				t.Fatalf("ReadAt(%d, %d) differs", off, n)
 			}
 		}
-		for i := 1; i < sr.Frames(); i++ {
-			if !offs[sr.FrameStart(i)] {
-				t.Fatalf("frame %d starts at %d, not at a record", i, sr.FrameStart(i))
+		for i, off := range starts[1:] {
+			if !offs[off] {
+				t.Fatalf("frame %d starts at %d, not at a record", i+1, off)
 			}
 		}
 	}
