@@ -65,8 +65,9 @@ function check(ok, msg) {
   check(b.startsWith("HTTP/1.1 200 OK"), "side B: " + b.slice(0, 40));
   check((await page.textContent("#fields")).includes("community_id"), "fields lack community_id");
   if (shots) await page.screenshot({ path: path.join(shots, "serve-follow.png") });
+  // Hex re-renders the conversation: the spans are gone until it is back.
   await page.check("#hex");
-  await page.waitForFunction(() => document.querySelector("#follow span.a").textContent.startsWith("00000000  47 45 54"));
+  await page.waitForFunction(() => (document.querySelector("#follow span.a")?.textContent || "").startsWith("00000000  47 45 54"));
 
   // The pcap of the flow, downloaded, is what extract writes.
   const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#dlflow")]);
