@@ -29,6 +29,7 @@ const (
 	evInCapture
 	evCheckpoints
 	evCapture
+	evResume
 )
 
 // sinkEvent is one call to the sink. Flows, postings and bytes live in
@@ -149,6 +150,8 @@ func (a *asyncSink) apply(b *eventBatch) error {
 			err = a.dst.checkpoints(e.ci, int(e.n), b.offs[e.at:e.at+e.len])
 		case evCapture:
 			err = a.dst.capture(e.ci, e.info)
+		case evResume:
+			err = a.dst.resumePoint(e.ci, int64(e.id), b.data[e.at:e.at+e.len])
 		}
 		if err != nil {
 			return err
@@ -188,6 +191,13 @@ func (a *asyncSink) ended(flows []endedFlow) error {
 
 func (a *asyncSink) inCapture(id uint64, ci int) {
 	a.cur.evs = append(a.cur.evs, sinkEvent{kind: evInCapture, id: id, ci: ci})
+}
+
+func (a *asyncSink) resumePoint(ci int, out int64, v []byte) error {
+	b := a.cur
+	b.evs = append(b.evs, sinkEvent{kind: evResume, ci: ci, id: uint64(out), at: len(b.data), len: len(v)})
+	b.data = append(b.data, v...)
+	return a.error()
 }
 
 func (a *asyncSink) checkpoints(ci, n int, offs []int64) error {

@@ -640,6 +640,7 @@ func (b *builder) recover() error {
 	w.deleteRange(lateKey{tagLate, next}.encode(), []byte{tagLate + 1})
 	w.deleteRange(chunkKey{next, 0}.encode(), []byte{tagChunk + 1})
 	w.deleteRange(checkpointKey{uint32(len(m.captures)), 0}.encode(), []byte{tagCheckpoint + 1})
+	w.deleteRange(resumeKey{uint32(len(m.captures)), 0}.encode(), []byte{tagResume + 1})
 	w.deleteRange(inCaptureKey{uint32(len(m.captures)), 0}.encode(), []byte{tagInCapture + 1})
 	w.deleteRange(binary.BigEndian.AppendUint32([]byte{tagCapture}, uint32(len(m.captures))), []byte{tagCapture + 1})
 	// Blocks with provisional keys: final keys beside them are new, and

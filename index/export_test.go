@@ -1,6 +1,11 @@
 package index
 
-import "github.com/cockroachdb/pebble/v2/vfs"
+import (
+	"context"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/pcapflow/pcapflow/pcapio"
+)
 
 // SetKillPoint makes Build call f at its named points; a test that exits
 // there simulates a killed index run.
@@ -12,3 +17,23 @@ func SetFS(o *Options, fs vfs.FS) { o.fs = fs }
 // SetMemTable makes Build's store flush its memtable every n bytes, so
 // that a small capture goes through the flushes a large one does.
 func SetMemTable(o *Options, n int) { o.memtable = n }
+
+// SetGzipEvery sets the spacing of gzip checkpoints, so that a small
+// capture gets many.
+func SetGzipEvery(o *Options, n int64) { o.gzEvery = n }
+
+// ResumePoints lists capture i's gzip checkpoints.
+func ResumePoints(s *Store, i int) ([]pcapio.GzipCheckpoint, error) {
+	var out []pcapio.GzipCheckpoint
+	for off := int64(1 << 62); ; {
+		p, err := s.ResumePoint(context.Background(), i, off)
+		if err != nil || p.Sums == nil {
+			return out, err
+		}
+		out = append(out, p)
+		if p.Out == 0 {
+			return out, nil
+		}
+		off = p.Out - 1
+	}
+}

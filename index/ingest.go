@@ -67,6 +67,7 @@ type Options struct {
 
 	fs       vfs.FS // the store's file system (tests inject faults); nil: the OS's
 	memtable int    // the store's memtable size (tests); 0: the default
+	gzEvery  int64  // gzip checkpoint spacing (tests); 0: GzipEvery
 }
 
 func (o *Options) stdin() io.Reader {
@@ -100,6 +101,9 @@ type ingestSink interface {
 	checkpoints(ci int, n int, offs []int64) error
 	// capture is a capture read to its end (or its damage).
 	capture(ci int, info *CaptureInfo) error
+	// resumePoint is a gzip checkpoint of capture ci at decompressed
+	// offset out, encoded (resume.go).
+	resumePoint(ci int, out int64, v []byte) error
 }
 
 // ingest reads captures through the decoder into a flow table and hands
@@ -331,6 +335,12 @@ func (g *ingest) flushCheckpoints(ci int, cs *capState) {
 
 // event handles a capture starting or ending.
 func (g *ingest) event(ev *streamEvent) {
+	if ev.point != nil {
+		if err := g.sink.resumePoint(ev.ci, ev.out, ev.point); err != nil && g.werr == nil {
+			g.werr = err
+		}
+		return
+	}
 	if ev.ci < 0 { // a capture that could not be opened
 		g.errs = append(g.errs, ev.err)
 		return

@@ -29,6 +29,7 @@ import (
 //	H <field u8> <ver u8> <seg u64> <address> <ID u64>   sorted (address, ID) pairs (addrKey)
 //	D <capture u32> <first ID u64>            IDs of flows with packets in the capture (inCaptureKey)
 //	S <chunk u32>                             the live flows' state, for the next run (stateKey)
+//	Z <capture u32> <offset u64>              where a gzip capture's decompression can resume (resumeKey)
 //
 // Provisional keys (G, R, N, S and the metadata) are written only in the
 // batch that commits an index run, atomically; every other key is new
@@ -52,6 +53,7 @@ const (
 	tagAddr       = 'H'
 	tagInCapture  = 'D'
 	tagState      = 'S'
+	tagResume     = 'Z'
 )
 
 // flowBlock is the number of flow records per F key (and tails per Q key).
@@ -104,6 +106,20 @@ func (k checkpointKey) encode() []byte {
 	return binary.BigEndian.AppendUint32(b, k.chunk)
 }
 func (k checkpointKey) String() string { return fmt.Sprintf("C/%d/%d", k.capture, k.chunk) }
+
+// resumeKey is a gzip checkpoint of a capture (resume.go), by the
+// decompressed offset it resumes at: the checkpoint for a record is the
+// last key at or before its offset.
+type resumeKey struct {
+	capture uint32
+	out     uint64
+}
+
+func (k resumeKey) encode() []byte {
+	b := binary.BigEndian.AppendUint32([]byte{tagResume}, k.capture)
+	return binary.BigEndian.AppendUint64(b, k.out)
+}
+func (k resumeKey) String() string { return fmt.Sprintf("Z/%d/%d", k.capture, k.out) }
 
 // blockKey is the key of a block of flows (F, G, Q or R).
 type blockKey struct {
@@ -318,6 +334,10 @@ func FormatKey(b []byte) string {
 		s, err = decodeAddrKey(b)
 	case tagInCapture:
 		s, err = decodeInCaptureKey(b)
+	case tagResume:
+		if len(b) == 13 {
+			s = resumeKey{binary.BigEndian.Uint32(b[1:]), binary.BigEndian.Uint64(b[5:])}
+		}
 	case tagState:
 		if len(b) == 5 {
 			s = stateKey(binary.BigEndian.Uint32(b[1:]))

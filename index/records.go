@@ -136,6 +136,18 @@ func newCursor(ctx context.Context, r Reader, path string, info *CaptureInfo, ci
 			return c, nil
 		}
 	}
+	if rp, ok := r.(resumePointer); ok && info.Compression == "gzip" {
+		// Records are read at their offsets, decompressing from the
+		// checkpoint before each (from the start for a capture indexed
+		// before checkpoints were kept).
+		ra, err := gzipReaderAt(ctx, rp, ci, f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		c.rr = pcapio.NewRecordReader(ra, path, &info.Layout)
+		return c, nil
+	}
 	if info.Compression != "" {
 		c.seq, err = pcapio.NewReader(f, path)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // restricted shows only the flows with packets in some captures of an
@@ -80,4 +81,12 @@ func (r *restricted) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, erro
 
 func (r *restricted) PacketsOf(ctx context.Context, ids []uint64, fn func(uint64, []PacketRef) error) error {
 	return r.Reader.PacketsOf(ctx, r.filter(ids), fn)
+}
+
+// ResumePoint passes gzip checkpoints through (resumePointer).
+func (r *restricted) ResumePoint(ctx context.Context, i int, off int64) (pcapio.GzipCheckpoint, error) {
+	if rp, ok := r.Reader.(resumePointer); ok {
+		return rp.ResumePoint(ctx, i, off)
+	}
+	return pcapio.GzipCheckpoint{}, nil
 }

@@ -38,6 +38,8 @@ type streamEvent struct {
 	ci    int
 	info  *CaptureInfo // start: what is known before reading; end: with its layout
 	err   error        // end: the error that stopped reading it early, if any
+	point []byte       // a gzip checkpoint of capture ci at offset out (resume.go), if not nil
+	out   int64
 }
 
 // captureStream reads the captures of an archive in time order: each one
@@ -53,6 +55,8 @@ type captureStream struct {
 	heads   streamHeap
 	opened  int
 	closers []func()
+	points  []streamEvent // gzip checkpoints read since the last record
+	coder   resumeCoder
 }
 
 // streamHead is an open capture and its next record, or a capture not
@@ -143,7 +147,9 @@ func (s *captureStream) run(ctx context.Context, free <-chan *decodedBatch, out 
 			continue
 		}
 		s.decode(h, b)
-		if err := s.advance(h); err != nil {
+		err := s.advance(h)
+		s.flushPoints(b)
+		if err != nil {
 			s.end(h, b, err)
 			heap.Pop(&s.heads)
 		} else {
@@ -206,11 +212,32 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 		}
 	}
 	r.OnWarning = s.opts.Warn
+	if info.Compression == "gzip" && h.file != nil {
+		ci := h.ci
+		every := s.opts.gzEvery
+		if every == 0 {
+			every = GzipEvery
+		}
+		r.GzipCheckpoints(every, func(p pcapio.GzipCheckpoint) {
+			s.points = append(s.points, streamEvent{ci: ci, point: s.coder.encode(nil, p), out: p.Out})
+		})
+	}
 	h.r = r
-	if err := s.advance(h); err != nil {
+	err = s.advance(h)
+	s.flushPoints(b)
+	if err != nil {
 		s.end(h, b, err)
 		h.r = nil
 	}
+}
+
+// flushPoints moves the gzip checkpoints read into the batch.
+func (s *captureStream) flushPoints(b *decodedBatch) {
+	for _, p := range s.points {
+		p.at = b.n
+		b.events = append(b.events, p)
+	}
+	s.points = s.points[:0]
 }
 
 // advance reads h's next record; io.EOF at the end.

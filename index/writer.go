@@ -263,6 +263,10 @@ func (s *storeSink) ended(flows []endedFlow) error {
 
 func (s *storeSink) inCapture(id uint64, ci int) { s.inCap[ci] = append(s.inCap[ci], id) }
 
+func (s *storeSink) resumePoint(ci int, out int64, v []byte) error {
+	return s.w.set(resumeKey{uint32(ci), uint64(out)}.encode(), v)
+}
+
 func (s *storeSink) checkpoints(ci, n int, offs []int64) error {
 	b := binary.AppendUvarint(nil, uint64(len(offs)))
 	var prev int64

@@ -9,8 +9,8 @@ import (
 	"os"
 	"slices"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pcapflow/pcapflow/internal/inflate"
 )
 
 // Magic numbers, as read little-endian from the first four bytes.
@@ -49,6 +49,7 @@ type Reader struct {
 	closeFn    func()
 	size       int64 // size of the input when known, else -1
 	compressed string
+	gz         *inflate.GzipReader // a gzip capture's decompressor
 
 	buf  []byte
 	r, w int   // unread bytes are buf[r:w]
@@ -110,11 +111,14 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 	switch {
 	case head[0] == 0x1f && head[1] == 0x8b:
 		x.compressed = "gzip"
-		zr, err := gzip.NewReader(io.MultiReader(bytes.NewReader(append([]byte(nil), head...)), r))
+		// Our own inflater rather than compress/gzip: it reports the
+		// block starts an index keeps to resume decompression at.
+		zr, err := inflate.NewGzipReader(io.MultiReader(bytes.NewReader(append([]byte(nil), head...)), r))
 		if err != nil {
 			return nil, x.errorf(0, ErrUnknownFormat, "bad gzip header: %v", err)
 		}
-		x.restart(zr, func() { zr.Close() })
+		x.gz = zr
+		x.restart(zr, nil)
 	case binary.LittleEndian.Uint32(head) == 0xfd2fb528:
 		x.compressed = "zstd"
 		zr, err := zstd.NewReader(io.MultiReader(bytes.NewReader(append([]byte(nil), head...)), r),
@@ -170,6 +174,31 @@ func (x *Reader) Close() error {
 
 // Format reports pcap or pcapng.
 func (x *Reader) Format() Format { return x.layout.Format }
+
+// GzipCheckpoint is a place decompression of a gzip capture can resume
+// at: a member start, or a DEFLATE block start with the 32 KiB of
+// decompressed data before it.
+type GzipCheckpoint = inflate.Checkpoint
+
+// GzipCheckpoints makes the reader of a gzip capture call fn, while it
+// reads, with checkpoints about every bytes of decompressed data apart
+// (block starts a quarter more apart, member starts any time after
+// every). The checkpoint's Window is valid only during the call. Call
+// it before the first Next; other captures ignore it.
+func (x *Reader) GzipCheckpoints(every int64, fn func(GzipCheckpoint)) {
+	if x.gz != nil {
+		x.gz.Checkpoints(every, fn)
+	}
+}
+
+// NewGzipReaderAt reads the decompressed bytes of the gzip capture ra
+// (size bytes long) at any offset, for a RecordReader: find returns the
+// checkpoint at or before an offset (the zero GzipCheckpoint, the file's
+// start, when there is none), and every is about their spacing. Reads
+// just past the previous one go on decompressing where it stopped.
+func NewGzipReaderAt(ra io.ReaderAt, size int64, find func(off int64) (GzipCheckpoint, error), every int64) io.ReaderAt {
+	return inflate.NewReaderAt(ra, size, find, every)
+}
 
 // Compression names the compression of the input ("gzip", "zstd") or is
 // empty for a plain capture. Offsets of a compressed capture refer to the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,10 +46,20 @@ func TestCompressSeekable(t *testing.T) {
 			t.Fatalf("zstd -d: %v, %d bytes", err, len(out))
 		}
 	}
-	pidx, zidx := filepath.Join(t.TempDir(), "p"), filepath.Join(t.TempDir(), "z")
+	pidx, zidx, gidx := filepath.Join(t.TempDir(), "p"), filepath.Join(t.TempDir(), "z"), filepath.Join(t.TempDir(), "g")
 	runCLI(t, nil, "index", "-i", pidx, plain)
 	if r := runCLI(t, nil, "index", "-i", zidx, z); r.code != 0 || strings.Contains(r.stderr, "seek table") {
 		t.Fatalf("index of the seekable file: %+v", r)
+	}
+	// And gzip, read from the index's checkpoints.
+	gz := filepath.Join(dir, "x.pcap.gz")
+	var gzb bytes.Buffer
+	gw, _ := gzip.NewWriterLevel(&gzb, gzip.BestSpeed)
+	gw.Write(b.Bytes())
+	gw.Close()
+	os.WriteFile(gz, gzb.Bytes(), 0o644)
+	if r := runCLI(t, nil, "index", "-i", gidx, gz); r.code != 0 {
+		t.Fatalf("index of the gzip file: %+v", r)
 	}
 	for _, args := range [][]string{
 		{"extract", "-w", "-", "flow", "1", "or", "flow", "500"},
@@ -57,9 +68,11 @@ func TestCompressSeekable(t *testing.T) {
 		{"follow", "flow", "7"},
 	} {
 		p := runCLI(t, nil, append([]string{args[0], "-i", pidx}, args[1:]...)...)
-		q := runCLI(t, nil, append([]string{args[0], "-i", zidx}, args[1:]...)...)
-		if p.code != 0 || q.code != 0 || p.stdout != q.stdout || len(p.stdout) == 0 {
-			t.Errorf("%v: plain %d (%d bytes), seekable %d (%d bytes) %s", args, p.code, len(p.stdout), q.code, len(q.stdout), q.stderr)
+		for _, idx := range []string{zidx, gidx} {
+			q := runCLI(t, nil, append([]string{args[0], "-i", idx}, args[1:]...)...)
+			if p.code != 0 || q.code != 0 || p.stdout != q.stdout || len(p.stdout) == 0 {
+				t.Errorf("%v: plain %d (%d bytes), %s %d (%d bytes) %s", args, p.code, len(p.stdout), filepath.Base(idx), q.code, len(q.stdout), q.stderr)
+			}
 		}
 	}
 	// One frame, no table (as zstd writes): a warning at index time.

@@ -1,6 +1,7 @@
 package inflate
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -16,13 +17,26 @@ var ErrChecksum = errors.New("gzip checksum mismatch")
 
 // Checkpoint is a place a gzip file can be decompressed from: the start
 // of a member (Member, no window needed) or of a DEFLATE block inside
-// one, with the 32 KiB of output before it.
+// one, with the 32 KiB of output before it. Len and Sums let a reader
+// that starts there check what it decompresses, since it cannot check
+// the member's CRC-32 (it did not see the member's start): Sums are the
+// CRC-32 of each SumEvery bytes of the Len bytes up to the next
+// checkpoint (the last one may be shorter).
 type Checkpoint struct {
 	In     int64 // bit offset in the file (a multiple of 8 for a member)
 	Out    int64 // offset in the decompressed data
 	Member bool
 	Window []byte
+	Len    int64
+	Sums   []uint32
 }
+
+// SumEvery is the span of decompressed data one checkpoint sum covers.
+const SumEvery = 64 << 10
+
+// maxEarlySums is how much output (in sums) a reader sums before
+// Checkpoints is called, and stops summing without.
+const maxEarlySums = 64
 
 // GzipReader reads the decompressed data of a gzip file, one member
 // after another (tcpdump -z and gzip write one; bgzip and concatenated
@@ -35,32 +49,75 @@ type GzipReader struct {
 	resumed bool // started inside the current member: its checksum is unknown
 	err     error
 
-	every int64
-	last  int64
-	onCk  func(Checkpoint)
+	every   int64
+	onCk    func(Checkpoint)
+	pending Checkpoint   // the last checkpoint, waiting for its sums
+	queue   []Checkpoint // block starts the decoder passed that Read has not reached
+	sum     uint32       // CRC-32 of the current SumEvery span so far
+	sumLeft int          // bytes left in it
+	noSums  bool         // Checkpoints was not called early enough: stop summing
 }
 
 // NewGzipReader reads the gzip file r from its start.
 func NewGzipReader(r io.Reader) (*GzipReader, error) {
-	z := &GzipReader{d: NewDecoder(r)}
+	z := &GzipReader{d: NewDecoder(r), pending: Checkpoint{Member: true}, sumLeft: SumEvery}
 	if err := z.header(); err != nil {
 		return nil, err
 	}
 	return z, nil
 }
 
-// Checkpoints makes z call fn at block and member starts at least every
-// bytes of output apart (the first one past every bytes in). A member
-// start needs no window, so a block start is taken only once it is a
-// quarter more than every past the last checkpoint: files of many small
-// members (bgzip's 64 KiB) get member starts only. The checkpoint's
-// Window is valid only during the call.
+// Checkpoints makes z call fn with a checkpoint at the file's start and
+// then at block and member starts at least every bytes of output apart.
+// A member start needs no window, so a block start is taken only once
+// it is a quarter more than every past the last checkpoint: files of
+// many small members (bgzip's 64 KiB) get member starts only. Each
+// checkpoint is passed once its Sums are known, when the next one is
+// taken or at the end of the file. Call it before the first 4 MiB of
+// output are read.
 func (z *GzipReader) Checkpoints(every int64, fn func(Checkpoint)) {
-	z.every, z.onCk, z.last = every, fn, 0
-	z.d.OnBlock = func(p Pos, window []byte) {
-		if p.Out-z.last >= z.every+z.every/4 && len(window) > 0 {
-			z.last = p.Out
-			z.onCk(Checkpoint{In: p.In, Out: p.Out, Window: window})
+	z.every, z.onCk = every, fn
+	z.d.OnBlock = func(p Pos, final bool, window []byte) {
+		// A member's final block is often empty (compress/flate's Close
+		// writes one): its start is the member's end, where the next
+		// member's start is a checkpoint that needs no window.
+		last := z.pending.Out
+		if len(z.queue) > 0 {
+			last = z.queue[len(z.queue)-1].Out
+		}
+		if !final && p.Out-last >= z.every+z.every/4 && len(window) > 0 {
+			// The decoder runs ahead of Read: the checkpoint is taken
+			// when the output Read returns reaches it.
+			z.queue = append(z.queue, Checkpoint{In: p.In, Out: p.Out, Window: bytes.Clone(window)})
+		}
+	}
+}
+
+// checkpoint passes the pending checkpoint on and makes c pending.
+func (z *GzipReader) checkpoint(c Checkpoint) {
+	if z.onCk != nil && !z.noSums {
+		if z.sumLeft < SumEvery {
+			z.pending.Sums = append(z.pending.Sums, z.sum)
+		}
+		z.pending.Len = c.Out - z.pending.Out
+		z.onCk(z.pending)
+	}
+	z.pending, z.sum, z.sumLeft = c, 0, SumEvery
+}
+
+// addSums adds output to the pending checkpoint's sums.
+func (z *GzipReader) addSums(p []byte) {
+	for len(p) > 0 {
+		n := min(len(p), z.sumLeft)
+		z.sum = crc32.Update(z.sum, crc32.IEEETable, p[:n])
+		z.sumLeft -= n
+		p = p[n:]
+		if z.sumLeft == 0 {
+			z.pending.Sums = append(z.pending.Sums, z.sum)
+			z.sum, z.sumLeft = 0, SumEvery
+			if z.onCk == nil && len(z.pending.Sums) >= maxEarlySums {
+				z.noSums = true // nobody asked for checkpoints
+			}
 		}
 	}
 }
@@ -69,7 +126,7 @@ func (z *GzipReader) Checkpoints(every int64, fn func(Checkpoint)) {
 // byte c.In/8 on.
 func ResumeGzip(r io.Reader, c Checkpoint) (*GzipReader, error) {
 	if c.Member || c.In == 0 {
-		z := &GzipReader{d: NewDecoder(r)}
+		z := &GzipReader{d: NewDecoder(r), noSums: true}
 		z.d.SetOrigin(c.In / 8)
 		z.d.outPos = c.Out
 		if err := z.header(); err != nil {
@@ -82,7 +139,7 @@ func ResumeGzip(r io.Reader, c Checkpoint) (*GzipReader, error) {
 		return nil, err
 	}
 	d.SetOrigin(c.In / 8)
-	return &GzipReader{d: d, resumed: true}, nil
+	return &GzipReader{d: d, resumed: true, noSums: true}, nil
 }
 
 // Offset is the decompressed offset of the next byte Read returns.
@@ -100,6 +157,20 @@ func (z *GzipReader) Read(p []byte) (int, error) {
 				z.crc = crc32.Update(z.crc, crc32.IEEETable, p[:n])
 			}
 			z.size += uint32(n)
+			if !z.noSums && !z.resumed {
+				at := z.d.OutPos() - int64(n)
+				for q := p[:n]; ; {
+					if len(z.queue) == 0 || z.queue[0].Out >= at+int64(len(q)) {
+						z.addSums(q)
+						break
+					}
+					k := z.queue[0].Out - at
+					z.addSums(q[:k])
+					z.checkpoint(z.queue[0])
+					z.queue = z.queue[1:]
+					q, at = q[k:], at+k
+				}
+			}
 			return n, nil
 		}
 		if err != io.EOF {
@@ -114,12 +185,13 @@ func (z *GzipReader) Read(p []byte) (int, error) {
 			z.err = io.EOF
 			if err != nil {
 				z.err = err
+			} else if !z.resumed {
+				z.checkpoint(Checkpoint{Out: z.d.outPos}) // the last one's sums are complete
 			}
 			break
 		}
-		if z.onCk != nil && z.d.outPos-z.last >= z.every {
-			z.last = z.d.outPos
-			z.onCk(Checkpoint{In: z.d.InPos(), Out: z.d.outPos, Member: true})
+		if z.onCk != nil && z.d.outPos-z.pending.Out >= z.every {
+			z.checkpoint(Checkpoint{In: z.d.InPos(), Out: z.d.outPos, Member: true})
 		}
 		if err := z.header(); err != nil {
 			z.err = err
@@ -249,9 +321,10 @@ func (d *Decoder) startStream() {
 }
 
 // ReaderAt reads a gzip file's decompressed bytes at any offset by
-// decompressing from the checkpoint before it; reads just past the
-// previous one continue where it stopped. Its methods may be called
-// concurrently but take turns.
+// decompressing from the checkpoint before it, SumEvery bytes at a
+// time, each checked against the checkpoint's sums before it is
+// returned; reads at or just past the previous one go on where it
+// stopped. Its methods may be called concurrently but take turns.
 type ReaderAt struct {
 	mu    sync.Mutex
 	ra    io.ReaderAt
@@ -259,6 +332,10 @@ type ReaderAt struct {
 	find  func(off int64) (Checkpoint, error)
 	ahead int64 // how far ahead of the current position reading on beats a checkpoint
 	cur   *GzipReader
+	ck    Checkpoint // the checkpoint cur decompresses the span of
+	span  int        // the next span of ck that cur returns
+	buf   []byte     // span span-1 (verified)
+	bufAt int64      // its offset
 }
 
 // NewReaderAt reads the gzip file ra of the given size. find returns the
@@ -266,40 +343,107 @@ type ReaderAt struct {
 // Checkpoint, the file's start, when there is none). ahead is about the
 // checkpoint spacing.
 func NewReaderAt(ra io.ReaderAt, size int64, find func(off int64) (Checkpoint, error), ahead int64) *ReaderAt {
-	return &ReaderAt{ra: ra, size: size, find: find, ahead: ahead}
+	return &ReaderAt{ra: ra, size: size, find: find, ahead: ahead, buf: make([]byte, 0, SumEvery)}
 }
 
 // ReadAt implements io.ReaderAt.
 func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cur == nil || r.cur.err != nil || off < r.cur.Offset() || off-r.cur.Offset() > r.ahead {
-		c, err := r.find(off)
+	n := 0
+	for n < len(p) {
+		at := off + int64(n)
+		if at >= r.bufAt && at < r.bufAt+int64(len(r.buf)) {
+			n += copy(p[n:], r.buf[at-r.bufAt:])
+			continue
+		}
+		if err := r.next(at); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// next makes buf hold the verified span that holds offset at.
+func (r *ReaderAt) next(at int64) error {
+	pos := r.bufAt + int64(len(r.buf)) // where cur stands
+	if r.cur == nil || at < pos || at-pos > r.ahead {
+		c, err := r.find(at)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if c.Out > off || c.In/8 > r.size {
-			return 0, fmt.Errorf("checkpoint at %d for offset %d: %w", c.Out, off, ErrCorrupt)
+		if c.Out > at || c.In/8 > r.size {
+			return fmt.Errorf("%w: the checkpoint for decompressed offset %d lies at %d", ErrCorrupt, at, c.Out)
 		}
-		if r.cur == nil || r.cur.err != nil || c.Out > r.cur.Offset() || off < r.cur.Offset() {
-			z, err := ResumeGzip(io.NewSectionReader(r.ra, c.In/8, r.size-c.In/8), c)
-			if err != nil {
-				return 0, err
+		if r.cur == nil || c.Out > pos || at < pos {
+			if err := r.start(c); err != nil {
+				return err
 			}
-			r.cur = z
 		}
 	}
-	if skip := off - r.cur.Offset(); skip > 0 {
-		if _, err := io.CopyN(io.Discard, r.cur, skip); err != nil {
-			if err == io.EOF {
-				return 0, io.EOF
+	for {
+		if err := r.fill(); err != nil {
+			return err
+		}
+		if at < r.bufAt+int64(len(r.buf)) {
+			return nil
+		}
+	}
+}
+
+func (r *ReaderAt) start(c Checkpoint) error {
+	z, err := ResumeGzip(io.NewSectionReader(r.ra, c.In/8, r.size-c.In/8), c)
+	if err != nil {
+		return err
+	}
+	r.cur, r.ck, r.span, r.buf, r.bufAt = z, c, 0, r.buf[:0], c.Out
+	return nil
+}
+
+// fill decompresses the next span into buf and checks it.
+func (r *ReaderAt) fill() error {
+	if r.ck.Sums != nil && r.span == len(r.ck.Sums) {
+		// The checkpoint's spans are done: the next checkpoint's sums
+		// go on (the decompressor just goes on).
+		end := r.ck.Out + r.ck.Len
+		c, err := r.find(end)
+		if err != nil {
+			return err
+		}
+		if c.Out < end {
+			return io.EOF // the last checkpoint's span ends the data
+		}
+		if c.Out != end {
+			return fmt.Errorf("%w: no checkpoint at decompressed offset %d after the one at %d", ErrCorrupt, end, r.ck.Out)
+		}
+		r.ck, r.span = c, 0
+	}
+	size := int64(SumEvery)
+	if r.ck.Sums != nil && r.span == len(r.ck.Sums)-1 {
+		size = r.ck.Len - int64(r.span)*SumEvery
+	}
+	r.bufAt += int64(len(r.buf))
+	r.buf = r.buf[:size]
+	m, err := io.ReadFull(r.cur, r.buf)
+	r.buf = r.buf[:m]
+	if r.ck.Sums != nil {
+		if err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				err = fmt.Errorf("%w: the file ends inside decompressed bytes %d-%d, which it held when it was indexed", io.ErrUnexpectedEOF, r.bufAt, r.bufAt+size)
 			}
-			return 0, err
+			r.cur = nil
+			return err
 		}
+		if crc32.ChecksumIEEE(r.buf) != r.ck.Sums[r.span] {
+			r.cur, r.buf = nil, r.buf[:0]
+			return fmt.Errorf("%w: decompressed bytes %d-%d differ from when the file was indexed", ErrChecksum, r.bufAt, r.bufAt+size)
+		}
+	} else if m == 0 {
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		return err
 	}
-	n, err := io.ReadFull(r.cur, p)
-	if err == io.ErrUnexpectedEOF && r.cur.err == io.EOF {
-		err = io.EOF
-	}
-	return n, err
+	r.span++
+	return nil
 }

@@ -52,9 +52,9 @@ type Decoder struct {
 
 	// Block state.
 	inBlock  bool
-	final    bool // the current block is the last
-	done     bool // the final block ended
-	stored   int  // bytes left of a stored block, -1 in a Huffman block
+	final    bool     // the current block is the last
+	done     bool     // the final block ended
+	stored   int      // bytes left of a stored block, -1 in a Huffman block
 	floor    int      // hist[:floor] is output of an earlier gzip member, out of reach
 	lit      *huffman // the current block's codes: fixed or dyn
 	dist     *huffman
@@ -64,10 +64,10 @@ type Decoder struct {
 	fixedDst *huffman
 
 	// OnBlock, if set, is called at the start of every block: Pos is
-	// where it starts, window the output before it that matches may
-	// reach (up to WindowSize bytes). window is valid only during the
-	// call.
-	OnBlock func(p Pos, window []byte)
+	// where it starts, final whether it is the stream's last, window the
+	// output before it that matches may reach (up to WindowSize bytes).
+	// window is valid only during the call.
+	OnBlock func(p Pos, final bool, window []byte)
 
 	err error
 }
@@ -180,16 +180,17 @@ func (d *Decoder) fill() error {
 
 // header reads a block header.
 func (d *Decoder) header() error {
-	if d.OnBlock != nil {
-		lo := max(d.floor, d.wp-WindowSize)
-		d.OnBlock(Pos{d.InPos(), d.outPos}, d.hist[lo:d.wp])
-	}
+	at := Pos{d.InPos(), d.outPos}
 	if err := d.need(3); err != nil {
 		return err
 	}
 	h := d.take(3)
 	d.final = h&1 == 1
 	d.inBlock = true
+	if d.OnBlock != nil {
+		lo := max(d.floor, d.wp-WindowSize)
+		d.OnBlock(at, d.final, d.hist[lo:d.wp])
+	}
 	switch h >> 1 {
 	case 0: // stored
 		d.drop(d.nb % 8)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+
+	kgzip "github.com/klauspost/compress/gzip"
 )
 
 // sample is compressible data with long and short matches, literals
@@ -166,6 +168,17 @@ func TestReaderAt(t *testing.T) {
 		}
 		return best, nil
 	}
+	if cks[0].Out != 0 || len(cks[0].Sums) == 0 {
+		t.Fatalf("first checkpoint %+v", cks[0].Out)
+	}
+	for i, c := range cks {
+		if i+1 < len(cks) && c.Out+c.Len != cks[i+1].Out || int64(len(c.Sums)) != (c.Len+SumEvery-1)/SumEvery {
+			t.Fatalf("checkpoint %d: %d bytes from %d in %d sums", i, c.Len, c.Out, len(c.Sums))
+		}
+	}
+	if last := cks[len(cks)-1]; last.Out+last.Len != int64(len(data)) {
+		t.Fatalf("the last checkpoint's span ends at %d of %d", last.Out+last.Len, len(data))
+	}
 	ra := NewReaderAt(bytes.NewReader(file), int64(len(file)), find, 512<<10)
 	rng := rand.New(rand.NewPCG(1, 1))
 	for range 200 {
@@ -175,6 +188,25 @@ func TestReaderAt(t *testing.T) {
 		want := data[off:min(int64(len(data)), off+int64(len(p)))]
 		if !bytes.Equal(p[:n], want) || (n < len(p)) != (err == io.EOF) {
 			t.Fatalf("ReadAt(%d, %d): %d bytes, %v", len(p), off, n, err)
+		}
+	}
+	// A byte flipped after the checkpoints were taken: every read of
+	// what it changes fails, none returns other bytes.
+	for trial := range 60 {
+		bad := bytes.Clone(file)
+		bad[len(bad)/4+trial*1000] ^= 0x10
+		ra := NewReaderAt(bytes.NewReader(bad), int64(len(bad)), find, 512<<10)
+		for range 20 {
+			off := rng.Int64N(int64(len(data)))
+			p := make([]byte, rng.IntN(70000))
+			n, err := ra.ReadAt(p, off)
+			want := data[off:min(int64(len(data)), off+int64(len(p)))]
+			if !bytes.Equal(p[:n], want[:min(n, len(want))]) {
+				t.Fatalf("damaged file, ReadAt(%d, %d): other bytes returned (%v)", len(p), off, err)
+			}
+			if err != nil && err != io.EOF && !errors.Is(err, ErrChecksum) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("damaged file: %v", err)
+			}
 		}
 	}
 }
@@ -235,7 +267,7 @@ func FuzzInflate(f *testing.F) {
 		d := NewDecoder(bytes.NewReader(z))
 		var pos []Pos
 		var wins [][]byte
-		d.OnBlock = func(p Pos, w []byte) {
+		d.OnBlock = func(p Pos, _ bool, w []byte) {
 			pos = append(pos, p)
 			wins = append(wins, bytes.Clone(w))
 		}
@@ -270,6 +302,13 @@ func BenchmarkGzip(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
 			z, _ := NewGzipReader(bytes.NewReader(file))
+			io.Copy(io.Discard, z)
+		}
+	})
+	b.Run("klauspost-gzip", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			z, _ := kgzip.NewReader(bytes.NewReader(file))
 			io.Copy(io.Discard, z)
 		}
 	})
