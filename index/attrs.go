@@ -633,6 +633,7 @@ func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
 	}
 	mode := b[k]
 	b = b[k+1:]
+	out = slices.Grow(out, int(n))
 	switch mode {
 	case listDeltas:
 		if n > uint64(len(b)) {

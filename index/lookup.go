@@ -91,7 +91,11 @@ func (s *Store) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
 	}
 	if finalField(l.Field) {
 		// Flows live at the commit have no final values yet: candidates.
-		ids = append(ids, s.liveIDs...)
+		live, err := s.liveIDs()
+		if err != nil {
+			return nil, false, err
+		}
+		ids = append(ids, live...)
 		exact = false
 	}
 	slices.Sort(ids)
@@ -142,7 +146,11 @@ func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
 		return nil
 	})
 	if finalField(l.Field) {
-		n += uint64(len(s.liveIDs))
+		live, err := s.liveIDs()
+		if err != nil {
+			return 0, err
+		}
+		n += uint64(len(live))
 	}
 	if l.Field == FieldCommunity {
 		n *= 2 // and their peers

@@ -26,9 +26,9 @@ type Store struct {
 	full       *pebble.DB    // the DB when the Store opened it (nil for a snapshot)
 	lock       *os.File
 	meta       committed
-	provBlocks map[uint64]bool // blocks with G/R keys
-	provLate   map[uint64]bool // flows with N keys
-	liveIDs    []uint64        // flows live at the commit
+	provBlocks []uint64 // first IDs of the blocks with G/R keys, ascending
+	provLate   []uint64 // flows with N keys, ascending
+	liveIDs    func() ([]uint64, error) // flows live at the commit, decoded on first use
 	pathMu     sync.Mutex
 	paths      []string // located capture files, by capture index ("" until checked)
 	missing    []bool   // captures not found where they were (packets cannot be read)
@@ -117,7 +117,10 @@ func (s *Store) load() (*Store, error) {
 // loadProvisional reads which blocks and flows have provisional keys,
 // and the flows live at the commit.
 func (s *Store) loadProvisional() error {
-	s.provBlocks, s.provLate = map[uint64]bool{}, map[uint64]bool{}
+	// Sorted slices rather than sets: an archive has hundreds of
+	// thousands of live flows at its end, and every process that opens
+	// the index loads them (a map of them cost most of a 40 ms extract).
+	s.provBlocks, s.provLate = nil, nil
 	pb, err := getMeta(s.db, metaProvBlocks)
 	if err != nil {
 		return err
@@ -127,25 +130,22 @@ func (s *Store) loadProvisional() error {
 		return err
 	}
 	if pb != "" && pl != "" { // written by every commit since they exist
-		for set, v := range map[*map[uint64]bool]string{&s.provBlocks: pb, &s.provLate: pl} {
-			ids, err := decodeIDs([]byte(v), 0, nil)
-			if err != nil {
-				return fmt.Errorf("%s: %w", s.dir, err)
-			}
-			for _, id := range ids {
-				(*set)[id] = true
-			}
+		if s.provBlocks, err = decodeIDs([]byte(pb), 0, nil); err == nil {
+			s.provLate, err = decodeIDs([]byte(pl), 0, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.dir, err)
 		}
 	} else {
 		// An index committed before the lists were kept: walk the keys.
-		for tag, set := range map[byte]map[uint64]bool{tagFlowsProv: s.provBlocks, tagLateProv: s.provLate} {
+		for tag, set := range map[byte]*[]uint64{tagFlowsProv: &s.provBlocks, tagLateProv: &s.provLate} {
 			it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
 			if err != nil {
 				return err
 			}
 			for it.First(); it.Valid(); it.Next() {
 				if len(it.Key()) == 9 {
-					set[binary.BigEndian.Uint64(it.Key()[1:])] = true
+					*set = append(*set, binary.BigEndian.Uint64(it.Key()[1:]))
 				}
 			}
 			if err := it.Close(); err != nil {
@@ -154,10 +154,18 @@ func (s *Store) loadProvisional() error {
 		}
 	}
 	v, err := getMeta(s.db, metaLive)
-	if err != nil || v == "" {
-		return err
-	}
-	s.liveIDs, err = decodeIDs([]byte(v), 0, nil)
+	// Only lookups of values final at a flow's end need them: decoded
+	// then, not by every process that opens the index.
+	s.liveIDs = sync.OnceValues(func() ([]uint64, error) {
+		if v == "" {
+			return nil, nil
+		}
+		ids, err := decodeIDs([]byte(v), 0, nil)
+		if err != nil {
+			err = fmt.Errorf("%s: live flows: %w", s.dir, err)
+		}
+		return ids, err
+	})
 	return err
 }
 
@@ -279,7 +287,7 @@ func (s *Store) blockValue(first uint64, tails bool) (v []byte, prov bool, err e
 		final, ptag = tagTails, tagTailsProv
 	}
 	tag := final
-	if s.provBlocks[first] {
+	if _, ok := slices.BinarySearch(s.provBlocks, first); ok {
 		tag, prov = ptag, true
 	}
 	v, err = s.get(blockKey{tag, first}.encode())
@@ -292,7 +300,7 @@ func (s *Store) blockValue(first uint64, tails bool) (v []byte, prov bool, err e
 // lateValue reads a flow stored alone (L or N).
 func (s *Store) lateValue(id uint64) ([]byte, error) {
 	tag := byte(tagLate)
-	if s.provLate[id] {
+	if _, ok := slices.BinarySearch(s.provLate, id); ok {
 		tag = tagLateProv
 	}
 	v, err := s.get(lateKey{tag, id}.encode())
@@ -601,6 +609,10 @@ func (s *Store) ListSizes() map[string][2]uint64 {
 // Live reports whether flow id's connection was still open at the last
 // commit: its record may change when captures are added.
 func (s *Store) Live(id uint64) bool {
-	_, ok := slices.BinarySearch(s.liveIDs, id)
+	live, err := s.liveIDs()
+	if err != nil {
+		return true // unknown: say its record may change
+	}
+	_, ok := slices.BinarySearch(live, id)
 	return ok
 }

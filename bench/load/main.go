@@ -5,8 +5,9 @@
 //
 // The mix: 40% count and 30% flows (limit 100) for a random host or port
 // filter, 20% extract of one random flow, 10% its stream. Every answer
-// must be 200; anything else is counted as an error and its first few
-// bodies printed.
+// must be 200, or 503 where the server sheds heavy requests beyond its
+// bound (counted apart); anything else is counted as an error and its
+// first few printed.
 package main
 
 import (
@@ -70,6 +71,7 @@ func main() {
 		d     time.Duration
 		bytes int64
 		err   string
+		shed  bool // 503 with Retry-After: the server's bound on heavy requests
 	}
 	var mu sync.Mutex
 	var samples []sample
@@ -105,6 +107,8 @@ func main() {
 				switch {
 				case err != nil:
 					s.err = err.Error()
+				case code == http.StatusServiceUnavailable:
+					s.shed = true
 				case code != 200:
 					s.err = fmt.Sprintf("HTTP %d for %s", code, path)
 				}
@@ -117,19 +121,22 @@ func main() {
 	wg.Wait()
 	el := time.Since(start)
 	fmt.Printf("%d clients for %v: %d requests, %.0f per second\n\n", *clients, el.Round(time.Millisecond), len(samples), float64(len(samples))/el.Seconds())
-	fmt.Println("| request | count | per second | p50 | p99 | max | MB out | errors |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| request | count | per second | p50 | p99 | max | MB out | 503 (shed) | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	errs := 0
 	for _, kind := range []string{"count", "flows", "extract", "stream", "all"} {
 		var ds []time.Duration
 		var bytes int64
-		ne := 0
+		ne, shed := 0, 0
 		for _, s := range samples {
 			if kind != "all" && s.kind != kind {
 				continue
 			}
 			ds = append(ds, s.d)
 			bytes += s.bytes
+			if s.shed {
+				shed++
+			}
 			if s.err != "" {
 				ne++
 				if kind == "all" && errs < 5 {
@@ -143,8 +150,8 @@ func main() {
 		}
 		slices.Sort(ds)
 		q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))] }
-		fmt.Printf("| %s | %d | %.0f | %v | %v | %v | %.1f | %d |\n", kind, len(ds), float64(len(ds))/el.Seconds(),
-			q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond), float64(bytes)/1e6, ne)
+		fmt.Printf("| %s | %d | %.0f | %v | %v | %v | %.1f | %d | %d |\n", kind, len(ds), float64(len(ds))/el.Seconds(),
+			q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), ds[len(ds)-1].Round(time.Microsecond), float64(bytes)/1e6, shed, ne)
 	}
 }
 
