@@ -26,8 +26,8 @@ type Store struct {
 	full       *pebble.DB    // the DB when the Store opened it (nil for a snapshot)
 	lock       *os.File
 	meta       committed
-	provBlocks []uint64 // first IDs of the blocks with G/R keys, ascending
-	provLate   []uint64 // flows with N keys, ascending
+	provBlocks []uint64                 // first IDs of the blocks with G/R keys, ascending
+	provLate   []uint64                 // flows with N keys, ascending
 	liveIDs    func() ([]uint64, error) // flows live at the commit, decoded on first use
 	pathMu     sync.Mutex
 	paths      []string // located capture files, by capture index ("" until checked)
