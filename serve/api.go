@@ -272,7 +272,7 @@ func (s *Server) count(ctx context.Context, a *pcapflow.Archive, w http.Response
 	if err != nil {
 		return err
 	}
-	c, err := a.Count(ctx, pcapflow.Query{Expr: e})
+	c, err := s.counts.get(ctx, a, e, s.opts.Timeout)
 	if err != nil {
 		return err
 	}

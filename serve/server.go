@@ -62,6 +62,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	heavy  chan struct{}
+	counts countCache
 	mux    *http.ServeMux
 	mu     sync.Mutex
 	cur    *ref
