@@ -20,24 +20,7 @@ trap 'rm -rf "$work"' EXIT
 export LC_ALL=C TZ=UTC
 size=$(stat -c %s "$cap")
 
-run() { # NAME CMD...: median wall (s) and peak RSS (MB) of $runs runs in $wall, $rss
-  local name=$1; shift
-  local w=() r=()
-  for i in $(seq "$runs"); do
-    [[ -n ${PREP:-} ]] && eval "$PREP"
-    local t0 t1
-    t0=$(date +%s%N)
-    /usr/bin/time -f "%M" -o "$work/time" "$@" >"$work/out.$name" 2>"$work/err.$name" || {
-      echo "FAILED: $name: $*" >&2; tail -5 "$work/err.$name" >&2; exit 1; }
-    t1=$(date +%s%N)
-    w+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
-    r+=("$(tail -1 "$work/time")")
-  done
-  wall=$(printf '%s\n' "${w[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p")
-  rss=$(printf '%s\n' "${r[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p")
-  rss=$(awk -v k="$rss" 'BEGIN { printf "%.0f", k / 1024 }')
-  echo "  $name: ${wall}s ${rss}MB (runs: ${w[*]})" >&2
-}
+. "$(dirname "$0")/lib.sh"
 gbps() { awk -v s="${2:-$size}" -v t="$1" 'BEGIN { printf "%.2f", s / t / 1e9 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", 100 * a / b }'; }

@@ -17,27 +17,7 @@ export LC_ALL=C TZ=UTC
 size=$(stat -c %s "$cap")
 idx="$work/idx.pfidx"
 
-# run NAME CMD...: runs CMD $runs times, keeps the median wall time (s)
-# and peak RSS (MB) in $wall and $rss.
-run() {
-  local name=$1; shift
-  local w=() r=()
-  for i in $(seq "$runs"); do
-    [[ -n ${PREP:-} ]] && eval "$PREP"
-    local t0 t1
-    t0=$(date +%s%N)
-    /usr/bin/time -f "%M" -o "$work/time" "$@" >"$work/out.$name" 2>"$work/err.$name" || {
-      echo "FAILED: $name: $*" >&2; cat "$work/err.$name" >&2; exit 1; }
-    t1=$(date +%s%N)
-    # GNU time's %e has 10 ms resolution; an indexed extract takes about that.
-    w+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
-    r+=("$(cat "$work/time")")
-  done
-  wall=$(printf '%s\n' "${w[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p")
-  rss=$(printf '%s\n' "${r[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p")
-  rss=$(awk -v k="$rss" 'BEGIN { printf "%.0f", k / 1024 }')
-  echo "  $name: ${wall}s ${rss}MB (runs: ${w[*]})" >&2
-}
+. "$(dirname "$0")/lib.sh"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.1f", b / a; else print "inf" }'; }
 gbps() { awk -v s="$size" -v t="$1" 'BEGIN { if (t > 0) printf "%.2f", s / t / 1e9; else print "inf" }'; }
 rows=()
