@@ -114,7 +114,8 @@ type cursor struct {
 	ckpts   []int64 // its offsets
 	have    bool    // c.rec holds the record of index c.at-1 (walking)
 	at      int64
-	repeat  bool // c.rec is the record of refs[pos-1] (a shared record)
+	repeat  bool      // c.rec is the record of refs[pos-1] (a shared record)
+	closer  io.Closer // a decompressor behind rr, if any
 }
 
 func newCursor(ctx context.Context, r Reader, path string, info *CaptureInfo, ci int, refs []flowRef) (*cursor, error) {
@@ -135,6 +136,19 @@ func newCursor(ctx context.Context, r Reader, path string, info *CaptureInfo, ci
 			c.rr = pcapio.NewRecordReader(sr, path, &info.Layout)
 			return c, nil
 		}
+	}
+	if rp, ok := r.(resumePointer); ok && info.Compression == "zstd" {
+		// Several frames: from the frame start before each record (from
+		// the start for one frame, or a capture indexed without them).
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		find := func(off int64) (pcapio.GzipCheckpoint, error) { return rp.ResumePoint(ctx, ci, off) }
+		zr := pcapio.NewZstdReaderAt(f, st.Size(), find, GzipEvery)
+		c.rr, c.closer = pcapio.NewRecordReader(zr, path, &info.Layout), zr
+		return c, nil
 	}
 	if rp, ok := r.(resumePointer); ok && info.Compression == "gzip" {
 		// Records are read at their offsets, decompressing from the
@@ -163,6 +177,9 @@ func newCursor(ctx context.Context, r Reader, path string, info *CaptureInfo, ci
 func (c *cursor) close() {
 	if c.seq != nil {
 		c.seq.Close()
+	}
+	if c.closer != nil {
+		c.closer.Close()
 	}
 	c.file.Close()
 }

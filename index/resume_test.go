@@ -11,6 +11,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/pcapflow/pcapflow/index"
 	"github.com/pcapflow/pcapflow/internal/capgen"
 	"github.com/pcapflow/pcapflow/pcapio"
@@ -155,4 +156,67 @@ func TestGzipDamagedAfterIndex(t *testing.T) {
 		t.Errorf("error does not name the capture and offset: %v", err)
 	}
 	t.Log(err)
+}
+
+// A zstd capture of several frames (as pzstd writes, or files
+// concatenated) gets checkpoints at frame starts, and reads every flow's
+// records from them as the plain capture has them; one frame does not.
+func TestZstdFrameCheckpoints(t *testing.T) {
+	var b bytes.Buffer
+	capgen.Mix(capgen.MixOptions{Seed: 10, Bytes: 6 << 20, Active: 300, MeanPackets: 6}).WritePcap(&b, capgen.PcapOptions{})
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "x.pcap")
+	os.WriteFile(plain, b.Bytes(), 0o644)
+	p := build(t, filepath.Join(dir, "p"), plain)
+	defer p.Close()
+	all, err := recordsOf(t, p, nil)
+	if err != nil || len(all) < b.Len() {
+		t.Fatalf("every flow of the plain capture: %d bytes, %v", len(all), err)
+	}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	var many bytes.Buffer
+	data := b.Bytes()
+	for i := 0; i < len(data); i += 100 << 10 {
+		many.Write(enc.EncodeAll(data[i:min(len(data), i+100<<10)], nil))
+	}
+	for _, c := range []struct {
+		name   string
+		file   []byte
+		points bool
+	}{
+		{"frames.pcap.zst", many.Bytes(), true},
+		{"one.pcap.zst", enc.EncodeAll(data, nil), false},
+	} {
+		z := filepath.Join(dir, c.name)
+		os.WriteFile(z, c.file, 0o644)
+		var o index.Options
+		index.SetGzipEvery(&o, 256<<10)
+		if _, err := index.Build(context.Background(), z+".idx", []string{z}, o); err != nil {
+			t.Fatal(err)
+		}
+		s, err := index.Open(z + ".idx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pts, _ := index.ResumePoints(s, 0)
+		if c.points != (len(pts) > 10) {
+			t.Errorf("%s: %d checkpoints", c.name, len(pts))
+		}
+		for _, pt := range pts {
+			if !pt.Member || pt.In%8 != 0 {
+				t.Fatalf("%s: checkpoint %+v is no frame start", c.name, pt)
+			}
+		}
+		got, err := recordsOf(t, s, nil)
+		if err != nil || !bytes.Equal(got, all) {
+			t.Errorf("%s: every flow: %d bytes (%v), want %d", c.name, len(got), err, len(all))
+		}
+		for _, id := range []uint64{1, s.NumFlows() / 2, s.NumFlows()} {
+			want, _ := recordsOf(t, p, []uint64{id})
+			if got, err := recordsOf(t, s, []uint64{id}); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s: flow %d: %v", c.name, id, err)
+			}
+		}
+		s.Close()
+	}
 }

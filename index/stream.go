@@ -208,7 +208,9 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 	info.Compression = r.Compression()
 	if info.Compression == "zstd" && h.file != nil {
 		if st, err := h.file.Stat(); err == nil && !pcapio.IsSeekable(h.file, st.Size()) {
-			s.opts.warn(fmt.Errorf("%s: zstd without a seek table: extracting from it decompresses from the start; 'pcapflow compress %s -o FILE.zst' makes it seekable", src.path, src.path))
+			if !s.zstdFrames(h.file, st.Size(), h.ci) {
+				s.opts.warn(fmt.Errorf("%s: zstd without a seek table: extracting from it decompresses from the start; 'pcapflow compress %s -o FILE.zst' makes it seekable", src.path, src.path))
+			}
 		}
 	}
 	r.OnWarning = s.opts.Warn
@@ -229,6 +231,28 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 		s.end(h, b, err)
 		h.r = nil
 	}
+}
+
+// zstdFrames keeps checkpoints at the frame starts of a zstd capture
+// with several frames (pzstd's, or files concatenated), about every
+// GzipEvery bytes apart; it reports whether there are any.
+func (s *captureStream) zstdFrames(f *os.File, size int64, ci int) bool {
+	frames, err := pcapio.ZstdFrames(f, size)
+	if err != nil || len(frames) < 2 {
+		return false
+	}
+	every := s.opts.gzEvery
+	if every == 0 {
+		every = GzipEvery
+	}
+	last := int64(0)
+	for _, fr := range frames {
+		if fr.Out == 0 || fr.Out-last >= every {
+			s.points = append(s.points, streamEvent{ci: ci, point: s.coder.encode(nil, pcapio.GzipCheckpoint{In: fr.In * 8, Out: fr.Out, Member: true}), out: fr.Out})
+			last = fr.Out
+		}
+	}
+	return true
 }
 
 // flushPoints moves the gzip checkpoints read into the batch.
