@@ -61,11 +61,12 @@ for t in ts: t.join()
 PY
 # tcpdump may lag behind on a busy machine, and what it has not read
 # when it is stopped is lost: stop it once its files stop growing.
-prev=-1
-for i in $(seq 50); do
+prev=-1 still=0
+for i in $(seq 100); do
   sleep 0.3
   cur=$(du -sb "$out/cap" | cut -f1)
-  [ "$cur" = "$prev" ] && break
+  if [ "$cur" = "$prev" ]; then still=$((still + 1)); else still=0; fi
+  [ $still -ge 3 ] && break
   prev=$cur
 done
 kill -INT $cap; wait $cap 2>/dev/null || true
