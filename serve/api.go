@@ -3,7 +3,6 @@ package serve
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -398,21 +397,14 @@ func (s *Server) follow(ctx context.Context, a *pcapflow.Archive, w http.Respons
 	if err != nil {
 		return err
 	}
-	type chunk struct {
-		FromB   bool   `json:"from_b"`
-		Offset  uint64 `json:"offset"`
-		Time    string `json:"time,omitempty"`
-		Data    string `json:"data,omitempty"` // base64
-		Missing uint64 `json:"missing,omitempty"`
-	}
 	conv, chunks := a.Follow(ctx, id, nil)
-	var out []chunk
+	var out []FollowChunk
 	total, truncated := 0, false
 	for c, err := range chunks {
 		if err != nil {
 			return err
 		}
-		ch := chunk{FromB: c.FromB, Offset: c.Offset, Missing: c.Missing}
+		ch := FollowChunk{FromB: c.FromB, Offset: c.Offset, Missing: c.Missing}
 		if c.Missing == 0 {
 			d := c.Data
 			if total+len(d) > max {
@@ -420,7 +412,7 @@ func (s *Server) follow(ctx context.Context, a *pcapflow.Archive, w http.Respons
 			}
 			total += len(d)
 			ch.Time = c.Time.Format(time.RFC3339Nano)
-			ch.Data = base64.StdEncoding.EncodeToString(d)
+			ch.Data = d
 		}
 		out = append(out, ch)
 		if truncated {
@@ -428,13 +420,36 @@ func (s *Server) follow(ctx context.Context, a *pcapflow.Archive, w http.Respons
 		}
 	}
 	k := &conv.A.Key
-	body := map[string]any{
-		"conv": conv.ID, "proto": pcapflow.ProtoName(k.Proto),
-		"a": endpoint(k.SrcAddr().String(), k.SrcPort), "b": endpoint(k.DstAddr().String(), k.DstPort),
-		"flows": flowsOf(conv), "chunks": out, "truncated": truncated,
+	body := FollowAnswer{
+		Conv: conv.ID, Proto: pcapflow.ProtoName(k.Proto),
+		A: endpoint(k.SrcAddr().String(), k.SrcPort), B: endpoint(k.DstAddr().String(), k.DstPort),
+		Flows: flowsOf(conv), Chunks: out, Truncated: truncated,
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(body)
+}
+
+// FollowAnswer is the body of /api/follow/ID: a conversation as
+// Wireshark's Follow TCP Stream shows it. The page and `follow -i URL`
+// read it.
+type FollowAnswer struct {
+	Conv      uint64        `json:"conv"`
+	Proto     string        `json:"proto"`
+	A         string        `json:"a"` // the side that spoke first, address:port
+	B         string        `json:"b"`
+	Flows     []uint64      `json:"flows"`
+	Chunks    []FollowChunk `json:"chunks"`
+	Truncated bool          `json:"truncated"` // cut at the max= bytes of data
+}
+
+// FollowChunk is a run of one side's bytes, or a gap (Missing bytes the
+// capture does not have).
+type FollowChunk struct {
+	FromB   bool   `json:"from_b"`
+	Offset  uint64 `json:"offset"`
+	Time    string `json:"time,omitempty"`
+	Data    []byte `json:"data,omitempty"` // base64 in JSON
+	Missing uint64 `json:"missing,omitempty"`
 }
 
 func flowsOf(c *pcapflow.Conversation) []uint64 {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pcapflow/pcapflow/serve"
 )
 
 // remote is a pcapflow serve that answers in place of a local index:
@@ -298,20 +299,7 @@ func (r *remote) follow(ctx context.Context, e *env, fw *followWriter, all bool,
 		if err != nil {
 			return err
 		}
-		var c struct {
-			Conv   uint64   `json:"conv"`
-			Proto  string   `json:"proto"`
-			A      string   `json:"a"`
-			B      string   `json:"b"`
-			Flows  []uint64 `json:"flows"`
-			Chunks []struct {
-				FromB   bool   `json:"from_b"`
-				Offset  uint64 `json:"offset"`
-				Data    string `json:"data"`
-				Missing uint64 `json:"missing"`
-			} `json:"chunks"`
-			Truncated bool `json:"truncated"`
-		}
+		var c serve.FollowAnswer
 		err = json.NewDecoder(resp.Body).Decode(&c)
 		resp.Body.Close()
 		if err != nil {
@@ -324,11 +312,7 @@ func (r *remote) follow(ctx context.Context, e *env, fw *followWriter, all bool,
 				fw.missing(ch.FromB, ch.Missing)
 				continue
 			}
-			d, err := base64.StdEncoding.DecodeString(ch.Data)
-			if err != nil {
-				return fmt.Errorf("%s: %w", r.base, err)
-			}
-			fw.data(ch.FromB, ch.Offset, d)
+			fw.data(ch.FromB, ch.Offset, ch.Data)
 		}
 		fw.end()
 		if c.Truncated {
