@@ -97,19 +97,18 @@ func (a *Archive) Flows(ctx context.Context, q Query) iter.Seq2[*Flow, error] {
 		keep := func(f *Flow) bool { return f.Packets >= q.MinPackets }
 		if (q.Sort == "" || q.Sort == SortID) && !q.Reverse {
 			// Streamed: the selection is in ID order.
-			skip, n := q.Offset, 0
+			pg := q.pager()
 			err := query.Select(ctx, a.r, e, func(f *flow.Flow) error {
 				if !keep(f) {
 					return nil
 				}
-				if skip > 0 {
-					skip--
-					return nil
-				}
-				if q.Limit > 0 && n >= q.Limit {
+				show, more := pg.next()
+				if !more {
 					return errStop
 				}
-				n++
+				if !show {
+					return nil
+				}
 				if !yield(f, nil) {
 					return errStop
 				}
@@ -170,6 +169,33 @@ func flowKey(f *Flow, k SortKey) int64 {
 }
 
 // window yields the indexes offset.. of n items, at most limit of them.
+// pager applies a Query's Offset and Limit to results that stream by.
+type pager struct{ skip, left int }
+
+func (q *Query) pager() pager {
+	left := -1 // no limit
+	if q.Limit > 0 {
+		left = q.Limit
+	}
+	return pager{skip: q.Offset, left: left}
+}
+
+// next says whether the next result is shown, and whether any result
+// after the ones skipped can still be (false: the limit is reached).
+func (p *pager) next() (show, more bool) {
+	switch {
+	case p.left == 0:
+		return false, false
+	case p.skip > 0:
+		p.skip--
+		return false, true
+	}
+	if p.left > 0 {
+		p.left--
+	}
+	return true, true
+}
+
 func window(n, offset, limit int) iter.Seq[int] {
 	return func(yield func(int) bool) {
 		end := n
@@ -306,19 +332,15 @@ func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Convers
 func (a *Archive) allConversations(ctx context.Context, q Query, yield func(*Conversation, error) bool) {
 	var queue []*Conversation             // in ID order; the head goes out once complete
 	waiting := map[uint64]*Conversation{} // by the ID of the peer it waits for
-	skip, n := q.Offset, 0
+	pg := q.pager()
 	emit := func(c *Conversation) bool {
 		if convPackets(c) < q.MinPackets {
 			return true
 		}
-		if skip > 0 {
-			skip--
-			return true
+		show, more := pg.next()
+		if !show {
+			return more
 		}
-		if q.Limit > 0 && n >= q.Limit {
-			return false
-		}
-		n++
 		return yield(c, nil)
 	}
 	drain := func(all bool) bool {
