@@ -125,12 +125,9 @@ func runExtract(ctx context.Context, e *env, args []string) error {
 	if err := checkOutput(src, out); err != nil {
 		return err
 	}
-	ids, err := src.IDs(ctx, pcapflow.Query{Expr: expr})
+	ids, err := selectIDs(ctx, e, src, expr)
 	if err != nil {
 		return err
-	}
-	if len(ids) == 0 {
-		e.warn(noMatch(expr))
 	}
 	n, err := writeOutput(src, out, force, e.stdout, func(w io.Writer) (int64, error) {
 		return src.Extract(ctx, w, ids, opts)
@@ -178,9 +175,19 @@ func outputError(path string, err error) error {
 	return err
 }
 
-// noMatch is the warning for a selection of no flows: the output is
-// still written (an empty capture, as tcpdump writes), but a mistyped
-// flow ID or address should not pass unnoticed.
+// selectIDs returns the IDs of the flows that match expr, warning when
+// there are none: the output is still written (an empty capture, as
+// tcpdump writes), but a mistyped flow ID or address should not pass
+// unnoticed.
+func selectIDs(ctx context.Context, e *env, src *pcapflow.Archive, expr pcapflow.Expr) ([]uint64, error) {
+	ids, err := src.IDs(ctx, pcapflow.Query{Expr: expr})
+	if err == nil && len(ids) == 0 {
+		e.warn(noMatch(expr))
+	}
+	return ids, err
+}
+
+// noMatch is the warning for a selection of no flows.
 func noMatch(expr pcapflow.Expr) error {
 	if expr == nil {
 		return errors.New("the capture has no flows")

@@ -126,12 +126,9 @@ func runStreams(ctx context.Context, e *env, args []string) error {
 	} else if err := checkOutput(src, out); err != nil {
 		return err
 	}
-	ids, err := src.IDs(ctx, pcapflow.Query{Expr: expr})
+	ids, err := selectIDs(ctx, e, src, expr)
 	if err != nil {
 		return err
-	}
-	if len(ids) == 0 {
-		e.warn(noMatch(expr))
 	}
 	var res pcapflow.StreamsResult
 	if dir != "" {
