@@ -74,6 +74,14 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
 		return pebble.UniformDBCompressionSettings(block.ZstdCompression)
 	})
+	// 16 KiB blocks instead of Pebble's 4 KiB: zstd finds more to share
+	// in a block of neighbouring flow records and ID lists. On the 2 GB
+	// real capture's index: 22.41 MB instead of 23.54 (-4.8%); 32 and 64
+	// KiB gain under 0.5% more. A one-flow extract reads one block per
+	// key either way (16.1 against 16.0 ms as a process).
+	for i := range o.Levels {
+		o.Levels[i].BlockSize = 16 << 10
+	}
 	o.EnsureDefaults()
 	return o
 }
