@@ -220,3 +220,52 @@ func TestZstdFrameCheckpoints(t *testing.T) {
 		s.Close()
 	}
 }
+
+// A zstd capture of several frames damaged after indexing: the frame's
+// checksum fails before any of its bytes are used, and the error names
+// the capture.
+func TestZstdFramesDamagedAfterIndex(t *testing.T) {
+	var b bytes.Buffer
+	capgen.Mix(capgen.MixOptions{Seed: 11, Bytes: 3 << 20, Active: 100}).WritePcap(&b, capgen.PcapOptions{})
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	var z bytes.Buffer
+	data := b.Bytes()
+	for i := 0; i < len(data); i += 200 << 10 {
+		z.Write(enc.EncodeAll(data[i:min(len(data), i+200<<10)], nil))
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.pcap.zst")
+	file := z.Bytes()
+	os.WriteFile(path, file, 0o644)
+	var o index.Options
+	index.SetGzipEvery(&o, 256<<10)
+	idx := filepath.Join(dir, "idx")
+	if _, err := index.Build(context.Background(), idx, []string{path}, o); err != nil {
+		t.Fatal(err)
+	}
+	s, err := index.Open(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	good, err := recordsOf(t, s, nil)
+	if err != nil || len(good) < b.Len() {
+		t.Fatalf("every flow: %d bytes, %v", len(good), err)
+	}
+	st, _ := os.Stat(path)
+	file[len(file)/2] ^= 0x20
+	os.WriteFile(path, file, 0o644)
+	os.Chtimes(path, st.ModTime(), st.ModTime())
+	got, err := recordsOf(t, s, nil)
+	if err == nil {
+		t.Fatalf("a damaged capture read without an error (same records: %v)", bytes.Equal(got, good))
+	}
+	if !bytes.HasPrefix(good, got) {
+		t.Errorf("records before the error differ from the undamaged capture's")
+	}
+	var pe *pcapio.Error
+	if !errors.As(err, &pe) || pe.File != path {
+		t.Errorf("error does not name the capture and offset: %v", err)
+	}
+	t.Log(err)
+}

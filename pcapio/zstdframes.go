@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -40,8 +41,59 @@ const (
 func ZstdFrames(ra io.ReaderAt, size int64) ([]ZstdFrame, error) {
 	var frames []ZstdFrame
 	var dec *zstd.Decoder
-	var hdr [18]byte
+	defer func() {
+		if dec != nil {
+			dec.Close()
+		}
+	}()
 	var at, out int64
+	for at < size {
+		fr, err := walkZstdFrame(ra, at, size)
+		if err != nil {
+			return nil, err
+		}
+		if fr.skippable {
+			at = fr.end
+			continue
+		}
+		fcs := fr.size
+		if fcs < 0 {
+			// No size in the header: a small frame is decompressed to
+			// learn it.
+			if fr.end-at > maxSizelessFrame {
+				return nil, fmt.Errorf("byte %d: %w", at, ErrNoFrameSizes)
+			}
+			if dec == nil {
+				if dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20)); err != nil {
+					return nil, err
+				}
+			}
+			d, err := decodeZstdFrame(ra, dec, at, fr.end, nil)
+			if err != nil {
+				return nil, err
+			}
+			fcs = int64(len(d))
+		}
+		if fcs > 0 {
+			frames = append(frames, ZstdFrame{In: at, Out: out})
+			out += fcs
+		}
+		at = fr.end
+	}
+	return frames, nil
+}
+
+// zstdFrameInfo is one frame as its headers describe it.
+type zstdFrameInfo struct {
+	end       int64 // offset just past the frame
+	size      int64 // decompressed size, -1 when the header does not say
+	skippable bool
+}
+
+// walkZstdFrame reads the frame at byte at by its header and block
+// headers.
+func walkZstdFrame(ra io.ReaderAt, at, size int64) (zstdFrameInfo, error) {
+	var hdr [18]byte
 	read := func(b []byte, off int64) error {
 		if _, err := ra.ReadAt(b, off); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -51,138 +103,137 @@ func ZstdFrames(ra io.ReaderAt, size int64) ([]ZstdFrame, error) {
 		}
 		return nil
 	}
-	for at < size {
-		if err := read(hdr[:4], at); err != nil {
-			return nil, err
+	if err := read(hdr[:4], at); err != nil {
+		return zstdFrameInfo{}, err
+	}
+	magic := binary.LittleEndian.Uint32(hdr[:4])
+	if magic&zstdSkippableMask == zstdSkippableMagic {
+		if err := read(hdr[:8], at); err != nil {
+			return zstdFrameInfo{}, err
 		}
-		magic := binary.LittleEndian.Uint32(hdr[:4])
-		if magic&zstdSkippableMask == zstdSkippableMagic {
-			if err := read(hdr[:8], at); err != nil {
-				return nil, err
-			}
-			at += 8 + int64(binary.LittleEndian.Uint32(hdr[4:8]))
-			continue
+		end := at + 8 + int64(binary.LittleEndian.Uint32(hdr[4:8]))
+		if end > size {
+			return zstdFrameInfo{}, fmt.Errorf("zstd skippable frame at byte %d cut short: %w", at, io.ErrUnexpectedEOF)
 		}
-		if magic != zstdMagic {
-			return nil, fmt.Errorf("byte %d: magic %08x: not a zstd frame", at, magic)
-		}
-		n := min(int64(len(hdr)), size-at)
-		if err := read(hdr[:n], at); err != nil {
-			return nil, err
-		}
-		fhd := hdr[4]
-		if fhd&0x08 != 0 {
-			return nil, fmt.Errorf("byte %d: zstd frame header with the reserved bit set", at)
-		}
-		single := fhd&0x20 != 0
-		p := 5
-		if !single {
-			p++ // window descriptor
-		}
-		p += [4]int{0, 1, 2, 4}[fhd&3] // dictionary ID
-		fcsLen := [4]int{0, 2, 4, 8}[fhd>>6]
-		if fhd>>6 == 0 && single {
-			fcsLen = 1
-		}
-		if int64(p+fcsLen) > n {
-			return nil, fmt.Errorf("zstd frame header cut short at byte %d: %w", at, io.ErrUnexpectedEOF)
-		}
-		fcs := uint64(0)
+		return zstdFrameInfo{end: end, skippable: true}, nil
+	}
+	if magic != zstdMagic {
+		return zstdFrameInfo{}, fmt.Errorf("byte %d: magic %08x: not a zstd frame", at, magic)
+	}
+	n := min(int64(len(hdr)), size-at)
+	if err := read(hdr[:n], at); err != nil {
+		return zstdFrameInfo{}, err
+	}
+	fhd := hdr[4]
+	if fhd&0x08 != 0 {
+		return zstdFrameInfo{}, fmt.Errorf("byte %d: zstd frame header with the reserved bit set", at)
+	}
+	single := fhd&0x20 != 0
+	p := 5
+	if !single {
+		p++ // window descriptor
+	}
+	p += [4]int{0, 1, 2, 4}[fhd&3] // dictionary ID
+	fcsLen := [4]int{0, 2, 4, 8}[fhd>>6]
+	if fhd>>6 == 0 && single {
+		fcsLen = 1
+	}
+	if int64(p+fcsLen) > n {
+		return zstdFrameInfo{}, fmt.Errorf("zstd frame header cut short at byte %d: %w", at, io.ErrUnexpectedEOF)
+	}
+	fcs := int64(-1)
+	if fcsLen > 0 {
+		var v uint64
 		for i := fcsLen - 1; i >= 0; i-- {
-			fcs = fcs<<8 | uint64(hdr[p+i])
+			v = v<<8 | uint64(hdr[p+i])
 		}
 		if fcsLen == 2 {
-			fcs += 256
+			v += 256
 		}
-		start := at
-		at += int64(p + fcsLen)
-		// Blocks: a 3-byte header each (last flag, type, size).
-		for {
-			if err := read(hdr[:3], at); err != nil {
-				return nil, err
-			}
-			bh := uint32(hdr[0]) | uint32(hdr[1])<<8 | uint32(hdr[2])<<16
-			last, typ, bsize := bh&1 == 1, (bh>>1)&3, int64(bh>>3)
-			at += 3
-			switch typ {
-			case 0, 2: // raw, compressed
-				at += bsize
-			case 1: // RLE: one byte repeated bsize times
-				at++
-			default:
-				return nil, fmt.Errorf("byte %d: zstd block of the reserved type", at-3)
-			}
-			if at > size {
-				return nil, fmt.Errorf("zstd block at byte %d runs past the end of the file: %w", at, io.ErrUnexpectedEOF)
-			}
-			if last {
-				break
-			}
+		if v > 1<<62 {
+			return zstdFrameInfo{}, fmt.Errorf("byte %d: zstd frame of %d bytes", at, v)
 		}
-		if fhd&0x04 != 0 {
-			at += 4 // content checksum
+		fcs = int64(v)
+	}
+	start := at
+	at += int64(p + fcsLen)
+	// Blocks: a 3-byte header each (last flag, type, size).
+	for {
+		if err := read(hdr[:3], at); err != nil {
+			return zstdFrameInfo{}, err
+		}
+		bh := uint32(hdr[0]) | uint32(hdr[1])<<8 | uint32(hdr[2])<<16
+		last, typ, bsize := bh&1 == 1, (bh>>1)&3, int64(bh>>3)
+		at += 3
+		switch typ {
+		case 0, 2: // raw, compressed
+			at += bsize
+		case 1: // RLE: one byte repeated bsize times
+			at++
+		default:
+			return zstdFrameInfo{}, fmt.Errorf("byte %d: zstd block of the reserved type", at-3)
 		}
 		if at > size {
-			return nil, fmt.Errorf("zstd frame at byte %d cut short at byte %d: %w", start, size, io.ErrUnexpectedEOF)
+			return zstdFrameInfo{}, fmt.Errorf("zstd block at byte %d runs past the end of the file: %w", at, io.ErrUnexpectedEOF)
 		}
-		if fcsLen == 0 {
-			// No size in the header (small frames, streamed ones): a small
-			// frame is decompressed to learn it.
-			if at-start > maxSizelessFrame {
-				return nil, fmt.Errorf("byte %d: %w", start, ErrNoFrameSizes)
-			}
-			if dec == nil {
-				var err error
-				if dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20)); err != nil {
-					return nil, err
-				}
-				defer dec.Close()
-			}
-			raw := make([]byte, at-start)
-			if err := read(raw, start); err != nil {
-				return nil, err
-			}
-			d, err := dec.DecodeAll(raw, nil)
-			if err != nil {
-				return nil, fmt.Errorf("zstd frame at byte %d: %w", start, err)
-			}
-			fcs = uint64(len(d))
+		if last {
+			break
 		}
-		if fcs > 0 {
-			frames = append(frames, ZstdFrame{In: start, Out: out})
-			out += int64(fcs)
-		}
+	}
+	if fhd&0x04 != 0 {
+		at += 4 // content checksum
 	}
 	if at > size {
-		return nil, fmt.Errorf("zstd file cut short at byte %d: %w", size, io.ErrUnexpectedEOF)
+		return zstdFrameInfo{}, fmt.Errorf("zstd frame at byte %d cut short at byte %d: %w", start, size, io.ErrUnexpectedEOF)
 	}
-	return frames, nil
+	return zstdFrameInfo{end: at, size: fcs}, nil
+}
+
+// decodeZstdFrame decompresses the whole frame in [at, end) into dst
+// (its checksum, if it has one, checked before anything is returned).
+func decodeZstdFrame(ra io.ReaderAt, dec *zstd.Decoder, at, end int64, dst []byte) ([]byte, error) {
+	raw := make([]byte, end-at)
+	if _, err := ra.ReadAt(raw, at); err != nil {
+		return nil, fmt.Errorf("zstd frame at byte %d: %w", at, err)
+	}
+	d, err := dec.DecodeAll(raw, dst[:0])
+	if err != nil {
+		return nil, fmt.Errorf("zstd frame at byte %d: %w", at, err)
+	}
+	return d, nil
 }
 
 // NewZstdReaderAt reads the decompressed bytes of a zstd capture that
 // has several frames at any offset, for a RecordReader: find returns the
 // checkpoint (a frame start, Member set, In its bit offset) at or before
 // an offset, the zero one for the file's start; every is about their
-// spacing. Reads at or just past the previous one go on decompressing
-// where it stopped. Frames with a content checksum are checked by the
-// decoder. Close releases the decoder.
+// spacing. Reads at or just past the previous one go on where it
+// stopped. Frames of up to 16 MiB are decompressed whole, so a frame
+// with a content checksum is checked before any of its bytes are
+// returned; a larger frame (a file `zstd` wrote in one) is streamed,
+// and its checksum is checked when it ends. Close releases the decoder.
 func NewZstdReaderAt(ra io.ReaderAt, size int64, find func(off int64) (GzipCheckpoint, error), every int64) *ZstdReaderAt {
-	return &ZstdReaderAt{ra: ra, size: size, find: find, ahead: every, buf: make([]byte, 0, 64<<10)}
+	return &ZstdReaderAt{ra: ra, size: size, find: find, ahead: every}
 }
+
+// maxWholeFrame bounds the frames ZstdReaderAt decompresses whole.
+const maxWholeFrame = 16 << 20
 
 // ZstdReaderAt is NewZstdReaderAt's reader. Its methods may be called
 // concurrently but take turns.
 type ZstdReaderAt struct {
-	mu    sync.Mutex
-	ra    io.ReaderAt
-	size  int64
-	find  func(off int64) (GzipCheckpoint, error)
-	ahead int64
-	dec   *zstd.Decoder
-	live  bool   // dec reads from a frame start; pos is where it stands
-	pos   int64  // decompressed offset of the next byte dec returns
-	buf   []byte // the last bytes dec returned
-	bufAt int64
+	mu     sync.Mutex
+	ra     io.ReaderAt
+	size   int64
+	find   func(off int64) (GzipCheckpoint, error)
+	ahead  int64
+	dec    *zstd.Decoder
+	live   bool   // positioned: in and pos say where
+	stream bool   // dec streams from a large frame on
+	in     int64  // file offset of the next frame (when not streaming)
+	pos    int64  // decompressed offset of the next byte
+	buf    []byte // the last bytes decompressed
+	bufAt  int64
 }
 
 // ReadAt implements io.ReaderAt.
@@ -205,6 +256,12 @@ func (z *ZstdReaderAt) ReadAt(p []byte, off int64) (int, error) {
 
 // next makes buf hold the decompressed bytes at offset at.
 func (z *ZstdReaderAt) next(at int64) error {
+	if z.dec == nil {
+		var err error
+		if z.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20)); err != nil {
+			return err
+		}
+	}
 	if !z.live || at < z.pos || at-z.pos > z.ahead {
 		c, err := z.find(at)
 		if err != nil {
@@ -214,34 +271,66 @@ func (z *ZstdReaderAt) next(at int64) error {
 			return fmt.Errorf("the checkpoint for decompressed offset %d lies at %d: %w", at, c.Out, ErrBadBlock)
 		}
 		if !z.live || c.Out > z.pos || at < z.pos {
-			if z.dec == nil {
-				if z.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)); err != nil {
-					return err
-				}
-			}
-			if err := z.dec.Reset(io.NewSectionReader(z.ra, c.In/8, z.size-c.In/8)); err != nil {
-				return fmt.Errorf("zstd frame at byte %d: %w", c.In/8, err)
-			}
-			z.live, z.pos, z.buf = true, c.Out, z.buf[:0]
+			z.live, z.stream, z.in, z.pos, z.buf = true, false, c.In/8, c.Out, z.buf[:0]
 		}
 	}
 	for {
-		z.buf = z.buf[:cap(z.buf)]
+		if err := z.fill(); err != nil {
+			z.live = false
+			return err
+		}
+		if at < z.pos {
+			return nil
+		}
+	}
+}
+
+// fill decompresses the next frame, or the next 64 KiB of a large one.
+func (z *ZstdReaderAt) fill() error {
+	z.bufAt = z.pos
+	if z.stream {
+		z.buf = slices.Grow(z.buf[:0], 64<<10)[:64<<10]
 		m, err := io.ReadFull(z.dec, z.buf)
-		z.buf, z.bufAt = z.buf[:m], z.pos
+		z.buf = z.buf[:m]
 		z.pos += int64(m)
 		if m == 0 {
-			z.live = false
 			if err == io.ErrUnexpectedEOF || err == nil {
 				err = io.EOF
 			}
 			return err
 		}
 		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			z.live = false
 			return err
 		}
-		if at < z.pos {
+		return nil
+	}
+	for {
+		if z.in >= z.size {
+			z.buf = z.buf[:0]
+			return io.EOF
+		}
+		fr, err := walkZstdFrame(z.ra, z.in, z.size)
+		if err != nil {
+			return err
+		}
+		if fr.skippable {
+			z.in = fr.end
+			continue
+		}
+		if fr.end-z.in > maxWholeFrame || fr.size > 4*maxWholeFrame {
+			z.stream = true
+			if err := z.dec.Reset(io.NewSectionReader(z.ra, z.in, z.size-z.in)); err != nil {
+				return fmt.Errorf("zstd frame at byte %d: %w", z.in, err)
+			}
+			return z.fill()
+		}
+		d, err := decodeZstdFrame(z.ra, z.dec, z.in, fr.end, z.buf)
+		if err != nil {
+			return err
+		}
+		z.buf, z.in = d, fr.end
+		z.pos += int64(len(d))
+		if len(d) > 0 {
 			return nil
 		}
 	}
