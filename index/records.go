@@ -28,8 +28,9 @@ type RecordFunc func(capture int, flow uint64, rec *pcapio.Record) error
 // by timestamp (ties keep capture order). A record shared by several of
 // the flows (a tunnelled frame) comes once for each, one after the
 // other. Only those records are read: from the nearest stored offset
-// before each, or, in a compressed capture, by decompressing up to the
-// last one wanted.
+// before each; in a compressed capture, by decompressing from the frame
+// (seekable zstd) or checkpoint (gzip, zstd of several frames) before
+// it, or else from the start.
 func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 	caps := r.Captures()
 	per := make([][]flowRef, len(caps))
