@@ -125,43 +125,16 @@ func newCursor(ctx context.Context, r Reader, path string, info *CaptureInfo, ci
 		return nil, err
 	}
 	c := &cursor{ctx: ctx, r: r, capture: ci, refs: refs, file: f, name: path, chunk: -1}
-	if info.Compression == "zstd" {
-		// A seekable zstd file (pcapflow compress): records are read at
-		// their offsets, decompressing only the frames that hold them.
-		if st, err := f.Stat(); err == nil && pcapio.IsSeekable(f, st.Size()) {
-			sr, err := pcapio.OpenSeekable(f, st.Size(), path)
-			if err != nil {
-				f.Close()
-				return nil, err
-			}
-			c.rr = pcapio.NewRecordReader(sr, path, &info.Layout)
+	if info.Compression != "" {
+		ra, closer, err := compressedReaderAt(ctx, r, ci, f, path, info.Compression)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if ra != nil {
+			c.rr, c.closer = pcapio.NewRecordReader(ra, path, &info.Layout), closer
 			return c, nil
 		}
-	}
-	if rp, ok := r.(resumePointer); ok && info.Compression == "zstd" {
-		// Several frames: from the frame start before each record (from
-		// the start for one frame, or a capture indexed without them).
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		find := func(off int64) (pcapio.GzipCheckpoint, error) { return rp.ResumePoint(ctx, ci, off) }
-		zr := pcapio.NewZstdReaderAt(f, st.Size(), find, GzipEvery)
-		c.rr, c.closer = pcapio.NewRecordReader(zr, path, &info.Layout), zr
-		return c, nil
-	}
-	if rp, ok := r.(resumePointer); ok && info.Compression == "gzip" {
-		// Records are read at their offsets, decompressing from the
-		// checkpoint before each (from the start for a capture indexed
-		// before checkpoints were kept).
-		ra, err := gzipReaderAt(ctx, rp, ci, f)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		c.rr = pcapio.NewRecordReader(ra, path, &info.Layout)
-		return c, nil
 	}
 	if info.Compression != "" {
 		c.seq, err = pcapio.NewReader(f, path)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/klauspost/compress/zstd"
@@ -29,9 +30,14 @@ const GzipEvery = 8 << 20
 // let extraction check what it decompresses, and the window, the 32 KiB
 // of decompressed data before the point (none for a member start), is
 // zstd-compressed.
+//
+// A coder's encode is for one goroutine (the capture stream's); decode
+// may be called concurrently (a Store's readers share one decoder, whose
+// DecodeAll is safe for that).
 type resumeCoder struct {
-	enc *zstd.Encoder
-	dec *zstd.Decoder
+	enc     *zstd.Encoder
+	decOnce sync.Once
+	dec     *zstd.Decoder
 }
 
 func (c *resumeCoder) encode(dst []byte, p pcapio.GzipCheckpoint) []byte {
@@ -77,9 +83,7 @@ func (c *resumeCoder) decode(k resumeKey, v []byte) (pcapio.GzipCheckpoint, erro
 	if p.Member {
 		return p, nil
 	}
-	if c.dec == nil {
-		c.dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
-	}
+	c.decOnce.Do(func() { c.dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)) })
 	w, err := c.dec.DecodeAll(v, nil)
 	if err != nil {
 		return p, fmt.Errorf("%w: %v: %v", errCorrupt, k, err)
@@ -110,16 +114,37 @@ func (s *Store) ResumePoint(ctx context.Context, i int, off int64) (pcapio.GzipC
 		return pcapio.GzipCheckpoint{}, it.Error()
 	}
 	k := resumeKey{uint32(i), binary.BigEndian.Uint64(it.Key()[5:])}
-	var c resumeCoder
-	return c.decode(k, it.Value())
+	return s.windows.decode(k, it.Value())
 }
 
-// gzipReaderAt reads a gzip capture's records from its checkpoints.
-func gzipReaderAt(ctx context.Context, rp resumePointer, ci int, f *os.File) (io.ReaderAt, error) {
+// compressedReaderAt reads the decompressed bytes of a compressed
+// capture at its records' offsets: a seekable zstd file through its seek
+// table; a gzip file, or a zstd file of several frames, from the
+// index's checkpoint before each (from the start for one frame, or a
+// capture indexed before checkpoints were kept). It returns a nil
+// ReaderAt when r keeps no checkpoints (a scan): the capture is then
+// read sequentially. closer, if not nil, releases a decompressor.
+func compressedReaderAt(ctx context.Context, r Reader, ci int, f *os.File, path, compression string) (ra io.ReaderAt, closer io.Closer, err error) {
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	size := st.Size()
+	if compression == "zstd" && pcapio.IsSeekable(f, size) {
+		sr, err := pcapio.OpenSeekable(f, size, path)
+		return sr, nil, err
+	}
+	rp, ok := r.(resumePointer)
+	if !ok {
+		return nil, nil, nil
 	}
 	find := func(off int64) (pcapio.GzipCheckpoint, error) { return rp.ResumePoint(ctx, ci, off) }
-	return pcapio.NewGzipReaderAt(f, st.Size(), find, GzipEvery), nil
+	switch compression {
+	case "gzip":
+		return pcapio.NewGzipReaderAt(f, size, find, GzipEvery), nil, nil
+	case "zstd":
+		zr := pcapio.NewZstdReaderAt(f, size, find, GzipEvery)
+		return zr, zr, nil
+	}
+	return nil, nil, nil
 }

@@ -30,8 +30,9 @@ type Store struct {
 	provLate   []uint64                 // flows with N keys, ascending
 	liveIDs    func() ([]uint64, error) // flows live at the commit, decoded on first use
 	pathMu     sync.Mutex
-	paths      []string // located capture files, by capture index ("" until checked)
-	missing    []bool   // captures not found where they were (packets cannot be read)
+	paths      []string    // located capture files, by capture index ("" until checked)
+	missing    []bool      // captures not found where they were (packets cannot be read)
+	windows    resumeCoder // decodes gzip checkpoints' windows (resume.go)
 	// Interrupted is set when an index run died after this commit: what
 	// it wrote is ignored.
 	Interrupted bool
@@ -229,6 +230,9 @@ func (s *Store) Close() error {
 	if s.lock != nil {
 		s.lock.Close()
 		s.lock = nil
+	}
+	if s.windows.dec != nil {
+		s.windows.dec.Close()
 	}
 	return err
 }
