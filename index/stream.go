@@ -216,13 +216,7 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 	r.OnWarning = s.opts.Warn
 	if info.Compression == "gzip" && h.file != nil {
 		ci := h.ci
-		every := s.opts.gzEvery
-		if every == 0 {
-			every = GzipEvery
-		}
-		r.GzipCheckpoints(every, func(p pcapio.GzipCheckpoint) {
-			s.points = append(s.points, streamEvent{ci: ci, point: s.coder.encode(nil, p), out: p.Out})
-		})
+		r.GzipCheckpoints(s.checkpointEvery(), func(p pcapio.GzipCheckpoint) { s.keepPoint(ci, p) })
 	}
 	h.r = r
 	err = s.advance(h)
@@ -241,18 +235,27 @@ func (s *captureStream) zstdFrames(f *os.File, size int64, ci int) bool {
 	if err != nil || len(frames) < 2 {
 		return false
 	}
-	every := s.opts.gzEvery
-	if every == 0 {
-		every = GzipEvery
-	}
-	last := int64(0)
+	every, last := s.checkpointEvery(), int64(0)
 	for _, fr := range frames {
 		if fr.Out == 0 || fr.Out-last >= every {
-			s.points = append(s.points, streamEvent{ci: ci, point: s.coder.encode(nil, pcapio.GzipCheckpoint{In: fr.In * 8, Out: fr.Out, Member: true}), out: fr.Out})
+			s.keepPoint(ci, pcapio.GzipCheckpoint{In: fr.In * 8, Out: fr.Out, Member: true})
 			last = fr.Out
 		}
 	}
 	return true
+}
+
+// checkpointEvery is the spacing of compressed captures' checkpoints.
+func (s *captureStream) checkpointEvery() int64 {
+	if s.opts.gzEvery > 0 {
+		return s.opts.gzEvery
+	}
+	return GzipEvery
+}
+
+// keepPoint queues checkpoint p of capture ci for the batch.
+func (s *captureStream) keepPoint(ci int, p pcapio.GzipCheckpoint) {
+	s.points = append(s.points, streamEvent{ci: ci, point: s.coder.encode(nil, p), out: p.Out})
 }
 
 // flushPoints moves the gzip checkpoints read into the batch.
