@@ -68,6 +68,15 @@ func (q *Query) expr() (Expr, error) {
 	return query.Parse(q.Filter)
 }
 
+// parse is expr for a listing: it also checks the order and window.
+func (q *Query) parse() (Expr, error) {
+	e, err := q.expr()
+	if err == nil {
+		err = q.check()
+	}
+	return e, err
+}
+
 func (q *Query) check() error {
 	if q.Sort != "" && !slices.Contains(SortKeys, q.Sort) {
 		return fmt.Errorf("unknown sort key %q (want id, first, last, packets, bytes or duration)", q.Sort)
@@ -86,10 +95,7 @@ var errStop = errors.New("stop")
 // early stops the selection.
 func (a *Archive) Flows(ctx context.Context, q Query) iter.Seq2[*Flow, error] {
 	return func(yield func(*Flow, error) bool) {
-		e, err := q.expr()
-		if err == nil {
-			err = q.check()
-		}
+		e, err := q.parse()
 		if err != nil {
 			yield(nil, err)
 			return
@@ -251,10 +257,7 @@ func (a *Archive) Flow(ctx context.Context, id uint64) (*Flow, error) {
 // that differ only in VLAN or tunnel carry those in their flows' keys.
 func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Conversation, error] {
 	return func(yield func(*Conversation, error) bool) {
-		e, err := q.expr()
-		if err == nil {
-			err = q.check()
-		}
+		e, err := q.parse()
 		if err != nil {
 			yield(nil, err)
 			return
