@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,18 @@ func TestCompressSeekable(t *testing.T) {
 	}
 	if r := runCLI(t, nil, "compress", plain, "-o", z); r.code != 2 || !strings.Contains(r.stderr, "--force") {
 		t.Errorf("compress over an existing output: %+v", r)
+	}
+	// A damaged capture: an error with the offset, and no output.
+	bad := append([]byte(nil), b.Bytes()...)
+	binary.LittleEndian.PutUint32(bad[24+8:], 0x7fffffff) // the first record's captured length
+	badPath := filepath.Join(dir, "bad.pcap")
+	os.WriteFile(badPath, bad, 0o644)
+	badOut := filepath.Join(dir, "bad.pcap.zst")
+	if r := runCLI(t, nil, "compress", badPath, "-o", badOut); r.code != 1 || !strings.Contains(r.stderr, "offset 24") {
+		t.Errorf("compress of a damaged capture: %+v", r)
+	}
+	if _, err := os.Stat(badOut); err == nil {
+		t.Error("a failed compress left its output")
 	}
 	zb, _ := os.ReadFile(z)
 	dec, _ := zstd.NewReader(nil) // a stream decoder here would hold the decoder DecodeAll waits for

@@ -132,6 +132,8 @@ func TestFullDisk(t *testing.T) {
 			{[]string{"streams", big, "-O", filepath.Join(disk, "out")}, "out"},
 			{[]string{"streams", big, "-O", existing, "--force"}, ""},
 			{[]string{"compat", big, "--extract-port", "0", "65535", "-o", filepath.Join(disk, "c.pcap")}, "c.pcap"},
+			{[]string{"compress", big, "-o", filepath.Join(disk, "x.pcap.zst")}, "x.pcap.zst"},
+			{[]string{"compress", big, "-o", keep, "--force"}, ""},
 		} {
 			r := runCLI(t, nil, tc.args...)
 			if r.code != 1 || !strings.Contains(r.stderr, disk) || !strings.Contains(r.stderr, "no space left on device") {
