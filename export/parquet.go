@@ -186,24 +186,59 @@ func Parquet(ctx context.Context, a *pcapflow.Archive, dir string, o *Options) (
 			return nil, fmt.Errorf("%s: %w", f.tmp.Name(), err)
 		}
 	}
-	// Publish: the files, then the state that says they are there.
+	// The new state is written in full before anything is published, so
+	// that a full disk cannot leave files the state does not know of
+	// (a later run would export their rows again).
+	slices.Sort(nextPending)
+	st.Next, st.Pending, st.Runs = a.NumFlows()+1, nextPending, run
+	b, _ := json.MarshalIndent(st, "", "  ")
+	tmp := filepath.Join(dir, "."+stateFile+".tmp")
+	if err := writeSynced(tmp, append(b, '\n')); err != nil {
+		os.Remove(tmp)
+		cleanup()
+		return nil, fmt.Errorf("%s: %w", tmp, err)
+	}
+	// Publish: the files, then the state that says they are there. A
+	// failure takes back what this run published.
+	var published []string
+	unpublish := func() {
+		for _, p := range published {
+			os.Remove(p)
+		}
+		os.Remove(tmp)
+		cleanup()
+	}
 	for _, f := range files {
 		if err := os.Rename(f.tmp.Name(), f.final); err != nil {
-			cleanup()
+			unpublish()
 			return nil, err
 		}
+		published = append(published, f.final)
 		if st, err := os.Stat(f.final); err == nil {
 			res.Bytes += st.Size()
 		}
 		rel, _ := filepath.Rel(dir, f.final)
 		res.Files = append(res.Files, rel)
 	}
-	slices.Sort(nextPending)
-	st.Next, st.Pending, st.Runs = a.NumFlows()+1, nextPending, run
-	b, _ := json.MarshalIndent(st, "", "  ")
-	tmp := filepath.Join(dir, "."+stateFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return res, err
+	if err := os.Rename(tmp, filepath.Join(dir, stateFile)); err != nil {
+		unpublish()
+		return nil, err
 	}
-	return res, os.Rename(tmp, filepath.Join(dir, stateFile))
+	return res, nil
+}
+
+// writeSynced writes b to a new file at path and syncs it.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

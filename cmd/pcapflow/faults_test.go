@@ -115,6 +115,29 @@ func TestFullDisk(t *testing.T) {
 		}
 	})
 
+	t.Run("export", func(t *testing.T) {
+		idx := filepath.Join(t.TempDir(), "idx")
+		if r := runCLI(t, nil, "index", "-i", idx, big); r.code != 0 {
+			t.Fatalf("index: %+v", r)
+		}
+		disk := smallDisk(t, "256k")
+		fill(t, disk)
+		r := runCLI(t, nil, "export", "-i", idx, "-o", filepath.Join(disk, "export"), "--sensor", "s1")
+		if r.code != 1 || !strings.Contains(r.stderr, disk) || !strings.Contains(r.stderr, "no space left on device") {
+			t.Errorf("export on a full disk: %+v", r)
+		}
+		var left []string
+		filepath.WalkDir(filepath.Join(disk, "export"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				left = append(left, p)
+			}
+			return nil
+		})
+		if len(left) > 0 {
+			t.Errorf("a failed export left %d files, first %s", len(left), left[0])
+		}
+	})
+
 	t.Run("extract and streams", func(t *testing.T) {
 		disk := smallDisk(t, "256k")
 		keep := filepath.Join(disk, "keep.pcap")
