@@ -179,7 +179,9 @@ func (s *captureStream) run(ctx context.Context, free <-chan *decodedBatch, out 
 			s.rival = s.heads.second()
 		}
 		if b.n == batchLen {
-			b.offset = h.r.Offset()
+			if h.r != nil { // (end set it for a capture that ended)
+				b.offset = h.r.Offset()
+			}
 			if !send() {
 				return
 			}
