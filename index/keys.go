@@ -56,6 +56,12 @@ const (
 	tagResume     = 'Z'
 )
 
+// Numbers in keys are big-endian, so that keys sort as their numbers do.
+var (
+	be32 = binary.BigEndian.AppendUint32
+	be64 = binary.BigEndian.AppendUint64
+)
+
 // flowBlock is the number of flow records per F key (and tails per Q key).
 const flowBlock = 64
 
@@ -94,17 +100,14 @@ func decodeMetaKey(b []byte) metaKey { return metaKey(b[1:]) }
 type captureKey uint32
 
 func (k captureKey) encode() []byte {
-	return binary.BigEndian.AppendUint32([]byte{tagCapture}, uint32(k))
+	return be32([]byte{tagCapture}, uint32(k))
 }
 func (k captureKey) String() string { return fmt.Sprintf("K/%d", uint32(k)) }
 
 // checkpointKey is a chunk of a capture's record offsets.
 type checkpointKey struct{ capture, chunk uint32 }
 
-func (k checkpointKey) encode() []byte {
-	b := binary.BigEndian.AppendUint32([]byte{tagCheckpoint}, k.capture)
-	return binary.BigEndian.AppendUint32(b, k.chunk)
-}
+func (k checkpointKey) encode() []byte { return be32(be32([]byte{tagCheckpoint}, k.capture), k.chunk) }
 func (k checkpointKey) String() string { return fmt.Sprintf("C/%d/%d", k.capture, k.chunk) }
 
 // resumeKey is a gzip checkpoint of a capture (resume.go), by the
@@ -115,10 +118,7 @@ type resumeKey struct {
 	out     uint64
 }
 
-func (k resumeKey) encode() []byte {
-	b := binary.BigEndian.AppendUint32([]byte{tagResume}, k.capture)
-	return binary.BigEndian.AppendUint64(b, k.out)
-}
+func (k resumeKey) encode() []byte { return be64(be32([]byte{tagResume}, k.capture), k.out) }
 func (k resumeKey) String() string { return fmt.Sprintf("Z/%d/%d", k.capture, k.out) }
 
 // blockKey is the key of a block of flows (F, G, Q or R).
@@ -127,7 +127,7 @@ type blockKey struct {
 	first uint64
 }
 
-func (k blockKey) encode() []byte { return binary.BigEndian.AppendUint64([]byte{k.tag}, k.first) }
+func (k blockKey) encode() []byte { return be64([]byte{k.tag}, k.first) }
 func (k blockKey) String() string { return fmt.Sprintf("%c/%d", k.tag, k.first) }
 func decodeBlockKey(b []byte) (blockKey, error) {
 	if len(b) != 9 {
@@ -145,7 +145,7 @@ type lateKey struct {
 	id  uint64
 }
 
-func (k lateKey) encode() []byte { return binary.BigEndian.AppendUint64([]byte{k.tag}, k.id) }
+func (k lateKey) encode() []byte { return be64([]byte{k.tag}, k.id) }
 func (k lateKey) String() string { return fmt.Sprintf("%c/%d", k.tag, k.id) }
 
 // chunkKey is a full posting chunk of a flow.
@@ -154,10 +154,7 @@ type chunkKey struct {
 	chunk uint32
 }
 
-func (k chunkKey) encode() []byte {
-	b := binary.BigEndian.AppendUint64([]byte{tagChunk}, k.id)
-	return binary.BigEndian.AppendUint32(b, k.chunk)
-}
+func (k chunkKey) encode() []byte { return be32(be64([]byte{tagChunk}, k.id), k.chunk) }
 func (k chunkKey) String() string { return fmt.Sprintf("P/%d/%d", k.id, k.chunk) }
 func decodeChunkKey(b []byte) (chunkKey, error) {
 	if len(b) != 13 || b[0] != tagChunk {
@@ -187,9 +184,9 @@ func (k listKey) prefix() []byte {
 func (k listKey) encode() []byte {
 	b := k.prefix()
 	if k.final {
-		b = binary.BigEndian.AppendUint32(b, k.gen)
+		b = be32(b, k.gen)
 	}
-	return binary.BigEndian.AppendUint64(b, k.first)
+	return be64(b, k.first)
 }
 
 func (k listKey) String() string {
@@ -232,12 +229,12 @@ type addrKey struct {
 
 // addrSegmentPrefix is the key prefix of one segment's blocks of a field.
 func addrSegmentPrefix(f Field, ver uint8, segment uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{tagAddr, byte(f), ver}, segment)
+	return be64([]byte{tagAddr, byte(f), ver}, segment)
 }
 
 func (k addrKey) encode() []byte {
 	b := append(addrSegmentPrefix(k.field, k.ver, k.segment), k.addr...)
-	return binary.BigEndian.AppendUint64(b, k.id)
+	return be64(b, k.id)
 }
 
 func (k addrKey) String() string {
@@ -268,10 +265,7 @@ type inCaptureKey struct {
 	first   uint64
 }
 
-func (k inCaptureKey) encode() []byte {
-	b := binary.BigEndian.AppendUint32([]byte{tagInCapture}, k.capture)
-	return binary.BigEndian.AppendUint64(b, k.first)
-}
+func (k inCaptureKey) encode() []byte { return be64(be32([]byte{tagInCapture}, k.capture), k.first) }
 func (k inCaptureKey) String() string { return fmt.Sprintf("D/%d/%d", k.capture, k.first) }
 func decodeInCaptureKey(b []byte) (inCaptureKey, error) {
 	if len(b) != 13 || b[0] != tagInCapture {
@@ -283,7 +277,7 @@ func decodeInCaptureKey(b []byte) (inCaptureKey, error) {
 // stateKey is a chunk of the live state.
 type stateKey uint32
 
-func (k stateKey) encode() []byte { return binary.BigEndian.AppendUint32([]byte{tagState}, uint32(k)) }
+func (k stateKey) encode() []byte { return be32([]byte{tagState}, uint32(k)) }
 func (k stateKey) String() string { return fmt.Sprintf("S/%d", uint32(k)) }
 
 // prefixEnd returns the smallest key greater than every key with the

@@ -58,24 +58,31 @@ import (
 // A TCP flow's flags and, unless mirrored, the code of its state and
 // history (historyTable) are in its flag word.
 const (
-	bPeer      = 1 << 0
-	bMirror    = 1 << 1
-	bIPv6      = 1 << 2
-	bSrcMAC    = 1 << 3
-	bDstMAC    = 1 << 4
-	bTCP       = 1 << 5
-	bSeq       = 1 << 6
-	bVLANShift = 7 // 3 bits: VLAN count
-	bTunnel    = 1 << 10
-	bCapture   = 1 << 11
-	bKeyRev    = 1 << 12
-	bAddrSame  = 1 << 13
-	bMACSame   = 1 << 14
-	bSportDict = 1 << 15
-	bDportDict = 1 << 16
-	bPeerLater = 1 << 17
-	bTimesPeer = 1 << 18
-	bNoPayload = 1 << 19
+	bPeer = 1 << iota
+	bMirror
+	bIPv6
+	bSrcMAC
+	bDstMAC
+	bTCP
+	bSeq
+	_ // bits 7-9: the VLAN count (bVLANShift)
+	_
+	_
+	bTunnel
+	bCapture
+	bKeyRev
+	bAddrSame
+	bMACSame
+	bSportDict
+	bDportDict
+	bPeerLater
+	bTimesPeer
+	bNoPayload
+)
+
+// Fields of the flag word wider than a bit.
+const (
+	bVLANShift = 7  // 3 bits: VLAN count
 	bTCPShift  = 20 // 8 bits: the TCP flags
 	bHistShift = 28 // 7 bits: the history code; 0x7f: given in the TCP column
 	bHistOwn   = 0x7f
@@ -270,15 +277,7 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 					c = binary.BigEndian.AppendUint16(c, p.port)
 				}
 			}
-			for _, v := range k.VLANs() {
-				c = binary.AppendUvarint(c, uint64(v))
-			}
-			if k.TunnelType != 0 {
-				c = append(c, byte(k.TunnelType))
-				c = binary.AppendUvarint(c, uint64(k.TunnelID))
-				c = binary.AppendUvarint(c, uint64(k.Tunnel))
-			}
-			cols[cKey] = c
+			cols[cKey] = appendKeyContext(c, k)
 			lastKey = f
 		}
 		if k.TunnelType != 0 {
@@ -707,3 +706,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	}
 	return nil
 }
+
+// The flag bits are the stored layout: this fails to compile if an
+// edit above moves one (a change of layout is a new schema version).
+var _ = [1]struct{}{}[bSeq^1<<6|bTunnel^1<<10|bNoPayload^1<<19|bNoPayload<<1^1<<bTCPShift]

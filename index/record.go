@@ -174,14 +174,7 @@ func appendEntry(b []byte, f *flow.Flow, base blockBase, peer *flow.Flow) []byte
 		b = append(b, k.Dst[:alen]...)
 		b = binary.AppendUvarint(b, uint64(k.SrcPort))
 		b = binary.AppendUvarint(b, uint64(k.DstPort))
-		for _, v := range k.VLANs() {
-			b = binary.AppendUvarint(b, uint64(v))
-		}
-		if k.TunnelType != 0 {
-			b = append(b, byte(k.TunnelType))
-			b = binary.AppendUvarint(b, uint64(k.TunnelID))
-			b = binary.AppendUvarint(b, uint64(k.Tunnel))
-		}
+		b = appendKeyContext(b, k)
 	}
 	if k.TunnelType != 0 {
 		b = binary.AppendVarint(b, int64(f.Outer-f.ID))
@@ -352,4 +345,21 @@ func (d *entryDecoder) decodeEntry(f *flow.Flow) {
 			f.OverlapBytes = d.uvarint()
 		}
 	}
+}
+
+// appendKeyContext encodes what a key has beyond its 5-tuple, in records
+// and record blocks alike:
+//
+//	uvarint VLAN*                     (the count is in the flags)
+//	u8 tunnel type, uvarint tunnel ID, uvarint tunnel slot   if in a tunnel
+func appendKeyContext(b []byte, k *flow.Key) []byte {
+	for _, v := range k.VLANs() {
+		b = binary.AppendUvarint(b, uint64(v))
+	}
+	if k.TunnelType != 0 {
+		b = append(b, byte(k.TunnelType))
+		b = binary.AppendUvarint(b, uint64(k.TunnelID))
+		b = binary.AppendUvarint(b, uint64(k.Tunnel))
+	}
+	return b
 }

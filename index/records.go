@@ -67,7 +67,7 @@ func Records(ctx context.Context, r Reader, ids []uint64, fn RecordFunc) error {
 		}
 		curs = append(curs, c)
 	}
-	h := &cursorHeap{}
+	h := &minHeap[*cursor]{}
 	for _, c := range curs {
 		ok, err := c.next()
 		if err != nil {
@@ -226,22 +226,12 @@ func (c *cursor) readSequential(idx int64) error {
 	}
 }
 
-type cursorHeap []*cursor
-
-func (h cursorHeap) Len() int { return len(h) }
-func (h cursorHeap) Less(i, j int) bool {
-	if h[i].rec.Timestamp != h[j].rec.Timestamp {
-		return h[i].rec.Timestamp < h[j].rec.Timestamp
+// before orders records by time, then by capture, as mergecap does.
+func (c *cursor) before(d *cursor) bool {
+	if c.rec.Timestamp != d.rec.Timestamp {
+		return c.rec.Timestamp < d.rec.Timestamp
 	}
-	return h[i].capture < h[j].capture
-}
-func (h cursorHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *cursorHeap) Push(x any)   { *h = append(*h, x.(*cursor)) }
-func (h *cursorHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+	return c.capture < d.capture
 }
 
 // Layouts returns the layouts of the captures, for an output Copier.

@@ -77,16 +77,7 @@ func TestGzipCheckpoints(t *testing.T) {
 	}{{1, 1}, {1, 9}, {30, 6}} {
 		name := fmt.Sprintf("x%d-%d.pcap.gz", c.members, c.level)
 		gz := filepath.Join(dir, name)
-		os.WriteFile(gz, gzipParts(b.Bytes(), c.members, c.level), 0o644)
-		var o index.Options
-		index.SetGzipEvery(&o, 256<<10)
-		if _, err := index.Build(context.Background(), filepath.Join(dir, name+".idx"), []string{gz}, o); err != nil {
-			t.Fatal(err)
-		}
-		z, err := index.Open(filepath.Join(dir, name+".idx"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		z := indexCompressed(t, gz, gzipParts(b.Bytes(), c.members, c.level))
 		pts, err := index.ResumePoints(z, 0)
 		if err != nil || len(pts) < 10 {
 			t.Fatalf("%s: %d checkpoints, %v", name, len(pts), err)
@@ -125,18 +116,7 @@ func TestGzipDamagedAfterIndex(t *testing.T) {
 	dir := t.TempDir()
 	gz := filepath.Join(dir, "x.pcap.gz")
 	data := gzipParts(b.Bytes(), 1, 6)
-	os.WriteFile(gz, data, 0o644)
-	var o index.Options
-	index.SetGzipEvery(&o, 256<<10)
-	idx := filepath.Join(dir, "idx")
-	if _, err := index.Build(context.Background(), idx, []string{gz}, o); err != nil {
-		t.Fatal(err)
-	}
-	z, err := index.Open(idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer z.Close()
+	z := indexCompressed(t, gz, data)
 	good, err := recordsOf(t, z, nil)
 	if err != nil || len(good) < len(b.Bytes()) {
 		t.Fatalf("every flow: %d bytes, %v", len(good), err)
@@ -187,17 +167,7 @@ func TestZstdFrameCheckpoints(t *testing.T) {
 		{"frames.pcap.zst", many.Bytes(), true},
 		{"one.pcap.zst", enc.EncodeAll(data, nil), false},
 	} {
-		z := filepath.Join(dir, c.name)
-		os.WriteFile(z, c.file, 0o644)
-		var o index.Options
-		index.SetGzipEvery(&o, 256<<10)
-		if _, err := index.Build(context.Background(), z+".idx", []string{z}, o); err != nil {
-			t.Fatal(err)
-		}
-		s, err := index.Open(z + ".idx")
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := indexCompressed(t, filepath.Join(dir, c.name), c.file)
 		pts, _ := index.ResumePoints(s, 0)
 		if c.points != (len(pts) > 10) {
 			t.Errorf("%s: %d checkpoints", c.name, len(pts))
@@ -236,18 +206,7 @@ func TestZstdFramesDamagedAfterIndex(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.pcap.zst")
 	file := z.Bytes()
-	os.WriteFile(path, file, 0o644)
-	var o index.Options
-	index.SetGzipEvery(&o, 256<<10)
-	idx := filepath.Join(dir, "idx")
-	if _, err := index.Build(context.Background(), idx, []string{path}, o); err != nil {
-		t.Fatal(err)
-	}
-	s, err := index.Open(idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := indexCompressed(t, path, file)
 	good, err := recordsOf(t, s, nil)
 	if err != nil || len(good) < b.Len() {
 		t.Fatalf("every flow: %d bytes, %v", len(good), err)
@@ -268,4 +227,24 @@ func TestZstdFramesDamagedAfterIndex(t *testing.T) {
 		t.Errorf("error does not name the capture and offset: %v", err)
 	}
 	t.Log(err)
+}
+
+// indexCompressed writes data to path and opens an index of it, in
+// path.idx, with checkpoints every 256 KiB.
+func indexCompressed(t *testing.T, path string, data []byte) *index.Store {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var o index.Options
+	index.SetGzipEvery(&o, 256<<10)
+	if _, err := index.Build(context.Background(), path+".idx", []string{path}, o); err != nil {
+		t.Fatal(err)
+	}
+	s, err := index.Open(path + ".idx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -52,7 +52,7 @@ type captureStream struct {
 	stdin   io.Reader
 	opts    *Options
 	firstCI int // index of the first capture opened
-	heads   streamHeap
+	heads   minHeap[*streamHead]
 	rival   *streamHead // the head read after heads[0], nil if none
 	opened  int
 	points  []streamEvent // gzip checkpoints read since the last record
@@ -72,11 +72,6 @@ type streamHead struct {
 	max   int64 // records read so far (Options.MaxPackets)
 }
 
-type streamHeap []*streamHead
-
-func (h streamHeap) Len() int           { return len(h) }
-func (h streamHeap) Less(i, j int) bool { return h[i].before(h[j]) }
-
 // before reports whether a's next record is read before b's.
 func (a *streamHead) before(b *streamHead) bool {
 	if a.ts != b.ts {
@@ -86,29 +81,6 @@ func (a *streamHead) before(b *streamHead) bool {
 		return a.r != nil // go on with an open capture before opening the next
 	}
 	return a.order < b.order
-}
-
-// second is the head that comes after h[0]: one of its children.
-func (h streamHeap) second() *streamHead {
-	switch len(h) {
-	case 0, 1:
-		return nil
-	case 2:
-		return h[1]
-	}
-	if h[2].before(h[1]) {
-		return h[2]
-	}
-	return h[1]
-}
-
-func (h streamHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *streamHeap) Push(x any)   { *h = append(*h, x.(*streamHead)) }
-func (h *streamHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
 
 // run reads every capture into batches. free supplies empty batches;
