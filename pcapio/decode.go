@@ -318,11 +318,9 @@ func (p *Packet) ppp(d []byte, off int) {
 	}
 	switch proto {
 	case 0x0021:
-		p.EtherType = 0x0800
-		p.ipv4(d, off)
+		p.ipVersion(4, d, off)
 	case 0x0057:
-		p.EtherType = 0x86dd
-		p.ipv6(d, off)
+		p.ipVersion(6, d, off)
 	case 0x0281, 0x0283:
 		p.mpls(d, off)
 	default:
@@ -335,7 +333,16 @@ func (p *Packet) rawIP(d []byte, off int) {
 		p.Problem = ProblemShortIP
 		return
 	}
-	switch d[off] >> 4 {
+	if !p.ipVersion(d[off]>>4, d, off) {
+		p.Problem = ProblemBadIP
+	}
+}
+
+// ipVersion decodes the IP datagram at off of a link that carries IP
+// without an EtherType (raw IP, PPP), as if it had the EtherType of its
+// version; it reports false for a version other than 4 and 6.
+func (p *Packet) ipVersion(v byte, d []byte, off int) bool {
+	switch v {
 	case 4:
 		p.EtherType = 0x0800
 		p.ipv4(d, off)
@@ -343,8 +350,9 @@ func (p *Packet) rawIP(d []byte, off int) {
 		p.EtherType = 0x86dd
 		p.ipv6(d, off)
 	default:
-		p.Problem = ProblemBadIP
+		return false
 	}
+	return true
 }
 
 func (p *Packet) ipv4(d []byte, off int) {
@@ -487,13 +495,9 @@ func (p *Packet) transport(d []byte, l4, end int) {
 	avail := capEnd - l4
 	switch p.Proto {
 	case ProtoTCP:
-		if avail < 4 {
-			p.setPayload(l4, end, capEnd)
+		if !p.portPair(d, l4, end, capEnd) {
 			return
 		}
-		p.L4Offset, p.HasPorts = l4, true
-		p.SrcPort = binary.BigEndian.Uint16(d[l4:])
-		p.DstPort = binary.BigEndian.Uint16(d[l4+2:])
 		if avail < 20 {
 			p.setPayload(capEnd, end, capEnd)
 			return
@@ -509,13 +513,9 @@ func (p *Packet) transport(d []byte, l4, end int) {
 		}
 		p.setPayload(l4+hl, end, capEnd)
 	case ProtoUDP:
-		if avail < 4 {
-			p.setPayload(l4, end, capEnd)
+		if !p.portPair(d, l4, end, capEnd) {
 			return
 		}
-		p.L4Offset, p.HasPorts = l4, true
-		p.SrcPort = binary.BigEndian.Uint16(d[l4:])
-		p.DstPort = binary.BigEndian.Uint16(d[l4+2:])
 		if avail >= 8 && !p.Fragment {
 			// The UDP length can only shorten the datagram (trailing
 			// bytes inside the IP packet are not UDP data).
@@ -537,13 +537,9 @@ func (p *Packet) transport(d []byte, l4, end int) {
 		p.SrcPort, p.DstPort = uint16(d[l4]), uint16(d[l4+1])
 		p.setPayload(min(l4+8, end), end, capEnd)
 	case ProtoSCTP:
-		if avail < 4 {
-			p.setPayload(l4, end, capEnd)
+		if !p.portPair(d, l4, end, capEnd) {
 			return
 		}
-		p.L4Offset, p.HasPorts = l4, true
-		p.SrcPort = binary.BigEndian.Uint16(d[l4:])
-		p.DstPort = binary.BigEndian.Uint16(d[l4+2:])
 		p.setPayload(min(l4+12, end), end, capEnd)
 	default:
 		p.setPayload(l4, end, capEnd)
@@ -551,6 +547,20 @@ func (p *Packet) transport(d []byte, l4, end int) {
 			p.ipTunnel(d[:capEnd], l4, p.opts)
 		}
 	}
+}
+
+// portPair reads the 16-bit source and destination ports that TCP, UDP
+// and SCTP headers start with; without 4 bytes for them, the payload
+// starts at l4 and it reports false.
+func (p *Packet) portPair(d []byte, l4, end, capEnd int) bool {
+	if capEnd-l4 < 4 {
+		p.setPayload(l4, end, capEnd)
+		return false
+	}
+	p.L4Offset, p.HasPorts = l4, true
+	p.SrcPort = binary.BigEndian.Uint16(d[l4:])
+	p.DstPort = binary.BigEndian.Uint16(d[l4+2:])
+	return true
 }
 
 func (p *Packet) setPayload(at, end, capEnd int) {

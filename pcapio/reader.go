@@ -223,6 +223,16 @@ func (x *Reader) Name() string { return x.name }
 // means the capture was cut short and every earlier record was returned.
 // rec.Data is valid until the next call.
 func (x *Reader) Next(rec *Record) error {
+	if err := x.next(rec); err != nil {
+		return err
+	}
+	rec.Index = x.stats.Records
+	x.stats.Records++
+	return nil
+}
+
+// next reads the next record of either format; its error is sticky.
+func (x *Reader) next(rec *Record) error {
 	if x.err != nil {
 		return x.err
 	}
@@ -232,13 +242,8 @@ func (x *Reader) Next(rec *Record) error {
 	} else {
 		err = x.nextNG(rec)
 	}
-	if err != nil {
-		x.err = err
-		return err
-	}
-	rec.Index = x.stats.Records
-	x.stats.Records++
-	return nil
+	x.err = err
+	return err
 }
 
 // fill makes at least n unread bytes available in buf[r:w]. It returns
@@ -574,19 +579,21 @@ func (x *Reader) packetBlock(off int64, btype uint32, b []byte, rec *Record) (bo
 	var dataAt int
 	hasTs := true
 	switch btype {
-	case blockEPB:
+	case blockEPB, blockOPB:
+		// The obsolete packet block has the layout of the enhanced
+		// one, with a 16-bit interface ID and drop count in its place.
 		if len(b) < 32 {
-			return false, x.errorf(off, ErrBadBlock, "enhanced packet block of %d bytes", len(b))
+			what := "enhanced packet"
+			if btype == blockOPB {
+				what = "packet"
+			}
+			return false, x.errorf(off, ErrBadBlock, "%s block of %d bytes", what, len(b))
 		}
-		ifid = x.u32(b[8:])
-		units = uint64(x.u32(b[12:]))<<32 | uint64(x.u32(b[16:]))
-		caplen, origlen = x.u32(b[20:]), x.u32(b[24:])
-		dataAt = 28
-	case blockOPB:
-		if len(b) < 32 {
-			return false, x.errorf(off, ErrBadBlock, "packet block of %d bytes", len(b))
+		if btype == blockEPB {
+			ifid = x.u32(b[8:])
+		} else {
+			ifid = uint32(x.u16(b[8:]))
 		}
-		ifid = uint32(x.u16(b[8:]))
 		units = uint64(x.u32(b[12:]))<<32 | uint64(x.u32(b[16:]))
 		caplen, origlen = x.u32(b[20:]), x.u32(b[24:])
 		dataAt = 28

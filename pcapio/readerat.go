@@ -150,17 +150,7 @@ func (rr *RecordReader) Next(rec *Record) error {
 	if !rr.walking {
 		return errors.New("pcapio: RecordReader.Next without SeekRecord")
 	}
-	if x.err != nil {
-		return x.err
-	}
-	var err error
-	if x.layout.Format == FormatPcap {
-		err = x.nextPcap(rec)
-	} else {
-		err = x.nextNG(rec)
-	}
-	if err != nil {
-		x.err = err
+	if err := x.next(rec); err != nil {
 		return err
 	}
 	rec.Index = rr.index

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/pcapflow/pcapflow/internal/window"
 	"io"
 	"slices"
 	"sync"
@@ -228,30 +229,18 @@ type ZstdReaderAt struct {
 	find   func(off int64) (GzipCheckpoint, error)
 	ahead  int64
 	dec    *zstd.Decoder
-	live   bool   // positioned: in and pos say where
-	stream bool   // dec streams from a large frame on
-	in     int64  // file offset of the next frame (when not streaming)
-	pos    int64  // decompressed offset of the next byte
-	buf    []byte // the last bytes decompressed
-	bufAt  int64
+	live   bool          // positioned: in and pos say where
+	stream bool          // dec streams from a large frame on
+	in     int64         // file offset of the next frame (when not streaming)
+	pos    int64         // decompressed offset of the next byte
+	win    window.Window // the last bytes decompressed
 }
 
 // ReadAt implements io.ReaderAt.
 func (z *ZstdReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	n := 0
-	for n < len(p) {
-		at := off + int64(n)
-		if at >= z.bufAt && at < z.bufAt+int64(len(z.buf)) {
-			n += copy(p[n:], z.buf[at-z.bufAt:])
-			continue
-		}
-		if err := z.next(at); err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return z.win.ReadAt(p, off, z.next)
 }
 
 // next makes buf hold the decompressed bytes at offset at.
@@ -271,7 +260,7 @@ func (z *ZstdReaderAt) next(at int64) error {
 			return fmt.Errorf("the checkpoint for decompressed offset %d lies at %d: %w", at, c.Out, ErrBadBlock)
 		}
 		if !z.live || c.Out > z.pos || at < z.pos {
-			z.live, z.stream, z.in, z.pos, z.buf = true, false, c.In/8, c.Out, z.buf[:0]
+			z.live, z.stream, z.in, z.pos, z.win.Buf = true, false, c.In/8, c.Out, z.win.Buf[:0]
 		}
 	}
 	for {
@@ -287,11 +276,11 @@ func (z *ZstdReaderAt) next(at int64) error {
 
 // fill decompresses the next frame, or the next 64 KiB of a large one.
 func (z *ZstdReaderAt) fill() error {
-	z.bufAt = z.pos
+	z.win.At = z.pos
 	if z.stream {
-		z.buf = slices.Grow(z.buf[:0], 64<<10)[:64<<10]
-		m, err := io.ReadFull(z.dec, z.buf)
-		z.buf = z.buf[:m]
+		z.win.Buf = slices.Grow(z.win.Buf[:0], 64<<10)[:64<<10]
+		m, err := io.ReadFull(z.dec, z.win.Buf)
+		z.win.Buf = z.win.Buf[:m]
 		z.pos += int64(m)
 		if m == 0 {
 			if err == io.ErrUnexpectedEOF || err == nil {
@@ -306,7 +295,7 @@ func (z *ZstdReaderAt) fill() error {
 	}
 	for {
 		if z.in >= z.size {
-			z.buf = z.buf[:0]
+			z.win.Buf = z.win.Buf[:0]
 			return io.EOF
 		}
 		fr, err := walkZstdFrame(z.ra, z.in, z.size)
@@ -324,11 +313,11 @@ func (z *ZstdReaderAt) fill() error {
 			}
 			return z.fill()
 		}
-		d, err := decodeZstdFrame(z.ra, z.dec, z.in, fr.end, z.buf)
+		d, err := decodeZstdFrame(z.ra, z.dec, z.in, fr.end, z.win.Buf)
 		if err != nil {
 			return err
 		}
-		z.buf, z.in = d, fr.end
+		z.win.Buf, z.in = d, fr.end
 		z.pos += int64(len(d))
 		if len(d) > 0 {
 			return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/pcapflow/pcapflow/internal/window"
 	"hash/crc32"
 	"io"
 	"sync"
@@ -332,10 +333,9 @@ type ReaderAt struct {
 	find  func(off int64) (Checkpoint, error)
 	ahead int64 // how far ahead of the current position reading on beats a checkpoint
 	cur   *GzipReader
-	ck    Checkpoint // the checkpoint cur decompresses the span of
-	span  int        // the next span of ck that cur returns
-	buf   []byte     // span span-1 (verified)
-	bufAt int64      // its offset
+	ck    Checkpoint    // the checkpoint cur decompresses the span of
+	span  int           // the next span of ck that cur returns
+	win   window.Window // span span-1 (verified)
 }
 
 // NewReaderAt reads the gzip file ra of the given size. find returns the
@@ -343,30 +343,19 @@ type ReaderAt struct {
 // Checkpoint, the file's start, when there is none). ahead is about the
 // checkpoint spacing.
 func NewReaderAt(ra io.ReaderAt, size int64, find func(off int64) (Checkpoint, error), ahead int64) *ReaderAt {
-	return &ReaderAt{ra: ra, size: size, find: find, ahead: ahead, buf: make([]byte, 0, SumEvery)}
+	return &ReaderAt{ra: ra, size: size, find: find, ahead: ahead, win: window.Window{Buf: make([]byte, 0, SumEvery)}}
 }
 
 // ReadAt implements io.ReaderAt.
 func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
-	for n < len(p) {
-		at := off + int64(n)
-		if at >= r.bufAt && at < r.bufAt+int64(len(r.buf)) {
-			n += copy(p[n:], r.buf[at-r.bufAt:])
-			continue
-		}
-		if err := r.next(at); err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return r.win.ReadAt(p, off, r.next)
 }
 
 // next makes buf hold the verified span that holds offset at.
 func (r *ReaderAt) next(at int64) error {
-	pos := r.bufAt + int64(len(r.buf)) // where cur stands
+	pos := r.win.End() // where cur stands
 	if r.cur == nil || at < pos || at-pos > r.ahead {
 		c, err := r.find(at)
 		if err != nil {
@@ -385,7 +374,7 @@ func (r *ReaderAt) next(at int64) error {
 		if err := r.fill(); err != nil {
 			return err
 		}
-		if at < r.bufAt+int64(len(r.buf)) {
+		if at < r.win.End() {
 			return nil
 		}
 	}
@@ -396,7 +385,7 @@ func (r *ReaderAt) start(c Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	r.cur, r.ck, r.span, r.buf, r.bufAt = z, c, 0, r.buf[:0], c.Out
+	r.cur, r.ck, r.span, r.win.Buf, r.win.At = z, c, 0, r.win.Buf[:0], c.Out
 	return nil
 }
 
@@ -422,21 +411,21 @@ func (r *ReaderAt) fill() error {
 	if r.ck.Sums != nil && r.span == len(r.ck.Sums)-1 {
 		size = r.ck.Len - int64(r.span)*SumEvery
 	}
-	r.bufAt += int64(len(r.buf))
-	r.buf = r.buf[:size]
-	m, err := io.ReadFull(r.cur, r.buf)
-	r.buf = r.buf[:m]
+	r.win.At += int64(len(r.win.Buf))
+	r.win.Buf = r.win.Buf[:size]
+	m, err := io.ReadFull(r.cur, r.win.Buf)
+	r.win.Buf = r.win.Buf[:m]
 	if r.ck.Sums != nil {
 		if err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				err = fmt.Errorf("%w: the file ends inside decompressed bytes %d-%d, which it held when it was indexed", io.ErrUnexpectedEOF, r.bufAt, r.bufAt+size)
+				err = fmt.Errorf("%w: the file ends inside decompressed bytes %d-%d, which it held when it was indexed", io.ErrUnexpectedEOF, r.win.At, r.win.At+size)
 			}
 			r.cur = nil
 			return err
 		}
-		if crc32.ChecksumIEEE(r.buf) != r.ck.Sums[r.span] {
-			r.cur, r.buf = nil, r.buf[:0]
-			return fmt.Errorf("%w: decompressed bytes %d-%d differ from when the file was indexed", ErrChecksum, r.bufAt, r.bufAt+size)
+		if crc32.ChecksumIEEE(r.win.Buf) != r.ck.Sums[r.span] {
+			r.cur, r.win.Buf = nil, r.win.Buf[:0]
+			return fmt.Errorf("%w: decompressed bytes %d-%d differ from when the file was indexed", ErrChecksum, r.win.At, r.win.At+size)
 		}
 	} else if m == 0 {
 		if err == io.ErrUnexpectedEOF {
