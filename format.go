@@ -1,7 +1,9 @@
 package pcapflow
 
 import (
+	"context"
 	"io"
+	"iter"
 
 	"github.com/pcapflow/pcapflow/flow"
 )
@@ -34,6 +36,40 @@ func NewFlowWriter(w io.Writer, f ListFormat, o *ListOptions) (FlowWriter, error
 // NewConversationWriter returns a writer of conversations in format f.
 func NewConversationWriter(w io.Writer, f ListFormat, o *ListOptions) (*ConversationWriter, error) {
 	return flow.NewConvWriter(w, f, o)
+}
+
+// ErrFormat means a listing format is none of the List constants.
+var ErrFormat = flow.ErrFormat
+
+// List writes what 'pcapflow flows' prints for q: its flows in format f,
+// or with bidir its conversations, then flushes. An unknown format is an
+// error wrapping ErrFormat, returned before anything is written.
+func (a *Archive) List(ctx context.Context, w io.Writer, q Query, bidir bool, f ListFormat, o *ListOptions) error {
+	if bidir {
+		cw, err := NewConversationWriter(w, f, o)
+		if err != nil {
+			return err
+		}
+		return writeEach(a.Conversations(ctx, q), cw.Write, cw.Flush)
+	}
+	fw, err := NewFlowWriter(w, f, o)
+	if err != nil {
+		return err
+	}
+	return writeEach(a.Flows(ctx, q), fw.Write, fw.Flush)
+}
+
+// writeEach writes every item of seq, then flushes; the first error ends it.
+func writeEach[T any](seq iter.Seq2[T, error], write func(T) error, flush func() error) error {
+	for v, err := range seq {
+		if err != nil {
+			return err
+		}
+		if err := write(v); err != nil {
+			return err
+		}
+	}
+	return flush()
 }
 
 // ListOptions returns options that name the archive's captures, with

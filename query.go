@@ -94,17 +94,16 @@ var errStop = errors.New("stop")
 // valid until the next one; copy it to keep it. Stopping the iteration
 // early stops the selection.
 func (a *Archive) Flows(ctx context.Context, q Query) iter.Seq2[*Flow, error] {
-	return func(yield func(*Flow, error) bool) {
+	return seqOf(func(yield func(*Flow, error) bool) error {
 		e, err := q.parse()
 		if err != nil {
-			yield(nil, err)
-			return
+			return err
 		}
 		keep := func(f *Flow) bool { return f.Packets >= q.MinPackets }
 		if (q.Sort == "" || q.Sort == SortID) && !q.Reverse {
 			// Streamed: the selection is in ID order.
 			pg := q.pager()
-			err := query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+			return query.Select(ctx, a.r, e, func(f *flow.Flow) error {
 				if !keep(f) {
 					return nil
 				}
@@ -120,10 +119,6 @@ func (a *Archive) Flows(ctx context.Context, q Query) iter.Seq2[*Flow, error] {
 				}
 				return nil
 			})
-			if err != nil && err != errStop {
-				yield(nil, err)
-			}
-			return
 		}
 		var flows []Flow
 		err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
@@ -133,14 +128,30 @@ func (a *Archive) Flows(ctx context.Context, q Query) iter.Seq2[*Flow, error] {
 			return nil
 		})
 		if err != nil {
-			yield(nil, err)
-			return
+			return err
 		}
 		sortBy(flows, func(f *Flow) (int64, uint64) { return flowKey(f, q.Sort), f.ID }, q.Reverse)
-		for i := range window(len(flows), q.Offset, q.Limit) {
-			if !yield(&flows[i], nil) {
-				return
-			}
+		yieldWindow(flows, q, yield)
+		return nil
+	})
+}
+
+// seqOf is the iterator of body, which yields and returns its error:
+// the error is yielded last (errStop, an early stop, is not an error).
+func seqOf[T any](body func(yield func(T, error) bool) error) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		if err := body(yield); err != nil && err != errStop {
+			var none T
+			yield(none, err)
+		}
+	}
+}
+
+// yieldWindow yields the page of items q's Offset and Limit select.
+func yieldWindow[T any](items []T, q Query, yield func(*T, error) bool) {
+	for i := range window(len(items), q.Offset, q.Limit) {
+		if !yield(&items[i], nil) {
+			return
 		}
 	}
 }
@@ -256,27 +267,27 @@ func (a *Archive) Flow(ctx context.Context, id uint64) (*Flow, error) {
 // directions, the earliest first, the latest last. Rows of conversations
 // that differ only in VLAN or tunnel carry those in their flows' keys.
 func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Conversation, error] {
-	return func(yield func(*Conversation, error) bool) {
+	return seqOf(func(yield func(*Conversation, error) bool) error {
 		e, err := q.parse()
 		if err != nil {
-			yield(nil, err)
-			return
+			return err
 		}
 		if e == nil && (q.Sort == "" || q.Sort == SortID) && !q.Reverse {
-			a.allConversations(ctx, q, yield)
-			return
+			return a.allConversations(ctx, q, yield)
 		}
 		byID := map[uint64]*Flow{}
-		var order []uint64
-		err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+		keep := func(f *flow.Flow) error { // a copy: f is reused
 			c := *f
 			byID[f.ID] = &c
-			order = append(order, f.ID)
 			return nil
+		}
+		var order []uint64
+		err = query.Select(ctx, a.r, e, func(f *flow.Flow) error {
+			order = append(order, f.ID)
+			return keep(f)
 		})
 		if err != nil {
-			yield(nil, err)
-			return
+			return err
 		}
 		// The peers that did not match themselves.
 		var missing []uint64
@@ -288,14 +299,8 @@ func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Convers
 		slices.Sort(missing)
 		missing = slices.Compact(missing)
 		if len(missing) > 0 { // (no IDs would mean every flow)
-			err = a.r.Flows(ctx, missing, func(f *flow.Flow) error {
-				c := *f
-				byID[f.ID] = &c
-				return nil
-			})
-			if err != nil {
-				yield(nil, err)
-				return
+			if err := a.r.Flows(ctx, missing, keep); err != nil {
+				return err
 			}
 		}
 		var convs []Conversation
@@ -321,18 +326,15 @@ func (a *Archive) Conversations(ctx context.Context, q Query) iter.Seq2[*Convers
 		if q.Sort != "" && q.Sort != SortID || q.Reverse {
 			sortBy(convs, func(c *Conversation) (int64, uint64) { return convKey(c, q.Sort), c.ID }, q.Reverse)
 		}
-		for i := range window(len(convs), q.Offset, q.Limit) {
-			if !yield(&convs[i], nil) {
-				return
-			}
-		}
-	}
+		yieldWindow(convs, q, yield)
+		return nil
+	})
 }
 
 // allConversations yields every conversation in ID order as its flows
 // stream by, holding only the conversations whose second flow has not
 // come yet: exporting a 1.2 M-flow archive held every flow in memory.
-func (a *Archive) allConversations(ctx context.Context, q Query, yield func(*Conversation, error) bool) {
+func (a *Archive) allConversations(ctx context.Context, q Query, yield func(*Conversation, error) bool) error {
 	var queue []*Conversation             // in ID order; the head goes out once complete
 	waiting := map[uint64]*Conversation{} // by the ID of the peer it waits for
 	pg := q.pager()
@@ -374,13 +376,10 @@ func (a *Archive) allConversations(ctx context.Context, q Query, yield func(*Con
 		}
 		return nil
 	})
-	if err != nil && err != errStop {
-		yield(nil, err)
-		return
-	}
 	if err == nil {
 		drain(true)
 	}
+	return err
 }
 
 func convPackets(c *Conversation) uint64 {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"io"
 	"math/big"
 	"strconv"
 	"time"
@@ -203,21 +204,53 @@ func udpHistory(a, b *pcapflow.Flow) string {
 	return h
 }
 
+// WriteConnJSON writes the conversations of q as conn.log JSON lines
+// (flows -F zeek, and the server's), with sensor as their sensor.
+// w is written in pieces of many lines; it is not flushed.
+func WriteConnJSON(ctx context.Context, w io.Writer, a *pcapflow.Archive, q pcapflow.Query, sensor string) error {
+	conv := NewConverter(a, sensor)
+	var b []byte
+	for c, err := range a.Conversations(ctx, q) {
+		if err != nil {
+			return err
+		}
+		r := conv.Conn(ctx, c)
+		b = r.AppendJSON(b)
+		if len(b) >= 64<<10 {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
+		}
+	}
+	_, err := w.Write(b)
+	return err
+}
+
 // AppendJSON appends the row as a conn.log JSON line, as Zeek's JSON
 // writer prints it: ts as epoch seconds, the columns in order, unset
 // ones left out.
 func (r *Conn) AppendJSON(b []byte) []byte {
-	str := func(k, v string) {
+	key := func(k string) {
 		b = append(b, ',', '"')
 		b = append(b, k...)
 		b = append(b, '"', ':')
-		b = strconv.AppendQuote(b, v)
 	}
-	num := func(k string, v int64) {
-		b = append(b, ',', '"')
-		b = append(b, k...)
-		b = append(b, '"', ':')
-		b = strconv.AppendInt(b, v, 10)
+	str := func(k, v string) { key(k); b = strconv.AppendQuote(b, v) }
+	num := func(k string, v int64) { key(k); b = strconv.AppendInt(b, v, 10) }
+	list := func(k string, n int, item func(i int)) { // left out when empty
+		if n == 0 {
+			return
+		}
+		key(k)
+		b = append(b, '[')
+		for i := range n {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			item(i)
+		}
+		b = append(b, ']')
 	}
 	b = append(b, `{"ts":`...)
 	b = strconv.AppendFloat(b, float64(r.TS.UnixNano())/1e9, 'f', 6, 64)
@@ -241,16 +274,7 @@ func (r *Conn) AppendJSON(b []byte) []byte {
 	num("orig_ip_bytes", r.OrigIPBytes)
 	num("resp_pkts", r.RespPkts)
 	num("resp_ip_bytes", r.RespIPBytes)
-	if len(r.TunnelParents) > 0 {
-		b = append(b, `,"tunnel_parents":[`...)
-		for i, u := range r.TunnelParents {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendQuote(b, u)
-		}
-		b = append(b, ']')
-	}
+	list("tunnel_parents", len(r.TunnelParents), func(i int) { b = strconv.AppendQuote(b, r.TunnelParents[i]) })
 	str("community_id", r.CommunityID)
 	str("sensor", r.Sensor)
 	num("orig_flow", r.OrigFlow)
@@ -258,15 +282,6 @@ func (r *Conn) AppendJSON(b []byte) []byte {
 		num("resp_flow", *r.RespFlow)
 	}
 	str("capture", r.Capture)
-	if len(r.VLAN) > 0 {
-		b = append(b, `,"vlan":[`...)
-		for i, v := range r.VLAN {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendInt(b, int64(v), 10)
-		}
-		b = append(b, ']')
-	}
+	list("vlan", len(r.VLAN), func(i int) { b = strconv.AppendInt(b, int64(r.VLAN[i]), 10) })
 	return append(b, "}\n"...)
 }

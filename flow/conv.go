@@ -55,7 +55,7 @@ func NewConvWriter(w io.Writer, format Format, o *WriterOptions) (*ConvWriter, e
 		c.table = newTableWriter(c.bw, cols, nil)
 	case FormatSeed, FormatJSON, FormatCSV:
 	default:
-		return nil, fmt.Errorf("unknown format %q (want text, seed, json or csv)", format)
+		return nil, formatError(format)
 	}
 	return c, nil
 }
@@ -84,18 +84,9 @@ func (c *ConvWriter) Write(v *Conversation) error {
 		}
 		return c.table.writeCells(append(row, keyContext(k, a.Outer)))
 	case FormatJSON:
-		x = fmt.Appendf(x, `{"conv":%d,"a":"%s","b":"%s","aport":%d,"bport":%d,"proto":%q,"vlan":[`,
+		x = fmt.Appendf(x, `{"conv":%d,"a":"%s","b":"%s","aport":%d,"bport":%d,"proto":%q`,
 			v.ID, k.SrcAddr(), k.DstAddr(), k.SrcPort, k.DstPort, ProtoName(k.Proto))
-		for i, vl := range k.VLANs() {
-			if i > 0 {
-				x = append(x, ',')
-			}
-			x = strconv.AppendUint(x, uint64(vl), 10)
-		}
-		x = append(x, ']')
-		if k.TunnelType != 0 {
-			x = fmt.Appendf(x, `,"tunnel":{"type":"%s","id":%d,"outer":%d,"depth":%d}`, k.TunnelType, k.TunnelID, a.Outer, a.Depth)
-		}
+		x = appendKeyContextJSON(x, k, a.Outer, a.Depth)
 		x = fmt.Appendf(x, `,"a_to_b_packets":%d,"a_to_b_bytes":%d,"b_to_a_packets":%d,"b_to_a_bytes":%d,"first":"`, a.Packets, a.Bytes, bp, bb)
 		x = AppendTime(x, first)
 		x = append(x, `","last":"`...)
@@ -108,13 +99,7 @@ func (c *ConvWriter) Write(v *Conversation) error {
 			c.header = true
 			c.writeCSVHeader()
 		}
-		vlans := ""
-		for i, vl := range k.VLANs() {
-			if i > 0 {
-				vlans += ";"
-			}
-			vlans += u(uint64(vl))
-		}
+		vlans := string(appendVLANs(nil, k, ';'))
 		tunnel := ""
 		if k.TunnelType != 0 {
 			tunnel = fmt.Sprintf("%s:%d:%d", k.TunnelType, k.TunnelID, a.Outer)

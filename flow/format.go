@@ -2,6 +2,7 @@ package flow
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -63,7 +64,14 @@ func NewWriter(w io.Writer, format Format, o *WriterOptions) (Writer, error) {
 	case FormatCSV:
 		return &csvWriter{w: bw, o: o}, nil
 	}
-	return nil, fmt.Errorf("unknown format %q (want text, seed, json or csv)", format)
+	return nil, formatError(format)
+}
+
+// ErrFormat means a listing format is none of the Format constants.
+var ErrFormat = errors.New("unknown format")
+
+func formatError(f Format) error {
+	return fmt.Errorf("%w %q (want text, seed, json or csv)", ErrFormat, f)
 }
 
 // JSONFields are the names of the JSON object members and CSV columns,
@@ -107,52 +115,61 @@ type jsonWriter struct {
 
 func appendJSONString(b []byte, s string) []byte { return strconv.AppendQuote(b, s) }
 
+// appendUint appends a JSON member's key (with its comma) and number.
+func appendUint(b []byte, key string, v uint64) []byte {
+	b = append(b, key...)
+	return strconv.AppendUint(b, v, 10)
+}
+
+// appendVLANs appends k's VLAN IDs, outermost first, sep between them.
+func appendVLANs(b []byte, k *Key, sep byte) []byte {
+	for i, v := range k.VLANs() {
+		if i > 0 {
+			b = append(b, sep)
+		}
+		b = strconv.AppendUint(b, uint64(v), 10)
+	}
+	return b
+}
+
+// appendKeyContextJSON appends the "vlan" and "tunnel" members of a flow
+// or conversation of key k: one layout for both.
+func appendKeyContextJSON(b []byte, k *Key, outer uint64, depth uint8) []byte {
+	b = append(b, `,"vlan":[`...)
+	b = appendVLANs(b, k, ',')
+	b = append(b, ']')
+	if k.TunnelType != 0 {
+		b = append(b, `,"tunnel":{"type":"`...)
+		b = append(b, k.TunnelType.String()...)
+		b = appendUint(b, `","id":`, uint64(k.TunnelID))
+		b = appendUint(b, `,"outer":`, outer)
+		b = appendUint(b, `,"depth":`, uint64(depth))
+		b = append(b, '}')
+	}
+	return b
+}
+
 func (j *jsonWriter) Write(f *Flow) error {
 	k := &f.Key
 	b := j.b[:0]
-	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, f.ID, 10)
-	b = append(b, `,"peer":`...)
-	b = strconv.AppendUint(b, f.Peer, 10)
+	b = appendUint(b, `{"id":`, f.ID)
+	b = appendUint(b, `,"peer":`, f.Peer)
 	b = append(b, `,"proto":`...)
 	b = appendJSONString(b, ProtoName(k.Proto))
 	b = append(b, `,"src":"`...)
 	b = k.SrcAddr().AppendTo(b)
 	b = append(b, `","dst":"`...)
 	b = k.DstAddr().AppendTo(b)
-	b = append(b, `","sport":`...)
-	b = strconv.AppendUint(b, uint64(k.SrcPort), 10)
-	b = append(b, `,"dport":`...)
-	b = strconv.AppendUint(b, uint64(k.DstPort), 10)
+	b = appendUint(b, `","sport":`, uint64(k.SrcPort))
+	b = appendUint(b, `,"dport":`, uint64(k.DstPort))
 	b = append(b, `,"src_mac":`...)
 	b = appendJSONString(b, macString(f.SrcMAC, f.HasSrcMAC))
 	b = append(b, `,"dst_mac":`...)
 	b = appendJSONString(b, macString(f.DstMAC, f.HasDstMAC))
-	b = append(b, `,"vlan":[`...)
-	for i, v := range k.VLANs() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendUint(b, uint64(v), 10)
-	}
-	b = append(b, ']')
-	if k.TunnelType != 0 {
-		b = append(b, `,"tunnel":{"type":"`...)
-		b = append(b, k.TunnelType.String()...)
-		b = append(b, `","id":`...)
-		b = strconv.AppendUint(b, uint64(k.TunnelID), 10)
-		b = append(b, `,"outer":`...)
-		b = strconv.AppendUint(b, f.Outer, 10)
-		b = append(b, `,"depth":`...)
-		b = strconv.AppendUint(b, uint64(f.Depth), 10)
-		b = append(b, '}')
-	}
-	b = append(b, `,"packets":`...)
-	b = strconv.AppendUint(b, f.Packets, 10)
-	b = append(b, `,"bytes":`...)
-	b = strconv.AppendUint(b, f.Bytes, 10)
-	b = append(b, `,"payload_bytes":`...)
-	b = strconv.AppendUint(b, f.PayloadBytes, 10)
+	b = appendKeyContextJSON(b, k, f.Outer, f.Depth)
+	b = appendUint(b, `,"packets":`, f.Packets)
+	b = appendUint(b, `,"bytes":`, f.Bytes)
+	b = appendUint(b, `,"payload_bytes":`, f.PayloadBytes)
 	b = append(b, `,"first":"`...)
 	b = AppendTime(b, f.First)
 	b = append(b, `","last":"`...)
@@ -169,12 +186,9 @@ func (j *jsonWriter) Write(f *Flow) error {
 		b = append(b, `","history":"`...)
 		b = f.History.Append(b)
 		b = append(b, '"')
-		b = append(b, `,"missing_bytes":`...)
-		b = strconv.AppendUint(b, f.MissingBytes, 10)
-		b = append(b, `,"retrans_bytes":`...)
-		b = strconv.AppendUint(b, f.RetransBytes, 10)
-		b = append(b, `,"overlap_bytes":`...)
-		b = strconv.AppendUint(b, f.OverlapBytes, 10)
+		b = appendUint(b, `,"missing_bytes":`, f.MissingBytes)
+		b = appendUint(b, `,"retrans_bytes":`, f.RetransBytes)
+		b = appendUint(b, `,"overlap_bytes":`, f.OverlapBytes)
 	}
 	b = append(b, `,"community_id":"`...)
 	b = append(b, f.CommunityID()...)
@@ -259,12 +273,7 @@ func (c *csvWriter) Write(f *Flow) error {
 	b = append(b, ',')
 	b = appendMAC(b, f.DstMAC, f.HasDstMAC)
 	b = append(b, ',')
-	for i, v := range k.VLANs() {
-		if i > 0 {
-			b = append(b, ';')
-		}
-		b = strconv.AppendUint(b, uint64(v), 10)
-	}
+	b = appendVLANs(b, k, ';')
 	b = append(b, ',')
 	if k.TunnelType != 0 {
 		b = append(b, k.TunnelType.String()...)

@@ -235,34 +235,11 @@ func (s *Server) flows(ctx context.Context, a *pcapflow.Archive, w http.Response
 	if format == "zeek" {
 		return s.zeek(ctx, a, w, q)
 	}
-	if boolParam(r, "bidir") {
-		cw, err := pcapflow.NewConversationWriter(w, format, lo)
-		if err != nil {
-			return badRequest("format=%q: %v", format, err)
-		}
-		for c, err := range a.Conversations(ctx, q) {
-			if err != nil {
-				return err
-			}
-			if err := cw.Write(c); err != nil {
-				return err
-			}
-		}
-		return cw.Flush()
-	}
-	fw, err := pcapflow.NewFlowWriter(w, format, lo)
-	if err != nil {
+	err = a.List(ctx, w, q, boolParam(r, "bidir"), format, lo)
+	if errors.Is(err, pcapflow.ErrFormat) {
 		return badRequest("format=%q: %v", format, err)
 	}
-	for f, err := range a.Flows(ctx, q) {
-		if err != nil {
-			return err
-		}
-		if err := fw.Write(f); err != nil {
-			return err
-		}
-	}
-	return fw.Flush()
+	return err
 }
 
 // count answers the object of count -F json.
@@ -555,20 +532,7 @@ func (s *Server) status(ctx context.Context, a *pcapflow.Archive, w http.Respons
 
 // zeek answers the lines of flows -F zeek.
 func (s *Server) zeek(ctx context.Context, a *pcapflow.Archive, w http.ResponseWriter, q pcapflow.Query) error {
-	conv := export.NewConverter(a, s.sensor())
-	bw := bufio.NewWriterSize(w, 256<<10)
-	var b []byte
-	for c, err := range a.Conversations(ctx, q) {
-		if err != nil {
-			return err
-		}
-		r := conv.Conn(ctx, c)
-		b = r.AppendJSON(b[:0])
-		if _, err := bw.Write(b); err != nil {
-			return err
-		}
-	}
-	return bw.Flush()
+	return export.WriteConnJSON(ctx, w, a, q, s.sensor())
 }
 
 // sensor is the name in exported rows: the host's.

@@ -76,18 +76,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 
 // writeZeek prints conversations as conn.log JSON lines (flows -F zeek).
 func writeZeek(ctx context.Context, e *env, src *pcapflow.Archive, q pcapflow.Query) error {
-	conv := export.NewConverter(src, hostname())
 	w := newBufWriter(e.stdout)
-	var b []byte
-	for c, err := range src.Conversations(ctx, q) {
-		if err != nil {
-			return err
-		}
-		r := conv.Conn(ctx, c)
-		b = r.AppendJSON(b[:0])
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
+	if err := export.WriteConnJSON(ctx, w, src, q, hostname()); err != nil {
+		return err
 	}
 	return w.Flush()
 }

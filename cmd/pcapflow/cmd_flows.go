@@ -155,34 +155,11 @@ func runFlows(ctx context.Context, e *env, args []string) error {
 		// conn.log's records are conversations: -F zeek implies --bidir.
 		return finish(src, writeZeek(ctx, e, src, q))
 	}
-	if ff.bidir {
-		cw, err := pcapflow.NewConversationWriter(e.stdout, format, lo)
-		if err != nil {
-			return usagef("-F: %v", err)
-		}
-		for c, err := range src.Conversations(ctx, q) {
-			if err != nil {
-				return err
-			}
-			if err := cw.Write(c); err != nil {
-				return err
-			}
-		}
-		return finish(src, cw.Flush())
-	}
-	w, err := pcapflow.NewFlowWriter(e.stdout, format, lo)
-	if err != nil {
+	err = src.List(ctx, e.stdout, q, ff.bidir, format, lo)
+	if errors.Is(err, pcapflow.ErrFormat) {
 		return usagef("-F: %v", err)
 	}
-	for f, err := range src.Flows(ctx, q) {
-		if err != nil {
-			return err
-		}
-		if err := w.Write(f); err != nil {
-			return err
-		}
-	}
-	return finish(src, w.Flush())
+	return finish(src, err)
 }
 
 func validSort(k pcapflow.SortKey) bool {
