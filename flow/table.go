@@ -136,12 +136,8 @@ type Table struct {
 
 // NewTable returns an empty table.
 func NewTable(opts Options) *Table {
-	if opts.FirstID == 0 {
-		opts.FirstID = 1
-	}
-	if opts.MaxHeld == 0 {
-		opts.MaxHeld = 65536
-	}
+	opts.FirstID = cmp.Or(opts.FirstID, 1)
+	opts.MaxHeld = cmp.Or(opts.MaxHeld, 65536)
 	t := &Table{
 		opts:   opts,
 		nextID: opts.FirstID,

@@ -18,7 +18,11 @@
 //     snaplen are missing, never invented.
 package reasm
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // OverlapPolicy says which copy of twice-received bytes is kept.
 type OverlapPolicy uint8
@@ -39,26 +43,25 @@ const (
 
 // ParseGapPolicy reads "skip", "zero" or "stop".
 func ParseGapPolicy(s string) (GapPolicy, error) {
-	switch s {
-	case "skip", "":
-		return GapSkip, nil
-	case "zero":
-		return GapZero, nil
-	case "stop":
-		return GapStop, nil
-	}
-	return 0, fmt.Errorf("gap policy %q: want skip, zero or stop", s)
+	return parsePolicy("gap", s, []string{"skip", "zero", "stop"}, []GapPolicy{GapSkip, GapZero, GapStop})
 }
 
 // ParseOverlapPolicy reads "first" or "last".
 func ParseOverlapPolicy(s string) (OverlapPolicy, error) {
-	switch s {
-	case "first", "":
-		return OverlapFirst, nil
-	case "last":
-		return OverlapLast, nil
+	return parsePolicy("overlap", s, []string{"first", "last"}, []OverlapPolicy{OverlapFirst, OverlapLast})
+}
+
+// parsePolicy is the value of the name s among names ("" is the first).
+func parsePolicy[P any](what, s string, names []string, values []P) (P, error) {
+	if s == "" {
+		return values[0], nil
 	}
-	return 0, fmt.Errorf("overlap policy %q: want first or last", s)
+	if i := slices.Index(names, s); i >= 0 {
+		return values[i], nil
+	}
+	var none P
+	last := len(names) - 1
+	return none, fmt.Errorf("%s policy %q: want %s or %s", what, s, strings.Join(names[:last], ", "), names[last])
 }
 
 // Policy configures reassembly.

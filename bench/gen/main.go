@@ -252,13 +252,9 @@ func (g *gen) step(c *conn) bool {
 	}
 	switch c.phase {
 	case 0:
-		g.tcp(c, seg{fromCli: true, flags: 0x02, seq: c.cseq})
-		c.cseq++
-		c.phase++
+		g.control(c, true, 0x02) // SYN
 	case 1:
-		g.tcp(c, seg{flags: 0x12, seq: c.sseq})
-		c.sseq++
-		c.phase++
+		g.control(c, false, 0x12) // SYN-ACK
 	case 2:
 		g.tcp(c, seg{fromCli: true, flags: 0x10, seq: c.cseq})
 		c.phase++
@@ -287,13 +283,9 @@ func (g *gen) step(c *conn) bool {
 			g.tcp(c, seg{fromCli: true, flags: 0x14, seq: c.cseq})
 			return true
 		}
-		g.tcp(c, seg{fromCli: true, flags: 0x11, seq: c.cseq})
-		c.cseq++
-		c.phase++
+		g.control(c, true, 0x11) // FIN
 	case 6:
-		g.tcp(c, seg{flags: 0x11, seq: c.sseq})
-		c.sseq++
-		c.phase++
+		g.control(c, false, 0x11)
 	case 7:
 		g.tcp(c, seg{fromCli: true, flags: 0x10, seq: c.cseq})
 		return true
@@ -440,6 +432,18 @@ func (g *gen) l2l3(c *conn, fromCli bool, proto byte, n int) int {
 	}
 	g.frame = f
 	return l3
+}
+
+// control sends a SYN or FIN, which takes a sequence number, and moves
+// c to its next phase.
+func (g *gen) control(c *conn, fromCli bool, flags byte) {
+	seq := &c.sseq
+	if fromCli {
+		seq = &c.cseq
+	}
+	g.tcp(c, seg{fromCli: fromCli, flags: flags, seq: *seq})
+	*seq++
+	c.phase++
 }
 
 func (g *gen) tcp(c *conn, s seg) {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pcapflow/pcapflow"
@@ -228,6 +227,22 @@ func parseIPMask(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, bits).Masked(), nil
 }
 
+// portSel is the filter of the proto streams to write: all of them, or
+// those on the port ranges, less the ranges of not; "" for none.
+func portSel(proto string, all bool, ports, not [][2]uint16) string {
+	sel := ""
+	switch {
+	case all:
+		sel = proto
+	case len(ports) > 0:
+		sel = proto + " and (" + ranges("portrange", ports) + ")"
+	}
+	if sel != "" && len(not) > 0 {
+		sel += " and not (" + ranges("portrange", not) + ")"
+	}
+	return sel
+}
+
 func ranges(word string, rs [][2]uint16) string {
 	var parts []string
 	for _, r := range rs {
@@ -301,17 +316,9 @@ func runCompat(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	tcpSel := ""
-	switch {
-	case o.tcpAll || (o.outTCP != "" && len(o.tcpPorts) == 0 && len(o.extractTCP) == 0 && len(pcapTerms) == 0):
-		tcpSel = "tcp"
-	case len(o.tcpPorts) > 0:
-		tcpSel = "tcp and (" + ranges("portrange", o.tcpPorts) + ")"
-	}
+	tcpAll := o.tcpAll || (o.outTCP != "" && len(o.tcpPorts) == 0 && len(o.extractTCP) == 0 && len(pcapTerms) == 0)
+	tcpSel := portSel("tcp", tcpAll, o.tcpPorts, o.noTCPPorts)
 	if tcpSel != "" {
-		if len(o.noTCPPorts) > 0 {
-			tcpSel += " and not (" + ranges("portrange", o.noTCPPorts) + ")"
-		}
 		// pcap_flow's README: --extract-tcp-port 80 80 -o ./tmp/port80_
 		// names the files ./tmp/port80__...: -o is the file prefix of
 		// --extract-tcp-port and --extract-tcp-all, as --output-tcp is.
@@ -323,17 +330,8 @@ func runCompat(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	udpSel := ""
-	switch {
-	case o.udpAll || (o.outUDP != "" && len(o.udpPorts) == 0):
-		udpSel = "udp"
-	case len(o.udpPorts) > 0:
-		udpSel = "udp and (" + ranges("portrange", o.udpPorts) + ")"
-	}
+	udpSel := portSel("udp", o.udpAll || (o.outUDP != "" && len(o.udpPorts) == 0), o.udpPorts, o.noUDPPorts)
 	if udpSel != "" {
-		if len(o.noUDPPorts) > 0 {
-			udpSel += " and not (" + ranges("portrange", o.noUDPPorts) + ")"
-		}
 		prefix := o.outUDP
 		if prefix == "" && len(pcapTerms) == 0 && len(o.extractTCP) == 0 && tcpSel == "" {
 			prefix = o.out
@@ -497,35 +495,23 @@ func compatDisplay(ctx context.Context, e *env, src *pcapflow.Archive, packetMin
 func (e *env) compatProgress(capture string, size int64) func() {
 	p := &pcapflow.Progress{}
 	e.compatPr = p
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	start := time.Now()
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		printed := false
-		for {
-			select {
-			case <-done:
-				if printed {
-					fmt.Fprintln(e.stderr)
-				}
-				return
-			case <-t.C:
-				b := p.Bytes.Load()
-				pct := 0.0
-				if size > 0 {
-					pct = 100 * float64(b) / float64(size)
-				}
-				el := time.Since(start).Seconds()
-				fmt.Fprintf(e.stderr, "[%s %6.2f%%] Flows:%d %.2fM Pkts %.3fGbps : %.2fGB Out:%.2fGB\n",
-					time.Now().UTC().Format("15:04:05"), pct, p.Flows.Load(), float64(p.Packets.Load())/1e6,
-					float64(b)*8/el/1e9, float64(b)/1e9, 0.0)
-				printed = true
-			}
+	printed := false
+	stop := every(time.Second, func(el float64) {
+		b := p.Bytes.Load()
+		pct := 0.0
+		if size > 0 {
+			pct = 100 * float64(b) / float64(size)
 		}
-	}()
-	return func() { close(done); wg.Wait(); e.compatPr = nil }
+		fmt.Fprintf(e.stderr, "[%s %6.2f%%] Flows:%d %.2fM Pkts %.3fGbps : %.2fGB Out:%.2fGB\n",
+			time.Now().UTC().Format("15:04:05"), pct, p.Flows.Load(), float64(p.Packets.Load())/1e6,
+			float64(b)*8/el/1e9, float64(b)/1e9, 0.0)
+		printed = true
+	})
+	return func() {
+		stop()
+		if printed {
+			fmt.Fprintln(e.stderr)
+		}
+		e.compatPr = nil
+	}
 }

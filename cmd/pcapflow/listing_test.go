@@ -373,19 +373,26 @@ func TestFollow(t *testing.T) {
 	}
 }
 
+// sideOf is the buffer of the side a line of follow's output shows:
+// a ("> ", the client's) or b ("< "); nil for any other line.
+func sideOf(l string, a, b *bytes.Buffer) *bytes.Buffer {
+	switch {
+	case strings.HasPrefix(l, "> "):
+		return a
+	case strings.HasPrefix(l, "< "):
+		return b
+	}
+	return nil
+}
+
 // unfollow reads follow's text back into each side's bytes.
 func unfollow(t *testing.T, out string) (a, b string) {
-	var sa, sb strings.Builder
+	var sa, sb bytes.Buffer
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		l := sc.Text()
-		var dst *strings.Builder
-		switch {
-		case strings.HasPrefix(l, "> "):
-			dst = &sa
-		case strings.HasPrefix(l, "< "):
-			dst = &sb
-		default:
+		dst := sideOf(l, &sa, &sb)
+		if dst == nil {
 			continue
 		}
 		l = l[2:]
@@ -420,13 +427,8 @@ func unfollow(t *testing.T, out string) (a, b string) {
 func unhex(t *testing.T, out string) (a, b string) {
 	var sa, sb bytes.Buffer
 	for _, l := range strings.Split(out, "\n") {
-		var dst *bytes.Buffer
-		switch {
-		case strings.HasPrefix(l, "> "):
-			dst = &sa
-		case strings.HasPrefix(l, "< "):
-			dst = &sb
-		default:
+		dst := sideOf(l, &sa, &sb)
+		if dst == nil {
 			continue
 		}
 		hexpart := l[2+10 : strings.Index(l, " |")]

@@ -193,29 +193,37 @@ func (e *env) startProgress(cf *commonFlags, pp **pcapflow.Progress) func() {
 	}
 	p := &pcapflow.Progress{}
 	*pp = p
+	stop := every(500*time.Millisecond, func(el float64) {
+		name, _ := p.Capture.Load().(string)
+		b, total := p.Bytes.Load(), p.Total.Load()
+		pct := ""
+		if total > 0 {
+			pct = fmt.Sprintf(" %5.1f%%", 100*float64(b)/float64(total))
+		}
+		fmt.Fprintf(e.stderr, "\r\033[K[%s%s] %.2f Mpkts %d flows %.0f MB/s", name, pct,
+			float64(p.Packets.Load())/1e6, p.Flows.Load(), float64(b)/el/1e6)
+	})
+	return func() { stop(); fmt.Fprint(e.stderr, "\r\033[K") }
+}
+
+// every calls tick with the seconds since the start, in a goroutine of
+// its own, each period until stop is called; stop returns once the last
+// tick has returned, so that nothing prints after it.
+func every(period time.Duration, tick func(elapsed float64)) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	start := time.Now()
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(500 * time.Millisecond)
+		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
-				fmt.Fprint(e.stderr, "\r\033[K")
 				return
 			case <-t.C:
-				name, _ := p.Capture.Load().(string)
-				b, total := p.Bytes.Load(), p.Total.Load()
-				pct := ""
-				if total > 0 {
-					pct = fmt.Sprintf(" %5.1f%%", 100*float64(b)/float64(total))
-				}
-				rate := float64(b) / time.Since(start).Seconds() / 1e6
-				fmt.Fprintf(e.stderr, "\r\033[K[%s%s] %.2f Mpkts %d flows %.0f MB/s", name, pct,
-					float64(p.Packets.Load())/1e6, p.Flows.Load(), rate)
+				tick(time.Since(start).Seconds())
 			}
 		}
 	}()

@@ -1,6 +1,7 @@
 package capgen
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"net/netip"
 
@@ -27,12 +28,8 @@ type MixOptions struct {
 // workload of the package benchmarks: many flows, a realistic frame-size
 // mix, packets of different flows interleaved as on a busy link.
 func Mix(o MixOptions) *Capture {
-	if o.Active == 0 {
-		o.Active = 1000
-	}
-	if o.MeanPackets == 0 {
-		o.MeanPackets = 8
-	}
+	o.Active = cmp.Or(o.Active, 1000)
+	o.MeanPackets = cmp.Or(o.MeanPackets, 8)
 	rng := rand.New(rand.NewPCG(o.Seed, 0x9e3779b97f4a7c15))
 	c := New(Start)
 	c.Step = 10_007

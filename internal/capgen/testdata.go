@@ -124,16 +124,8 @@ type File struct {
 // Files lists every capture committed under testdata/.
 func Files() []File {
 	return []File{
-		{"basic.pcap", "quick-start capture: microsecond pcap, little-endian, Ethernet", func() []byte {
-			var b bytes.Buffer
-			must(Basic().WritePcap(&b, PcapOptions{}))
-			return b.Bytes()
-		}},
-		{"basic-ns-be.pcap", "the same packets as nanosecond pcap, big-endian", func() []byte {
-			var b bytes.Buffer
-			must(Basic().WritePcap(&b, PcapOptions{Nanos: true, BigEndian: true}))
-			return b.Bytes()
-		}},
+		{"basic.pcap", "quick-start capture: microsecond pcap, little-endian, Ethernet", pcapOf(Basic, PcapOptions{})},
+		{"basic-ns-be.pcap", "the same packets as nanosecond pcap, big-endian", pcapOf(Basic, PcapOptions{Nanos: true, BigEndian: true})},
 		{"basic.pcapng", "the same packets as pcapng: two sections, each with an Ethernet (µs) and a raw-IP (ns) interface, unknown and name-resolution blocks in between", func() []byte {
 			c := Basic()
 			for i := range c.Packets {
@@ -143,29 +135,33 @@ func Files() []File {
 					p.Iface = 1
 				}
 			}
-			var b bytes.Buffer
-			must(c.WritePcapng(&b, NgOptions{
+			return pcapngOf(c, NgOptions{
 				Interfaces:   []NgInterface{{Link: 1}, {Link: 101, TsResol: 9}},
 				SectionEvery: 30, Junk: 17,
-			}))
-			return b.Bytes()
+			})
 		}},
-		{"reassembly.pcap", "TCP connections exercising each case of the reassembly policy (ReassemblyCases)", func() []byte {
-			var b bytes.Buffer
-			must(Reassembly().WritePcap(&b, PcapOptions{Nanos: true}))
-			return b.Bytes()
-		}},
-		{"tunnels.pcap", "TCP conversations in each kind of tunnel (TunnelCases)", func() []byte {
-			var b bytes.Buffer
-			must(Tunnels().WritePcap(&b, PcapOptions{}))
-			return b.Bytes()
-		}},
+		{"reassembly.pcap", "TCP connections exercising each case of the reassembly policy (ReassemblyCases)", pcapOf(Reassembly, PcapOptions{Nanos: true})},
+		{"tunnels.pcap", "TCP conversations in each kind of tunnel (TunnelCases)", pcapOf(Tunnels, PcapOptions{})},
 		{"basic-be.pcapng", "the same packets as big-endian pcapng with one Ethernet interface in 2^-20 s units", func() []byte {
-			var b bytes.Buffer
-			must(Basic().WritePcapng(&b, NgOptions{BigEndian: true, Interfaces: []NgInterface{{Link: 1, TsResol: 0x80 | 20}}}))
-			return b.Bytes()
+			return pcapngOf(Basic(), NgOptions{BigEndian: true, Interfaces: []NgInterface{{Link: 1, TsResol: 0x80 | 20}}})
 		}},
 	}
+}
+
+// pcapOf makes the capture that c returns into a pcap file's bytes.
+func pcapOf(c func() *Capture, o PcapOptions) func() []byte {
+	return func() []byte {
+		var b bytes.Buffer
+		must(c().WritePcap(&b, o))
+		return b.Bytes()
+	}
+}
+
+// pcapngOf is c as a pcapng file's bytes.
+func pcapngOf(c *Capture, o NgOptions) []byte {
+	var b bytes.Buffer
+	must(c.WritePcapng(&b, o))
+	return b.Bytes()
 }
 
 func must(err error) {
@@ -210,41 +206,42 @@ func Reassembly() *Capture {
 		return c.NewTCP(ep(client4, port), srv, isn, 7000)
 	}
 	A, B, C := []byte("AAAA"), []byte("BBBB"), []byte("CCCC")
+	data := func(t *TCPConn, bs ...[]byte) { // from the client, in order
+		for _, b := range bs {
+			t.Data(true, b)
+		}
+	}
 	const isn = 1000
+	shake := func(port uint16) *TCPConn { // a connection after its handshake
+		t := conn(port, isn)
+		t.Handshake()
+		return t
+	}
 	// in order
-	t := conn(30001, isn)
-	t.Handshake()
-	t.Data(true, A)
-	t.Data(true, B)
-	t.Data(true, C)
+	t := shake(30001)
+	data(t, A, B, C)
 	t.Close()
 	// reordered: C, A, B
-	t = conn(30002, isn)
-	t.Handshake()
+	t = shake(30002)
 	t.Raw(true, 0x18, isn+9, C)
 	t.Raw(true, 0x18, isn+1, A)
 	t.Raw(true, 0x18, isn+5, B)
 	t.NextA = isn + 13
 	t.Close()
 	// duplicate: A, B, B, C
-	t = conn(30003, isn)
-	t.Handshake()
-	t.Data(true, A)
-	t.Data(true, B)
+	t = shake(30003)
+	data(t, A, B)
 	t.Raw(true, 0x18, isn+5, B)
 	t.Data(true, C)
 	t.Close()
 	// conflicting overlap: A, B, then "XXXX" over B, then C
-	t = conn(30004, isn)
-	t.Handshake()
-	t.Data(true, A)
-	t.Data(true, B)
+	t = shake(30004)
+	data(t, A, B)
 	t.Raw(true, 0x18, isn+5, []byte("XXXX"))
 	t.Data(true, C)
 	t.Close()
 	// gap: A, C (B never seen)
-	t = conn(30005, isn)
-	t.Handshake()
+	t = shake(30005)
 	t.Data(true, A)
 	t.Raw(true, 0x18, isn+9, C)
 	t.NextA = isn + 13
@@ -252,15 +249,12 @@ func Reassembly() *Capture {
 	// sequence wrap: the ISN is 6 below 2^32
 	t = conn(30006, 0xfffffffa)
 	t.Handshake()
-	t.Data(true, A)
-	t.Data(true, B)
-	t.Data(true, C)
+	data(t, A, B, C)
 	t.Close()
 	// mid-stream: no handshake in the capture
 	t = conn(30007, isn)
 	t.NextA, t.NextB = isn+5, 7001
-	t.Data(true, B)
-	t.Data(true, C)
+	data(t, B, C)
 	t.Close()
 	// SYN with data
 	t = conn(30008, isn)
@@ -270,29 +264,25 @@ func Reassembly() *Capture {
 	t.Data(true, A)
 	t.Close()
 	// RST flushes buffered data: A, C, RST
-	t = conn(30009, isn)
-	t.Handshake()
+	t = shake(30009)
 	t.Data(true, A)
 	t.Raw(true, 0x18, isn+9, C)
 	t.Raw(true, 0x14, isn+13, nil)
 	// keep-alive: a garbage byte at next-1 between A and B
-	t = conn(30010, isn)
-	t.Handshake()
+	t = shake(30010)
 	t.Data(true, A)
 	t.Raw(true, 0x10, isn+4, []byte("Z"))
 	t.Data(true, B)
 	t.Close()
 	// padding: a 2-byte segment in a 60-byte frame with a trailer
-	t = conn(30011, isn)
-	t.Handshake()
+	t = shake(30011)
 	f := Frame{SrcMAC: client4.MAC, DstMAC: server4.MAC, Src: client4.IP, Dst: server4.IP, Proto: layers.IPProtocolTCP,
 		SrcPort: 30011, DstPort: 80, Flags: 0x18, Seq: isn + 1, Ack: 7001, Payload: []byte("AB"), Trailer: []byte("PADDING!")}
 	c.Add(f.Bytes())
 	t.NextA = isn + 3
 	t.Close()
 	// hole before the FIN: A, then the FIN four bytes later (B lost)
-	t = conn(30012, isn)
-	t.Handshake()
+	t = shake(30012)
 	t.Data(true, A)
 	t.NextA = isn + 9
 	t.Close()

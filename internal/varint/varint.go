@@ -34,13 +34,8 @@ func (r *Reader) Uvarint() uint64 {
 
 // Varint reads a signed (zigzag) varint.
 func (r *Reader) Varint() int64 {
-	v, n := binary.Varint(r.B)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.B = r.B[n:]
-	return v
+	u := r.Uvarint()
+	return int64(u>>1) ^ -int64(u&1) // as binary.Varint
 }
 
 // Bytes reads n bytes; past the end it returns n zero bytes, so that
