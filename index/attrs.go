@@ -587,14 +587,19 @@ func decodeAddrBlock(b []byte, alen int, lo, hi []byte, out []uint64) ([]uint64,
 //
 //	uvarint(count) 0 uvarint(first ID - key's first ID = 0) uvarint(ID delta)*   sparse
 //	uvarint(count) 1 uvarint(span) bitmap of span bits, bit i: key's first + i   dense
+//	uvarint(count) 2 u8 k, Rice(k) of first ID - key's first, then of each
+//	                 ID delta - 1 (bits.go), to the byte                         in between
 //
 // whichever is shorter: a list holding most IDs of its range (the flows of
 // one protocol, of a gateway's MAC, to a server's port) costs a bit per
-// ID instead of a byte.
+// ID instead of a byte; a list of IDs a few thousand apart (a client port,
+// a Community ID bucket) about log2 of the gap plus 2 bits instead of two
+// or three varint bytes.
 
 const (
 	listDeltas = 0
 	listBitmap = 1
+	listRice   = 2
 )
 
 func appendIDs(b []byte, first uint64, ids []uint64) []byte {
@@ -616,14 +621,45 @@ func appendIDs(b []byte, first uint64, ids []uint64) []byte {
 		}
 		return b
 	}
-	b = append(b, listDeltas)
+	// The sizes of the two delta codes; Rice needs IDs in strictly
+	// increasing order.
+	k := riceK(span, uint64(len(ids)))
+	varint, rice, strict := 0, 0, ids[0] >= first
 	prev := first
+	for i, id := range ids {
+		d := id - prev
+		varint += uvarintLen(d)
+		if i > 0 {
+			strict = strict && id > prev
+			d--
+		}
+		rice += riceLen(d, k)
+		prev = id
+	}
+	if strict && (rice+7)/8+1 < varint {
+		b = append(b, listRice, byte(k))
+		w := bitWriter{b: b}
+		prev := first
+		for i, id := range ids {
+			d := id - prev
+			if i > 0 {
+				d--
+			}
+			w.rice(d, k)
+			prev = id
+		}
+		return w.bytes()
+	}
+	b = append(b, listDeltas)
+	prev = first
 	for _, id := range ids {
 		b = binary.AppendUvarint(b, id-prev)
 		prev = id
 	}
 	return b
 }
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
 	bad := fmt.Errorf("%w: ID list", errCorrupt)
@@ -648,6 +684,24 @@ func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
 			b = b[k:]
 			prev += d
 			out = append(out, prev)
+		}
+	case listRice:
+		if len(b) < 1 || b[0] > 40 {
+			return out, bad
+		}
+		r := bitReader{b: b[1:]}
+		k := uint(b[0])
+		prev := first
+		for i := uint64(0); i < n; i++ {
+			d := r.rice(k)
+			if i > 0 {
+				d++
+			}
+			prev += d
+			out = append(out, prev)
+		}
+		if r.bad {
+			return out, bad
 		}
 	case listBitmap:
 		span, k := binary.Uvarint(b)

@@ -118,14 +118,40 @@ func (r *bitReader) gamma() uint64 {
 }
 
 func (r *bitReader) rice(k uint) uint64 {
-	q := uint64(0)
-	for r.read(1) == 1 {
-		if q++; q == riceEscape {
-			return r.gamma() - 1
-		}
-		if r.bad {
-			return 0
-		}
+	q := r.unary(riceEscape)
+	if q == riceEscape {
+		return r.gamma() - 1
 	}
-	return q<<k | r.read(k)
+	return uint64(q)<<k | r.read(k)
+}
+
+// unary reads a run of ones, at most max (<= 56) of them, and the zero
+// that ends a shorter run: it returns the number of ones. Codes in
+// unary are read a word at a time, not a bit at a time.
+func (r *bitReader) unary(max uint) uint {
+	if r.nacc <= max {
+		r.fill()
+	}
+	// Bits above nacc are zero, so the run stops there at the latest.
+	q := uint(bits.TrailingZeros64(^r.acc))
+	if q >= max {
+		r.acc >>= max
+		r.nacc -= max
+		return max
+	}
+	if q >= r.nacc { // the input ends inside the run
+		r.bad, r.acc, r.nacc = true, 0, 0
+		return 0
+	}
+	r.acc >>= q + 1
+	r.nacc -= q + 1
+	return q
+}
+
+// riceLen is the number of bits rice(v, k) writes.
+func riceLen(v uint64, k uint) int {
+	if q := v >> k; q < riceEscape {
+		return int(q) + 1 + int(k)
+	}
+	return riceEscape + 2*(bits.Len64(v+1)-1) + 1
 }

@@ -1,7 +1,9 @@
 package index
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -73,5 +75,52 @@ func TestBits(t *testing.T) {
 	rd.read(9)
 	if !rd.bad {
 		t.Error("reading past the end is not noticed")
+	}
+}
+
+// ID lists read back what was written in each of their codes, and each
+// code is chosen where it is the shortest: dense lists as bitmaps, IDs
+// thousands apart as Rice codes, a few IDs as varints.
+func TestIDLists(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	spread := func(first uint64, n int, gap uint64) []uint64 {
+		ids := make([]uint64, n)
+		id := first
+		for i := range ids {
+			id += 1 + r.Uint64N(2*gap)
+			ids[i] = id
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		name  string
+		first uint64
+		ids   []uint64
+		mode  byte
+	}{
+		{"empty", 7, nil, listDeltas},
+		{"one", 7, []uint64{7}, listDeltas},
+		{"few far apart", 1, []uint64{5, 70000, 9000000}, listDeltas},
+		{"dense", 100, spread(99, 5000, 1), listBitmap},
+		{"a client port", 1, spread(0, 3000, 28000), listRice},
+		{"a community bucket", 1000, spread(1000, 300, 2048), listRice},
+		{"close", 1, spread(0, 2000, 20), listRice},
+		{"huge gaps", 1, spread(0, 100, 1<<40), listDeltas}, // beyond Rice parameters
+	} {
+		b := appendIDs(nil, tc.first, tc.ids)
+		_, k := binary.Uvarint(b)
+		if b[k] != tc.mode {
+			t.Errorf("%s: code %d, want %d", tc.name, b[k], tc.mode)
+		}
+		got, err := decodeIDs(b, tc.first, nil)
+		if err != nil || !slices.Equal(got, tc.ids) {
+			t.Errorf("%s: read back %d IDs, %v; wrote %d", tc.name, len(got), err, len(tc.ids))
+		}
+		for cut := 0; cut < len(b); cut++ {
+			if got, err := decodeIDs(b[:cut], tc.first, nil); err == nil && !slices.Equal(got, tc.ids) {
+				t.Errorf("%s: cut at %d of %d bytes: %d IDs and no error", tc.name, cut, len(b), len(got))
+				break
+			}
+		}
 	}
 }

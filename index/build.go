@@ -19,7 +19,7 @@ import (
 
 // SchemaVersion identifies the key layout and record encodings; an index
 // written with another version must be rebuilt.
-const SchemaVersion = "pcapflow-index/2"
+const SchemaVersion = "pcapflow-index/3"
 
 // BuildResult reports what Build did.
 type BuildResult struct {

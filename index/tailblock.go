@@ -79,10 +79,7 @@ func writeSteps(w *bitWriter, refs []PacketRef, k uint) {
 func readSteps(r *bitReader, out []PacketRef, n int, k uint) ([]PacketRef, error) {
 	cur := out[len(out)-1]
 	for i := 1; i < n; i++ {
-		q := uint64(0)
-		for q <= stepUnary && r.read(1) == 1 {
-			q++
-		}
+		q := uint64(r.unary(stepUnary + 1))
 		switch {
 		case q < stepUnary:
 			cur.Index += int64(q<<k|r.read(k)) + 1
