@@ -562,7 +562,7 @@ func (e *StaleError) Error() string {
 func (s *Store) Usage() (map[string]uint64, error) {
 	out := map[string]uint64{}
 	for _, tag := range []byte{tagMeta, tagCapture, tagCheckpoint, tagFlows, tagTails, tagFlowsProv, tagTailsProv,
-		tagLate, tagLateProv, tagChunk, tagList, tagFinalList, tagAddr, tagInCapture, tagState} {
+		tagLate, tagLateProv, tagChunk, tagList, tagFinalList, tagAddr, tagInCapture, tagState, tagResume} {
 		if s.full == nil {
 			return nil, errors.New("disk usage of a snapshot")
 		}
