@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -14,8 +15,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/pcapflow/pcapflow"
 )
@@ -104,10 +107,38 @@ func main() {
 			pprof.StartCPUProfile(f)
 		}
 	}
+	// PCAPFLOW_MEMPROFILE=file writes the heap profile of the largest
+	// heap seen, sampled every 100 ms.
+	stopHeap := func() {}
+	if p := os.Getenv("PCAPFLOW_MEMPROFILE"); p != "" {
+		stopHeap = peakHeapProfile(p)
+	}
 	code := run(ctx, e, os.Args)
+	stopHeap()
 	pprof.StopCPUProfile()
 	stop()
 	os.Exit(code)
+}
+
+// peakHeapProfile writes to path, when stopped, the heap profile taken
+// when the heap in use was largest.
+func peakHeapProfile(path string) (stop func()) {
+	var best bytes.Buffer
+	var peak uint64
+	sample := func() {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		if m.HeapInuse > peak {
+			peak = m.HeapInuse
+			best.Reset()
+			pprof.Lookup("heap").WriteTo(&best, 0)
+		}
+	}
+	stopTick := every(100*time.Millisecond, func(float64) { sample() })
+	return func() {
+		stopTick()
+		os.WriteFile(path, best.Bytes(), 0o644)
+	}
 }
 
 // run executes a command line and returns the exit status.
