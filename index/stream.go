@@ -54,6 +54,7 @@ type captureStream struct {
 	firstCI int // index of the first capture opened
 	heads   minHeap[*streamHead]
 	rival   *streamHead // the head read after heads[0], nil if none
+	spare   []byte      // the read buffer of the last capture closed
 	opened  int
 	points  []streamEvent // gzip checkpoints read since the last record
 	coder   resumeCoder
@@ -193,7 +194,8 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 		}
 		rd = f
 	}
-	r, err := pcapio.NewReader(rd, src.path)
+	r, err := pcapio.NewReaderBuffer(rd, src.path, s.spare)
+	s.spare = nil
 	if err != nil {
 		h.close()
 		fail(err)
@@ -286,6 +288,11 @@ func (s *captureStream) end(h *streamHead, b *decodedBatch, err error) {
 		b.offset = h.r.Offset()
 	}
 	b.events = append(b.events, streamEvent{at: b.n, ci: h.ci, info: h.info, err: err})
+	if h.r != nil {
+		// Nothing points into the buffer once the record is decoded: the
+		// next capture reads through it.
+		s.spare = h.r.Buffer()
+	}
 	h.close()
 }
 

@@ -87,6 +87,14 @@ type Reader struct {
 // gzip or zstd (detected by magic). When r is a regular *os.File its size
 // is used to tell a corrupt record length from a file cut short.
 func NewReader(r io.Reader, name string) (*Reader, error) {
+	return NewReaderBuffer(r, name, nil)
+}
+
+// NewReaderBuffer is NewReader reading through buf when it is at least
+// 1 MiB (or the file's size), instead of allocating a buffer: a reader of
+// many captures one after the other hands each the buffer of the last
+// (Buffer), and its heap does not grow by a buffer per capture.
+func NewReaderBuffer(r io.Reader, name string, buf []byte) (*Reader, error) {
 	x := &Reader{name: name, src: r, size: -1}
 	switch v := r.(type) {
 	case interface{ Stat() (os.FileInfo, error) }:
@@ -100,7 +108,11 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 	if x.size >= 0 && x.size < int64(bufSize) {
 		bufSize = max(int(x.size), 64) // small files and fuzz inputs
 	}
-	x.buf = make([]byte, bufSize)
+	if cap(buf) >= bufSize {
+		x.buf = buf[:cap(buf)]
+	} else {
+		x.buf = make([]byte, bufSize)
+	}
 	if err := x.fill(4); err != nil {
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, x.errorf(0, ErrUnknownFormat, "file is %d bytes long", x.w)
@@ -171,6 +183,10 @@ func (x *Reader) Close() error {
 	}
 	return nil
 }
+
+// Buffer returns the reader's buffer, for NewReaderBuffer once the
+// reader is no longer used (its records' Data point into it).
+func (x *Reader) Buffer() []byte { return x.buf }
 
 // Format reports pcap or pcapng.
 func (x *Reader) Format() Format { return x.layout.Format }
