@@ -9,22 +9,36 @@ import (
 // `flows` prints and what an index stores per flow.
 type Flow struct {
 	// The fields a packet updates come first, in the first two cache
-	// lines, so that accounting a packet touches as few lines as possible.
-	Key          Key
-	conn         int32  // index of the connection in the table
-	Packets      uint64 // frames
-	Bytes        uint64 // sum of original (wire) lengths
-	PayloadBytes uint64 // TCP/UDP payload per the IP length
-	First, Last  int64  // ns since the epoch
-	TCPFlags     uint8  // OR of the flags of every segment
-	seq          seqTrack
+	// lines, so that accounting a packet touches as few lines as possible;
+	// the rest is ordered so that no padding is left between fields.
+	Key      Key
+	conn     int32 // index of the connection in the table
+	TCPFlags uint8 // OR of the flags of every segment
 	// ended mirrors the connection's "FIN or RST seen", and steady says
 	// that plain ACK/data segments of this direction cannot change the
 	// connection's Zeek state or history: both spare the per-packet visit
 	// to the connection record (a cache miss with a million flows).
 	ended, steady bool
+	Packets       uint64 // frames
+	Bytes         uint64 // sum of original (wire) lengths
+	PayloadBytes  uint64 // TCP/UDP payload per the IP length
+	First, Last   int64  // ns since the epoch
+	seq           seqTrack
 	lastCap       int32 // the capture of the latest packet
-	active        int64 // the table's clock at the latest packet
+
+	// Zeek-style connection state and history (TCP), shared by both
+	// directions of a connection; History uses Zeek's letters with the
+	// originator in upper case.
+	State State
+
+	// For a flow carried in a tunnel: the ID of the outer flow that
+	// carried its first packet, and how deep it is nested (1 for a flow
+	// inside one tunnel). The tunnel's type and ID are in the Key.
+	Depth uint8
+
+	HasSrcMAC, HasDstMAC bool
+
+	active int64 // the table's clock at the latest packet
 
 	ID   uint64 // 1, 2, 3... in order of first packet, across captures
 	Peer uint64 // ID of the reverse flow of the same connection, 0 if none
@@ -33,26 +47,16 @@ type Flow struct {
 	// the flow's packets may continue into later captures.
 	Capture int
 
-	SrcMAC, DstMAC       [6]byte // first seen
-	HasSrcMAC, HasDstMAC bool
-
-	// For a flow carried in a tunnel: the ID of the outer flow that
-	// carried its first packet, and how deep it is nested (1 for a flow
-	// inside one tunnel). The tunnel's type and ID are in the Key.
-	Outer uint64
-	Depth uint8
-
-	// Zeek-style connection state and history (TCP), shared by both
-	// directions of a connection; History uses Zeek's letters with the
-	// originator in upper case.
-	State   State
-	History History
+	Outer uint64 // see Depth
 
 	// TCP sequence accounting (see seqTrack): bytes never seen, bytes
 	// seen again, and retransmitted bytes that came with new bytes.
 	MissingBytes uint64
 	RetransBytes uint64
 	OverlapBytes uint64
+
+	SrcMAC, DstMAC [6]byte // first seen
+	History        History // see State
 }
 
 // CommunityID is the Community ID (v1, seed 0) of the flow's connection.

@@ -9,13 +9,13 @@ import "github.com/pcapflow/pcapflow/pcapio"
 // the shape of overlap evasions). It mirrors reasm.Stream's reading of
 // sequence numbers, so a flow's counters match what `streams` reports.
 type seqTrack struct {
-	init bool
 	base uint32 // sequence number just before the first data byte
-	next uint64 // end of the contiguous range seen from offset 1
-	high uint64 // highest offset seen
+	init bool
 	// Spans seen beyond next live in Table.spans, keyed by flow.
 	hasSpans bool
 	fin      bool
+	next     uint64 // end of the contiguous range seen from offset 1
+	high     uint64 // highest offset seen
 	finAt    uint64 // offset of the FIN: nothing beyond it is data
 }
 

@@ -127,6 +127,7 @@ type startAttrs struct {
 	// to one of 65536 lists per flow cost a cache miss or two each.
 	ports     [2]pairList // source and destination ports
 	community pairList    // by bucket (communityBuckets)
+	scratch   []uint64    // the pair lists' sort space: they flush one at a time
 	proto     [256]*idList
 	tunnel    [256]*idList
 	vlan      map[uint16]*idList
@@ -140,10 +141,12 @@ type v6pair struct {
 }
 
 func newStartAttrs(w *writer, firstID uint64) *startAttrs {
-	return &startAttrs{w: w, segment: firstID,
+	a := &startAttrs{w: w, segment: firstID,
 		ports:     [2]pairList{{field: FieldSrcPort, base: firstID}, {field: FieldDstPort, base: firstID}},
 		community: pairList{field: FieldCommunity, base: firstID},
 		vlan:      map[uint16]*idList{}, mac: [2]map[[6]byte]*idList{{}, {}}, tunnelID: map[uint32]*idList{}}
+	a.ports[0].tmp, a.ports[1].tmp, a.community.tmp = &a.scratch, &a.scratch, &a.scratch
+	return a
 }
 
 // pairList gathers the (value, ID) pairs of a 16-bit field of flows as
@@ -152,7 +155,7 @@ type pairList struct {
 	field Field
 	base  uint64
 	pairs []uint64
-	tmp   []uint64
+	tmp   *[]uint64 // the sort's scratch space, shared by the lists of a run
 }
 
 const (
@@ -177,10 +180,10 @@ func (l *pairList) flush(w *writer, next uint64) error {
 	}
 	// The pairs are in ID order: a stable radix sort on the value gives
 	// (value, ID) order.
-	if cap(l.tmp) < len(l.pairs) {
-		l.tmp = make([]uint64, len(l.pairs))
+	if cap(*l.tmp) < len(l.pairs) {
+		*l.tmp = make([]uint64, len(l.pairs))
 	}
-	tmp := l.tmp[:len(l.pairs)]
+	tmp := (*l.tmp)[:len(l.pairs)]
 	src, dst := l.pairs, tmp
 	for shift := uint(pairIDBits); shift < pairIDBits+16; shift += 8 {
 		var count [257]int
@@ -338,8 +341,9 @@ func (a *startAttrs) flush(nextID uint64) error {
 		if err := l.flush(a.w, nextID); err != nil {
 			return err
 		}
-		l.pairs, l.tmp = nil, nil // the run's last: give back the memory
+		l.pairs = nil // the run's last: give back the memory
 	}
+	a.scratch = nil
 	var lists []*idList
 	lists = append(lists, a.proto[:]...)
 	lists = append(lists, a.tunnel[:]...)

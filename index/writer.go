@@ -3,6 +3,7 @@ package index
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -142,7 +143,7 @@ type storeSink struct {
 	restoredN map[uint64]bool // flows with an N key at the run's start
 	start     *startAttrs
 	end       *endAttrs
-	inCap     map[int][]uint64
+	inCap     map[int]*idSet
 	caps      map[int]*CaptureInfo // read in this run
 	created   uint64               // IDs below have started
 	free      []*pendingBlock
@@ -161,7 +162,7 @@ func newStoreSink(w *writer, gen uint32, base uint64) *storeSink {
 		w: w, gen: gen, base: base, created: base,
 		pending: map[uint64]*pendingBlock{}, restoredG: map[uint64]bool{}, restoredN: map[uint64]bool{},
 		start: newStartAttrs(w, base), end: newEndAttrs(w, gen),
-		inCap: map[int][]uint64{}, caps: map[int]*CaptureInfo{},
+		inCap: map[int]*idSet{}, caps: map[int]*CaptureInfo{},
 	}
 }
 
@@ -261,7 +262,16 @@ func (s *storeSink) ended(flows []endedFlow) error {
 	return nil
 }
 
-func (s *storeSink) inCapture(id uint64, ci int) { s.inCap[ci] = append(s.inCap[ci], id) }
+func (s *storeSink) inCapture(id uint64, ci int) {
+	set := s.inCap[ci]
+	if set == nil {
+		// The flows that begin in ci are the ones after those started so
+		// far; the ones below continue from earlier captures.
+		set = &idSet{base: s.created}
+		s.inCap[ci] = set
+	}
+	set.add(id)
+}
 
 func (s *storeSink) resumePoint(ci int, out int64, v []byte) error {
 	return s.w.set(resumeKey{uint32(ci), uint64(out)}.encode(), v)
@@ -281,18 +291,14 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 	info.Gen = s.gen
 	c := *info
 	s.caps[ci] = &c
-	ids := s.inCap[ci]
+	set := s.inCap[ci]
 	delete(s.inCap, ci)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	for len(ids) > 0 {
-		n := min(len(ids), maxListIDs)
-		if err := s.w.set(inCaptureKey{uint32(ci), ids[0]}.encode(), appendIDs(nil, ids[0], ids[:n])); err != nil {
-			return err
-		}
-		ids = ids[n:]
+	if set == nil {
+		return nil
 	}
-	return nil
+	return set.each(maxListIDs, func(ids []uint64) error {
+		return s.w.set(inCaptureKey{uint32(ci), ids[0]}.encode(), appendIDs(nil, ids[0], ids))
+	})
 }
 
 // standalone encodes a flow to be stored alone (L and N keys):
@@ -388,4 +394,49 @@ func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte
 	}
 	s.buf = appendTailBlock(s.buf[:0], present, pb.ref, s.tails)
 	return w.set(blockKey{tailTag, pb.first}.encode(), s.buf)
+}
+
+// idSet gathers the IDs of the flows that have packets in one capture,
+// in about a bit each: the flows that begin in it are dense from base
+// (the capture's first new flow) on, and held as a bitmap; the older
+// ones it continues are listed. A 1.2 M-flow capture held 9.6 MB of IDs.
+type idSet struct {
+	base  uint64
+	bits  []uint64 // bit i: ID base+i
+	older []uint64 // IDs below base
+}
+
+func (s *idSet) add(id uint64) {
+	if id < s.base {
+		s.older = append(s.older, id)
+		return
+	}
+	i := id - s.base
+	for uint64(len(s.bits)) <= i/64 {
+		s.bits = append(s.bits, 0)
+	}
+	s.bits[i/64] |= 1 << (i % 64)
+}
+
+// each calls fn with the IDs in ascending order, at most max at a time.
+func (s *idSet) each(max int, fn func(ids []uint64) error) error {
+	slices.Sort(s.older)
+	buf := slices.Compact(s.older)
+	for w, x := range s.bits {
+		for x != 0 {
+			j := bits.TrailingZeros64(x)
+			x &= x - 1
+			buf = append(buf, s.base+uint64(w)*64+uint64(j))
+			if len(buf) == max {
+				if err := fn(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+	}
+	if len(buf) > 0 {
+		return fn(buf)
+	}
+	return nil
 }
