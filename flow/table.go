@@ -101,8 +101,9 @@ type slotRef struct {
 // Table tracks the live flows of an archive: packets come in capture
 // order, across any number of captures, and a connection ends when it
 // has been silent for a timeout (Options). Memory grows with the flows
-// alive at once (about 300 bytes each: a Flow and its share of a connection record), never with packets or with the
-// flows that have ended. It is not safe for concurrent use.
+// alive at once (about 300 bytes each: a Flow and its share of a
+// connection record), never with packets or with the flows that have
+// ended. It is not safe for concurrent use.
 type Table struct {
 	opts    Options
 	idle    int64 // ns; 0: connections never time out
