@@ -51,13 +51,7 @@ func gzipParts(data []byte, members int, level int) []byte {
 // them: the same records as from the plain capture, each flow alone and
 // all at once.
 func TestGzipCheckpoints(t *testing.T) {
-	var b bytes.Buffer
-	capgen.Mix(capgen.MixOptions{Seed: 8, Bytes: 6 << 20, Active: 300, MeanPackets: 6}).WritePcap(&b, capgen.PcapOptions{})
-	dir := t.TempDir()
-	plain := filepath.Join(dir, "x.pcap")
-	os.WriteFile(plain, b.Bytes(), 0o644)
-	p := build(t, filepath.Join(dir, "p"), plain)
-	defer p.Close()
+	b, dir, p := plainMix(t, 8)
 	ids := []uint64{1, 2, p.NumFlows() / 2, p.NumFlows()}
 	for id := uint64(3); id < p.NumFlows(); id += p.NumFlows() / 40 {
 		ids = append(ids, id)
@@ -69,7 +63,7 @@ func TestGzipCheckpoints(t *testing.T) {
 		want[id], _ = recordsOf(t, p, []uint64{id})
 	}
 	all, err := recordsOf(t, p, nil)
-	if err != nil || len(all) < len(b.Bytes()) {
+	if err != nil || len(all) < b.Len() {
 		t.Fatalf("every flow of the plain capture: %d bytes, %v", len(all), err)
 	}
 	for _, c := range []struct {
@@ -142,13 +136,7 @@ func TestGzipDamagedAfterIndex(t *testing.T) {
 // concatenated) gets checkpoints at frame starts, and reads every flow's
 // records from them as the plain capture has them; one frame does not.
 func TestZstdFrameCheckpoints(t *testing.T) {
-	var b bytes.Buffer
-	capgen.Mix(capgen.MixOptions{Seed: 10, Bytes: 6 << 20, Active: 300, MeanPackets: 6}).WritePcap(&b, capgen.PcapOptions{})
-	dir := t.TempDir()
-	plain := filepath.Join(dir, "x.pcap")
-	os.WriteFile(plain, b.Bytes(), 0o644)
-	p := build(t, filepath.Join(dir, "p"), plain)
-	defer p.Close()
+	b, dir, p := plainMix(t, 10)
 	all, err := recordsOf(t, p, nil)
 	if err != nil || len(all) < b.Len() {
 		t.Fatalf("every flow of the plain capture: %d bytes, %v", len(all), err)
@@ -247,4 +235,19 @@ func indexCompressed(t *testing.T, path string, data []byte) *index.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// plainMix writes a 6 MiB generated capture (seed) to dir/x.pcap and
+// opens its index, for the compressed copies to be checked against.
+func plainMix(t *testing.T, seed uint64) (b *bytes.Buffer, dir string, p *index.Store) {
+	b = new(bytes.Buffer)
+	capgen.Mix(capgen.MixOptions{Seed: seed, Bytes: 6 << 20, Active: 300, MeanPackets: 6}).WritePcap(b, capgen.PcapOptions{})
+	dir = t.TempDir()
+	plain := filepath.Join(dir, "x.pcap")
+	if err := os.WriteFile(plain, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p = build(t, filepath.Join(dir, "p"), plain)
+	t.Cleanup(func() { p.Close() })
+	return b, dir, p
 }
