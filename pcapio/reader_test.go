@@ -28,6 +28,17 @@ type rec struct {
 
 // readAll reads every record of a capture in memory and returns them with
 // the terminating error (nil for a clean end).
+// readFile makes a committed capture and reads it whole; it must read.
+func readFile(t testing.TB, f capgen.File) ([]byte, []rec, *pcapio.Reader) {
+	t.Helper()
+	b := f.Make()
+	recs, r, err := readAll(t, f.Name, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, recs, r
+}
+
 func readAll(t testing.TB, name string, b []byte) ([]rec, *pcapio.Reader, error) {
 	t.Helper()
 	r, err := pcapio.NewReader(bytes.NewReader(b), name)
@@ -110,11 +121,7 @@ func TestGeneratedCapturesRoundTrip(t *testing.T) {
 
 func TestRecordReaderMatchesStream(t *testing.T) {
 	for _, f := range capgen.Files() {
-		b := f.Make()
-		got, r, err := readAll(t, f.Name, b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b, got, r := readFile(t, f)
 		rr := pcapio.NewRecordReader(bytes.NewReader(b), f.Name, r.Layout())
 		var x pcapio.Record
 		// Out of order on purpose: random access must not depend on history.
@@ -171,11 +178,7 @@ func TestCompressedInput(t *testing.T) {
 // and a truncation warning, never a panic or a wrong record.
 func TestTruncatedAnywhere(t *testing.T) {
 	for _, f := range capgen.Files() {
-		b := f.Make()
-		all, _, err := readAll(t, f.Name, b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b, all, _ := readFile(t, f)
 		for cut := 0; cut < len(b); cut += 7 {
 			got, _, err := readAll(t, f.Name, b[:cut])
 			whole := 0
