@@ -5,10 +5,16 @@ package flow
 // closed); each is no later than the connection's real end, which is
 // computed when the deadline comes, so that a packet never has to move
 // its connection in the queue.
+//
+// serial is the low 32 bits of the connection's serial: a deadline of an
+// ended connection is dropped. When a later connection in the same slot
+// has the same low bits (4 G connections later, within a timeout), the
+// deadline only makes expire compute that connection's real end, which
+// is what any deadline of it does: 16 bytes a deadline instead of 24.
 type deadline struct {
 	at     int64
 	conn   int32
-	serial uint64 // the connection's serial: a deadline of an ended one is dropped
+	serial uint32
 }
 
 // deadlines is a min-heap by time.

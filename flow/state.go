@@ -552,7 +552,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 			} else {
 				due += t.idle
 			}
-			t.deadline.push(deadline{at: due, conn: ci, serial: c.serial})
+			t.deadline.push(deadline{at: due, conn: ci, serial: uint32(c.serial)})
 		}
 	}
 	return t, nil

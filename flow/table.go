@@ -208,7 +208,7 @@ func (t *Table) addConn(c conn) int32 {
 	c.serial = t.serial
 	*t.conn(ci) = c
 	if t.idle > 0 {
-		t.deadline.push(deadline{at: t.clock + t.idle, conn: ci, serial: c.serial})
+		t.deadline.push(deadline{at: t.clock + t.idle, conn: ci, serial: uint32(c.serial)})
 	}
 	return ci
 }
@@ -562,7 +562,7 @@ func (t *Table) tcpState(fi int32, f *Flow, p *pcapio.Packet) {
 		}
 	}
 	if !wasClosed && c.closed() && t.idle > 0 {
-		t.deadline.push(deadline{at: t.clock + t.closeTO, conn: f.conn, serial: c.serial})
+		t.deadline.push(deadline{at: t.clock + t.closeTO, conn: f.conn, serial: uint32(c.serial)})
 	}
 	f.steady = c.state[side] == epEstablished && c.state[1-side] == epEstablished &&
 		c.seen[side]&(hAck|hData) == hAck|hData
@@ -573,7 +573,7 @@ func (t *Table) expire() {
 	for len(t.deadline) > 0 && t.deadline[0].at < t.clock {
 		d := t.deadline.pop()
 		c := t.conn(d.conn)
-		if c.serial != d.serial {
+		if c.serial == 0 || uint32(c.serial) != d.serial {
 			continue // ended already; the slot holds another connection or none
 		}
 		due := t.lastActive(c)
@@ -585,7 +585,7 @@ func (t *Table) expire() {
 		if due < t.clock {
 			t.endConn(d.conn)
 		} else {
-			t.deadline.push(deadline{at: due, conn: d.conn, serial: c.serial})
+			t.deadline.push(deadline{at: due, conn: d.conn, serial: uint32(c.serial)})
 		}
 	}
 }
