@@ -127,3 +127,23 @@ func ExampleArchive_Follow() {
 	// B "220 mail ready, connection 1\r\n"
 	// A "QUIT\r\n"
 }
+
+// List prints what 'pcapflow flows' prints: here the two TCP
+// conversations with the most packets, as CSV.
+func ExampleArchive_List() {
+	ctx := context.Background()
+	a, err := pcapflow.Scan(ctx, []string{"testdata/basic.pcap"}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer a.Close()
+	q := pcapflow.Query{Filter: "tcp", Sort: pcapflow.SortPackets, Reverse: true, Limit: 2}
+	if err := a.List(ctx, os.Stdout, q, true, pcapflow.ListCSV, a.ListOptions()); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// conv,a,b,aport,bport,proto,vlan,tunnel,a_to_b_packets,a_to_b_bytes,b_to_a_packets,b_to_a_bytes,first,last,duration,flows
+	// 1,10.0.0.1,10.0.0.2,40000,80,tcp,,,7,457,6,3383,2024-05-01T10:00:00.000000000Z,2024-05-01T10:00:00.022002000Z,0.022002000,"1,2"
+	// 7,2001:db8::1,2001:db8::2,50000,443,tcp,,,6,961,3,1622,2024-05-01T10:00:00.014001000Z,2024-05-01T10:00:00.040004000Z,0.026003000,"7,8"
+}
