@@ -420,18 +420,30 @@ func (s *idSet) add(id uint64) {
 
 // each calls fn with the IDs in ascending order, at most max at a time.
 func (s *idSet) each(max int, fn func(ids []uint64) error) error {
-	slices.Sort(s.older)
-	buf := slices.Compact(s.older)
+	older := slices.Clone(s.older)
+	slices.Sort(older)
+	older = slices.Compact(older)
+	buf := make([]uint64, 0, min(max, 4096))
+	emit := func(id uint64) error {
+		buf = append(buf, id)
+		if len(buf) < max {
+			return nil
+		}
+		err := fn(buf)
+		buf = buf[:0]
+		return err
+	}
+	for _, id := range older {
+		if err := emit(id); err != nil {
+			return err
+		}
+	}
 	for w, x := range s.bits {
 		for x != 0 {
 			j := bits.TrailingZeros64(x)
 			x &= x - 1
-			buf = append(buf, s.base+uint64(w)*64+uint64(j))
-			if len(buf) == max {
-				if err := fn(buf); err != nil {
-					return err
-				}
-				buf = buf[:0]
+			if err := emit(s.base + uint64(w)*64 + uint64(j)); err != nil {
+				return err
 			}
 		}
 	}
