@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pcapflow/pcapflow/internal/varint"
 	"slices"
 	"strings"
 
+	"github.com/pcapflow/pcapflow/internal/varint"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 

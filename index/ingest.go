@@ -2,12 +2,12 @@ package index
 
 import (
 	"context"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"io"
 	"os"
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/pcapio"
 )

@@ -4,10 +4,10 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
-	"github.com/pcapflow/pcapflow/internal/varint"
 	"slices"
 
 	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/internal/varint"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 

@@ -3,9 +3,9 @@ package index
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/pcapflow/pcapflow/internal/varint"
 
 	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/internal/varint"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 

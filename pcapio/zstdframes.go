@@ -4,12 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pcapflow/pcapflow/internal/window"
 	"io"
 	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/pcapflow/pcapflow/internal/window"
 )
 
 // ZstdFrame is where one zstd frame of a file starts: its byte offset in

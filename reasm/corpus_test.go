@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"github.com/pcapflow/pcapflow/internal/capgen"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/index"
+	"github.com/pcapflow/pcapflow/internal/capgen"
 	"github.com/pcapflow/pcapflow/internal/corpus"
 	"github.com/pcapflow/pcapflow/pcapio"
 	"github.com/pcapflow/pcapflow/reasm"

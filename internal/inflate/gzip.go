@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/pcapflow/pcapflow/internal/window"
 	"hash/crc32"
 	"io"
 	"sync"
+
+	"github.com/pcapflow/pcapflow/internal/window"
 )
 
 // ErrHeader means the bytes are not a gzip member where one must start.
