@@ -286,13 +286,11 @@ func (s *captureStream) end(h *streamHead, b *decodedBatch, err error) {
 	if h.r != nil {
 		h.info.Layout = *h.r.Layout()
 		b.offset = h.r.Offset()
-	}
-	b.events = append(b.events, streamEvent{at: b.n, ci: h.ci, info: h.info, err: err})
-	if h.r != nil {
 		// Nothing points into the buffer once the record is decoded: the
 		// next capture reads through it.
 		s.spare = h.r.Buffer()
 	}
+	b.events = append(b.events, streamEvent{at: b.n, ci: h.ci, info: h.info, err: err})
 	h.close()
 }
 

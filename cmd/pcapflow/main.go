@@ -107,8 +107,9 @@ func main() {
 			pprof.StartCPUProfile(f)
 		}
 	}
-	// PCAPFLOW_MEMPROFILE=file writes the heap profile of the largest
-	// heap seen, sampled every 100 ms.
+	// PCAPFLOW_MEMPROFILE=file writes a heap profile taken when the heap
+	// in use was largest (sampled every 100 ms); like any heap profile it
+	// shows what the last collection before that moment found live.
 	stopHeap := func() {}
 	if p := os.Getenv("PCAPFLOW_MEMPROFILE"); p != "" {
 		stopHeap = peakHeapProfile(p)
@@ -125,7 +126,7 @@ func main() {
 func peakHeapProfile(path string) (stop func()) {
 	var best bytes.Buffer
 	var peak uint64
-	sample := func() {
+	stopTick := every(100*time.Millisecond, func(float64) {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		if m.HeapInuse > peak {
@@ -133,8 +134,7 @@ func peakHeapProfile(path string) (stop func()) {
 			best.Reset()
 			pprof.Lookup("heap").WriteTo(&best, 0)
 		}
-	}
-	stopTick := every(100*time.Millisecond, func(float64) { sample() })
+	})
 	return func() {
 		stopTick()
 		os.WriteFile(path, best.Bytes(), 0o644)
