@@ -146,6 +146,8 @@ func TestServeErrorsAndAuth(t *testing.T) {
 		{"/api/flows?filter=" + q("tcp or udp and port 53"), token, 400, "parentheses"},
 		{"/api/flows?sort=size", token, 400, "sort"},
 		{"/api/flows?limit=-1", token, 400, "limit"},
+		{"/api/flows?format=xml", token, 400, `unknown format`},
+		{"/api/flows?format=xml&bidir=1", token, 400, `unknown format`},
 		{"/api/count?filter=" + q(strings.Repeat("tcp and ", 20)+"tcp"), token, 400, "at most 100"},
 		{"/api/streams/999", token, 404, "no such flow"},
 		{"/api/streams/abc", token, 400, "flow ID"},

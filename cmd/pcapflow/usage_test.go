@@ -23,6 +23,8 @@ func TestCommandLineMistakes(t *testing.T) {
 		{[]string{"flows", filepath.Join(dir, "typo.pcap")}, 1, "typo.pcap: no such capture file"},
 		{[]string{"flows", "typo.pcapng", "port", "80"}, 1, "typo.pcapng: no such capture file"},
 		{[]string{"flows", p, "port", "8o"}, 2, "expected 'and', 'or' or the end of the filter"},
+		{[]string{"flows", p, "-F", "xml"}, 2, `-F: unknown format "xml"`},
+		{[]string{"flows", p, "--bidir", "-F", "xml"}, 2, `-F: unknown format "xml"`},
 		{[]string{"extract", p, "-w", filepath.Join(dir, "none.pcap"), "flow", "999"}, 0, `warning: no flow matches "flow 999"`},
 		{[]string{"streams", p, "-w", filepath.Join(dir, "none.bin"), "host", "192.0.2.99"}, 0, `warning: no flow matches "host 192.0.2.99"`},
 		// Messages that once misled: an empty directory is no index (not
