@@ -57,7 +57,9 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	// The ingest's heap is mostly the live flows and what waits to be
 	// written; left alone, Go lets it grow to twice that before it
 	// collects (530 MB for 210 MB live on the 2 GB benchmark capture).
-	// A soft limit keeps it near what is live for a few percent of time.
+	// A soft limit keeps it near what is live for a few percent of time,
+	// from the first collection on: no start-up hold (gc.go).
+	e.gc.release()
 	if limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(int64(limit)))
 	}

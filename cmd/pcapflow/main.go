@@ -44,6 +44,7 @@ type env struct {
 	progress       bool               // forced progress display
 	warned         int                // warnings printed
 	compatPr       *pcapflow.Progress // set while compat reads a capture
+	gc             *gcHold            // the collector held off at start (main only)
 }
 
 func (e *env) warn(err error) {
@@ -99,7 +100,7 @@ is scanned. FILTER is every remaining argument, as in tcpdump:
 `
 
 func main() {
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, gc: holdGC(os.Getenv)}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	// For performance work: PCAPFLOW_CPUPROFILE=file writes a CPU profile.
 	if p := os.Getenv("PCAPFLOW_CPUPROFILE"); p != "" {
