@@ -46,19 +46,30 @@ func BenchmarkTableAdd(b *testing.B) {
 			t.Add(&d.recs[i], &d.pkts[i])
 		}
 		flows := int(t.NextID() - 1)
-		b.Run(fmt.Sprintf("flows=%d", flows), func(b *testing.B) {
-			b.ReportAllocs()
-			n := 0
-			for i := 0; i < b.N; i++ {
-				t := flow.NewTable(flow.Options{})
-				for j := range d.recs {
-					t.Add(&d.recs[j], &d.pkts[j])
+		hashes := make([]uint64, len(d.pkts))
+		for i := range d.pkts {
+			hashes[i] = flow.HashOf(&d.pkts[i])
+		}
+		// prefetch is 0 for none, else the group Prefetch is given: the
+		// ingest's way (index/ingest.go).
+		for _, prefetch := range []int{0, 16} {
+			b.Run(fmt.Sprintf("flows=%d/prefetch=%d", flows, prefetch), func(b *testing.B) {
+				b.ReportAllocs()
+				n := 0
+				for i := 0; i < b.N; i++ {
+					t := flow.NewTable(flow.Options{})
+					for j := range d.recs {
+						if prefetch > 0 && j%prefetch == 0 {
+							t.Prefetch(hashes[j:min(j+prefetch, len(hashes))])
+						}
+						t.Add(&d.recs[j], &d.pkts[j])
+					}
+					t.Finish()
+					n += len(d.recs)
 				}
-				t.Finish()
-				n += len(d.recs)
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/pkt")
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*flows), "ns/flow")
-		})
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/pkt")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*flows), "ns/flow")
+			})
+		}
 	}
 }

@@ -3,6 +3,8 @@ package flow
 import (
 	"encoding/binary"
 	"math/bits"
+
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // keyIndex maps keys to the table's current flow for them. It is an
@@ -133,4 +135,41 @@ func (t *Table) grow() {
 			}
 		}
 	}
+}
+
+// HashOf is the hash the table looks up the flow of p by, when p is not
+// carried in a tunnel (see Prefetch). It may be computed anywhere, on
+// any goroutine: it reads only p.
+func HashOf(p *pcapio.Packet) uint64 {
+	k := KeyOf(p)
+	return hashKey(&k)
+}
+
+// Prefetch reads the memory that adding packets with these hashes (of
+// HashOf) will read first: the index slot each probes first and the
+// flow stored there. It changes nothing; its only effect is that the
+// packets' cache misses are taken together, overlapping, rather than one
+// after the other inside Add. With hundreds of thousands of live flows
+// nearly every packet misses twice (docs/BENCHMARKS.md), and a core can
+// wait for many independent misses at once but not for a dependent pair
+// faster than one after the other. So the slots are read in one loop,
+// and the flows, whose addresses the slots give, in a second. Callers
+// pass a few packets ahead of the ones they add (16 or so: the lines
+// must still be cached when Add comes to them).
+func (t *Table) Prefetch(hashes []uint64) {
+	const max = 32
+	var slots [max]uint64
+	hashes = hashes[:min(len(hashes), max)]
+	mask := uint64(len(t.keys.slots) - 1)
+	for i, h := range hashes {
+		slots[i] = t.keys.slots[(h>>32)&mask]
+	}
+	var sum uint64
+	for i, h := range hashes {
+		if s := slots[i]; s != 0 && s>>32 == h>>32 {
+			f := t.Flow(int32(uint32(s)) - 1)
+			sum += uint64(f.Key.Src[0]) + f.Packets
+		}
+	}
+	t.prefetched += sum // so that the reads are not optimised away
 }

@@ -133,6 +133,8 @@ type Table struct {
 	clock    int64 // the latest packet time seen: the archive's "now"
 	deadline deadlines
 	capture  int32
+	// prefetched sums what Prefetch read, which nothing uses.
+	prefetched uint64
 }
 
 // NewTable returns an empty table.

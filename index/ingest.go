@@ -243,6 +243,9 @@ func (g *ingest) read(ctx context.Context, srcs []source, stdin io.Reader, first
 		}
 		ev := 0
 		for i := 0; i < b.n; i++ {
+			if i%prefetchGroup == 0 {
+				g.t.Prefetch(b.hash[i:min(i+prefetchGroup, b.n)])
+			}
 			for ev < len(b.events) && b.events[ev].at == i {
 				g.event(&b.events[ev])
 				ev++
@@ -270,6 +273,11 @@ func (g *ingest) read(ctx context.Context, srcs []source, stdin io.Reader, first
 	}
 	return g.werr
 }
+
+// prefetchGroup is how many packets the flow table fetches the memory
+// of at once, before adding them (flow.Table.Prefetch): on the 2 GB real
+// capture, 16 took the flow table's goroutine from X to Y s.
+const prefetchGroup = 16
 
 // record accounts record i of a batch.
 func (g *ingest) record(b *decodedBatch, i int) {

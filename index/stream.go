@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 
@@ -26,6 +27,7 @@ type decodedBatch struct {
 	depth  [batchLen]uint8
 	meta   [batchLen]pcapio.Record // without Data and Raw
 	cap    [batchLen]int32         // the capture of each record
+	hash   [batchLen]uint64        // flow.HashOf the packet, for flow.Table.Prefetch
 	events []streamEvent           // captures starting and ending, in order with the records
 	offset int64                   // bytes read of the current capture
 }
@@ -322,6 +324,7 @@ func (s *captureStream) decode(h *streamHead, b *decodedBatch) {
 		depth++
 	}
 	b.depth[b.n] = uint8(depth)
+	b.hash[b.n] = flow.HashOf(&chain[0]) // here, on the decoding core
 	m := &b.meta[b.n]
 	*m = *rec
 	m.Data, m.Raw = nil, nil
