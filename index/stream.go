@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/internal/readahead"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
 
@@ -194,7 +195,9 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 			fail(fmt.Errorf("%s: %w", src.path, err))
 			return
 		}
-		rd = f
+		// Read ahead of the decoder: on a cold page cache the disk then
+		// works while the packets already read are decoded and tracked.
+		rd = readahead.New(f)
 	}
 	r, err := pcapio.NewReaderBuffer(rd, src.path, s.spare)
 	s.spare = nil
