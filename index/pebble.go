@@ -43,10 +43,9 @@ func (quietLogger) Fatalf(format string, args ...interface{}) {
 // memtableSize is the memtable for a process whose Go heap is held
 // under limit (debug.SetMemoryLimit). Memtables live outside the Go heap
 // and up to four of them queue (guard.go), so below 300 MB of limit they
-// are halved: on the 2 GB real capture, --memory-limit 260M peaks at
-// 312 MB with 16 MB memtables and at 294 MB with 8 MB ones (in 1.13x the
-// default run's time, all told). 16 MB otherwise: smaller memtables
-// would slow the default run.
+// are halved: on the 2 GB real capture, a 260M limit (the CLI's default)
+// peaks at 312 MB with 16 MB memtables and at 294 MB with 8 MB ones.
+// 16 MB otherwise: smaller memtables would slow a run with room.
 func memtableSize(limit int64) uint64 {
 	if limit < 300<<20 {
 		return 8 << 20

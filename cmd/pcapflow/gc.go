@@ -4,7 +4,9 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
+	"time"
 )
 
 // startHeap is the heap a process grows to before its first garbage
@@ -53,3 +55,27 @@ func (h *gcHold) release() {
 		}
 	})
 }
+
+// floatLimit keeps the soft memory limit set for an index run (base) at
+// least a tenth above what is live, checked every 100 ms. A soft limit
+// under the live heap makes the collector run without pause, up to half
+// the CPU: an archive with more live flows than the default allows for
+// would index at half speed instead of using the memory it needs.
+func floatLimit(base int64) (stop func()) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	set := base
+	return every(100*time.Millisecond, func(float64) {
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindUint64 {
+			return
+		}
+		if l := limitFor(base, int64(s[0].Value.Uint64())); l > set || l < set-set/16 {
+			set = l
+			debug.SetMemoryLimit(l)
+		}
+	})
+}
+
+// limitFor is the soft limit for a live heap of live bytes: base, or a
+// tenth above live when that is more.
+func limitFor(base, live int64) int64 { return max(base, live+live/10) }

@@ -58,3 +58,18 @@ func TestGCHold(t *testing.T) {
 		t.Errorf("after collections: GC percent %d, want 100", p)
 	}
 }
+
+func TestLimitFor(t *testing.T) {
+	const base = 260 << 20
+	for _, tc := range []struct{ live, want int64 }{
+		{0, base},
+		{200 << 20, base},
+		{236 << 20, base},             // a tenth above is still under base
+		{300 << 20, 330 << 20},        // over base: a tenth above live
+		{2 << 30, 2<<30 + (2<<30)/10}, // a big archive's live flows
+	} {
+		if got := limitFor(base, tc.live); got != tc.want {
+			t.Errorf("limitFor(%d MB live) = %d MB, want %d MB", tc.live>>20, got>>20, tc.want>>20)
+		}
+	}
+}
