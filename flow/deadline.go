@@ -39,7 +39,15 @@ func (h *deadlines) pop() deadline {
 	n := len(x) - 1
 	x[0] = x[n]
 	x = x[:n]
-	for i := 0; ; {
+	x.down(0)
+	*h = x
+	return d
+}
+
+// down moves entry i down to its place below.
+func (x deadlines) down(i int) {
+	n := len(x)
+	for {
 		l, r, m := 2*i+1, 2*i+2, i
 		if l < n && x[l].at < x[m].at {
 			m = l
@@ -48,11 +56,31 @@ func (h *deadlines) pop() deadline {
 			m = r
 		}
 		if m == i {
-			break
+			return
 		}
 		x[m], x[i] = x[i], x[m]
 		i = m
 	}
-	*h = x
-	return d
+}
+
+// compactDeadlines drops the deadlines of connections that have ended,
+// which expire would skip when they came due. Without it the queue holds
+// a deadline for every connection begun within the idle timeout, ended
+// or not: on the 2 GB real capture (47 s, well within 10 minutes) 850 k
+// of them, 13.5 MB, for 290 k live flows. It runs when the queue has
+// doubled since the last time (plus 4096), so each entry is looked at a
+// constant number of times on average.
+func (t *Table) compactDeadlines() {
+	x := t.deadline[:0]
+	for _, d := range t.deadline {
+		if c := t.conn(d.conn); c.serial != 0 && uint32(c.serial) == d.serial {
+			x = append(x, d)
+		}
+	}
+	clear(t.deadline[len(x):])
+	for i := len(x)/2 - 1; i >= 0; i-- {
+		x.down(i)
+	}
+	t.deadline = x
+	t.compactAt = 2*len(x) + 4096
 }

@@ -132,7 +132,9 @@ type Table struct {
 	tunnels  map[tunnelEnds]uint32
 	clock    int64 // the latest packet time seen: the archive's "now"
 	deadline deadlines
-	capture  int32
+	// compactAt is the queue length at which compactDeadlines runs next.
+	compactAt int
+	capture   int32
 	// prefetched sums what Prefetch read, which nothing uses.
 	prefetched uint64
 }
@@ -210,6 +212,9 @@ func (t *Table) addConn(c conn) int32 {
 	c.serial = t.serial
 	*t.conn(ci) = c
 	if t.idle > 0 {
+		if len(t.deadline) >= t.compactAt {
+			t.compactDeadlines()
+		}
 		t.deadline.push(deadline{at: t.clock + t.idle, conn: ci, serial: uint32(c.serial)})
 	}
 	return ci

@@ -117,6 +117,49 @@ func TestTableHoldsOnlyLiveFlows(t *testing.T) {
 	}
 }
 
+// The deadline queue follows the live connections too: those of ended
+// connections are dropped (compactDeadlines), and what ends, and when,
+// is the same as with every deadline kept. The copies are a minute
+// apart, well within the idle timeout, so that without the compaction
+// the connections of every copy that closed stay queued.
+func TestDeadlinesFollowLiveConnections(t *testing.T) {
+	one := decodeMix(capgen.MixOptions{Seed: 5, Bytes: 8 << 20, Active: 300, MeanPackets: 6})
+	const copies = 8
+	d := shifted(one, copies, time.Minute)
+	run := func(compact bool) (lines []string, peakQueue, peakLive int) {
+		e := &ended{lines: map[uint64]string{}}
+		var tb *flow.Table
+		record := e.onEnd(t)
+		tb = flow.NewTable(flow.Options{IdleTimeout: flow.DefaultIdleTimeout, OnEnd: func(fs []flow.Ended) {
+			record(fs)
+			for _, x := range fs { // when it ended, too
+				e.lines[x.Flow.ID] += fmt.Sprint(" ended at ", tb.Clock())
+			}
+		}})
+		if !compact {
+			tb.NeverCompactDeadlines()
+		}
+		for i := range d.recs {
+			tb.Add(&d.recs[i], &d.pkts[i])
+			peakQueue, peakLive = max(peakQueue, tb.QueuedDeadlines()), max(peakLive, tb.Live())
+		}
+		tb.Finish()
+		return e.sorted(), peakQueue, peakLive
+	}
+	got, queue, live := run(true)
+	want, queueAll, _ := run(false)
+	t.Logf("%d flows; most live at once %d; deadlines queued at most %d, %d without compaction", len(got), live, queue, queueAll)
+	if !slices.Equal(got, want) {
+		t.Fatal("the flows differ with the deadline queue compacted")
+	}
+	if queue > 2*live+4096+1 {
+		t.Errorf("%d deadlines queued for at most %d live flows", queue, live)
+	}
+	if queueAll <= queue {
+		t.Errorf("without compaction %d deadlines queued, with %d: the test does not exercise it", queueAll, queue)
+	}
+}
+
 // A table stopped anywhere, its state saved with the live flows' records
 // and restored, goes on exactly as one that never stopped: the same flow
 // IDs, counters, states and histories. This is what an index that grows

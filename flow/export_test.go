@@ -1,0 +1,9 @@
+package flow
+
+import "math"
+
+// QueuedDeadlines is the length of t's deadline queue.
+func (t *Table) QueuedDeadlines() int { return len(t.deadline) }
+
+// NeverCompactDeadlines turns compactDeadlines off for t (tests compare).
+func (t *Table) NeverCompactDeadlines() { t.compactAt = math.MaxInt }
