@@ -8,7 +8,8 @@
 # SHIFTED: the same two hours later (editcap -t 7200 CAPTURE SHIFTED);
 # ROTDIR: CAPTURE cut by tcpdump -r CAPTURE -C 100 -w ROTDIR/part.
 # Needs pcapflow (PCAPFLOW=path), PCAP_FLOW=path to FMADIO's pcap_flows,
-# BRIMCAP=path to brimcap, tcpdump, zstd, gzip, GNU time. Medians of
+# BRIMCAP=path to brimcap, tcpdump, zstd, gzip, GNU time; hyperfine and
+# CORES=path to a build of bench/cores when present. Medians of
 # RUNS (default 3) runs; the page cache is warm unless a row says cold.
 # WORK (default: a directory beside CAPTURE) holds the outputs.
 set -euo pipefail
@@ -54,9 +55,18 @@ row "\`pcapflow index\` (2 cores)" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB"
 PREP="rm -rf '$work/g1.idx'" run pf_index1 env GOMAXPROCS=1 "$pf" index -i "$work/g1.idx" "$cap"
 row "\`GOMAXPROCS=1 pcapflow index\`" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "2 cores are $(ratio "$wall" "$one_wall")x one"
 rm -rf "$work/g1.idx"
+PREP="rm -rf '$work/l320.idx'" run pf_index_320 "$pf" index --memory-limit 320M -i "$work/l320.idx" "$cap"
+row "\`pcapflow index --memory-limit 320M\` (the default before 260M)" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "the default is $(ratio "$one_wall" "$wall")x its time"
+rm -rf "$work/l320.idx"
 PREP="rm -rf '$work/nolimit.idx'" run pf_index_nolimit "$pf" index --memory-limit 0 -i "$work/nolimit.idx" "$cap"
 row "\`pcapflow index --memory-limit 0\` (no backpressure)" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" ""
 rm -rf "$work/nolimit.idx"
+
+# What a second core gives on this machine, for reading the row above.
+if [[ -n ${CORES:-} ]]; then
+  ilp=$("$CORES" -rounds 5 | awk '$1 == "ilp" { print $(NF-2) }')
+  row "this machine: integer work on 2 goroutines against 1 (\`bench/cores\`, ilp)" "" "" "" "$ilp of a perfect 2x"
+fi
 
 # --- a two-capture archive: memory follows live flows ---
 PREP="rm -rf '$work/two.idx'" run pf_two "$pf" index -i "$work/two.idx" "$cap" "$shifted"
@@ -102,6 +112,11 @@ run x_small "$pf" extract -i "$idx" -w "$work/small.pcap" --force flow "$sid"; x
 run td_small tcpdump -n -r "$cap" -w "$work/small-td.pcap" "src host $ssrc and dst host $sdst and tcp src port $ssp and tcp dst port $sdp"
 same=$(cmp -s "$work/small.pcap" "$work/small-td.pcap" && echo "byte-identical" || echo "DIFFER")
 row "extract one small flow (flow $sid): \`pcapflow extract -i\` vs \`tcpdump -r -w BPF\`" "${xs}s vs ${wall}s" "" "${xsr} vs ${rss} MB" "$(ratio "$wall" "$xs")x; outputs $same"
+if command -v hyperfine >/dev/null; then
+  hyperfine -N -w 5 -r 40 --export-json "$work/hf.json" "$pf extract -i $idx -w $work/small.pcap --force flow $sid" >/dev/null 2>&1
+  hf=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.1f ms median, %.1f ± %.1f ms mean" % (r["median"]*1e3, r["mean"]*1e3, r["stddev"]*1e3))' "$work/hf.json")
+  row "the same extract, \`hyperfine -N -w 5 -r 40\`" "$hf" "" "" "$(ratio "$wall" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$work/hf.json")")x tcpdump's median above"
+fi
 
 # --- compression ---
 run compress "$pf" compress "$cap" -o "$work/c.pcap.zst" --force; cw=$wall; cr=$rss; cs=$(stat -c %s "$work/c.pcap.zst")
