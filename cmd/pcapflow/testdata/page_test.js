@@ -26,7 +26,10 @@ function check(ok, msg) {
   check(ids[0] === "2", "sorted by bytes, reversed: first flow " + ids[0] + ", want 2");
   const summary = await page.textContent("#summary");
   check(summary.startsWith("10 flows, 46 packets"), "summary: " + summary);
-  check((await page.$$("#timeline rect.bar")).length > 0, "no timeline bars");
+  // The timeline comes from its own request, after the table's: wait
+  // for its bars rather than look once (a loaded machine drew the table
+  // first and failed here).
+  await page.waitForSelector("#timeline rect.bar", { state: "attached" }).catch(() => check(false, "no timeline bars"));
   if (shots) await page.screenshot({ path: path.join(shots, "serve-table.png") });
 
   // A bad filter: the caret under the fault, the URL keeps the filter.
