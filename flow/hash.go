@@ -157,9 +157,9 @@ func HashOf(p *pcapio.Packet) uint64 {
 // pass a few packets ahead of the ones they add (16 or so: the lines
 // must still be cached when Add comes to them).
 func (t *Table) Prefetch(hashes []uint64) {
-	const max = 32
-	var slots [max]uint64
-	hashes = hashes[:min(len(hashes), max)]
+	const most = 32 // a group larger than this is cut to it
+	var slots [most]uint64
+	hashes = hashes[:min(len(hashes), most)]
 	mask := uint64(len(t.keys.slots) - 1)
 	for i, h := range hashes {
 		slots[i] = t.keys.slots[(h>>32)&mask]

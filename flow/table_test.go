@@ -266,3 +266,34 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 		})
 	}
 }
+
+// Prefetch only reads: a table given every group of packets' hashes
+// ahead ends the same flows, and odd groups (none, more than it takes,
+// hashes of nothing in the table) are fine.
+func TestPrefetchChangesNothing(t *testing.T) {
+	d := decodeMix(capgen.MixOptions{Seed: 9, Bytes: 4 << 20, Active: 500, MeanPackets: 5})
+	hashes := make([]uint64, len(d.pkts))
+	for i := range d.pkts {
+		hashes[i] = flow.HashOf(&d.pkts[i])
+	}
+	run := func(group int) []string {
+		e := &ended{lines: map[uint64]string{}}
+		tb := flow.NewTable(flow.Options{IdleTimeout: flow.DefaultIdleTimeout, OnEnd: e.onEnd(t)})
+		tb.Prefetch(nil)
+		for i := range d.recs {
+			if group > 0 && i%group == 0 {
+				tb.Prefetch(hashes[i:min(i+group, len(hashes))])
+				tb.Prefetch([]uint64{^uint64(0), 0})
+			}
+			tb.Add(&d.recs[i], &d.pkts[i])
+		}
+		tb.Finish()
+		return e.sorted()
+	}
+	want := run(0)
+	for _, group := range []int{1, 16, 100} {
+		if got := run(group); !slices.Equal(got, want) {
+			t.Errorf("prefetching groups of %d: the flows differ", group)
+		}
+	}
+}
