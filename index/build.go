@@ -337,7 +337,7 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 		j := live.find(t.Flow(fi).ID)
 		p := g.posts.at(fi)
 		p.chunks = live.chunks[j]
-		for _, ref := range live.refs[j] {
+		for _, ref := range live.refs(j) {
 			p.add(ref, &g.pool)
 		}
 	}
@@ -355,12 +355,13 @@ type liveRecs struct {
 	flows  []flow.Flow
 	have   []bool // the record was found
 	chunks []uint32
-	refs   [][]PacketRef // not in full chunks
+	span   [][2]int    // the postings not in full chunks: arena[span[0]:span[1]]
+	arena  []PacketRef // one slice for all: decoded blocks' refs are reused
 }
 
 func newLiveRecs(ids []uint64) *liveRecs {
 	n := len(ids)
-	return &liveRecs{ids: ids, flows: make([]flow.Flow, n), have: make([]bool, n), chunks: make([]uint32, n), refs: make([][]PacketRef, n)}
+	return &liveRecs{ids: ids, flows: make([]flow.Flow, n), have: make([]bool, n), chunks: make([]uint32, n), span: make([][2]int, n)}
 }
 
 // find returns the position of flow id, or -1 when it is not live.
@@ -371,10 +372,15 @@ func (l *liveRecs) find(id uint64) int {
 	return -1
 }
 
-// set keeps flow j's record and postings.
+// set keeps flow j's record and a copy of its postings.
 func (l *liveRecs) set(j int, f *flow.Flow, chunks uint32, refs []PacketRef) {
-	l.flows[j], l.have[j], l.chunks[j], l.refs[j] = *f, true, chunks, refs
+	l.flows[j], l.have[j], l.chunks[j] = *f, true, chunks
+	l.span[j] = [2]int{len(l.arena), len(l.arena) + len(refs)}
+	l.arena = append(l.arena, refs...)
 }
+
+// refs is flow j's postings not in full chunks.
+func (l *liveRecs) refs(j int) []PacketRef { return l.arena[l.span[j][0]:l.span[j][1]] }
 
 // liveState reads the table's live state and the live flows' provisional
 // records; with sink set, the blocks still waiting for them become its
@@ -399,8 +405,9 @@ func (b *builder) liveState(sink *storeSink) ([]byte, *liveRecs, error) {
 	live := newLiveRecs(ids)
 	var post postingBuf // reused for every ended flow's re-encoded tail
 	var pool bufPool
+	var tb tailBlock // reused for every block: live flows' refs are copied
 	for first := range restoredBlocks(b.db) {
-		pb, err := b.pendingFrom(first, live, &post, &pool)
+		pb, err := b.pendingFrom(first, live, &post, &pool, &tb)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -453,7 +460,7 @@ func restoredBlocks(db *pebble.DB) map[uint64]bool {
 // pendingFrom rebuilds a pending block from its provisional keys: the
 // flows not live any more ended before the commit; the records and
 // postings of the live ones go into live.
-func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, pool *bufPool) (*pendingBlock, error) {
+func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, pool *bufPool, tb *tailBlock) (*pendingBlock, error) {
 	get := func(tag byte) ([]byte, error) {
 		v, c, err := b.db.Get(blockKey{tag, first}.encode())
 		if err != nil {
@@ -474,8 +481,7 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 	if err := decodeRecordBlock(recs, first, &rb); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.dir, err)
 	}
-	var tb tailBlock
-	if err := decodeTailBlock(tails, &tb); err != nil || tb.present != rb.present {
+	if err := decodeTailBlock(tails, tb); err != nil || tb.present != rb.present {
 		return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, errCorrupt)
 	}
 	pb := &pendingBlock{first: first}

@@ -255,10 +255,14 @@ func appendTailBlock(dst []byte, present uint64, base PacketRef, tails []tailOf)
 type tailBlock struct {
 	present uint64
 	tails   [flowBlock]tailOf
+	// arena holds the refs of all the block's flows. Decoding the next
+	// block into the same tailBlock reuses it: a caller that keeps refs
+	// past that clears it first (or copies them).
+	arena []PacketRef
 }
 
 // decodeTailBlock decodes a block of tails; refs of all flows share one
-// slice.
+// slice, tb.arena.
 func decodeTailBlock(b []byte, tb *tailBlock) error {
 	bad := fmt.Errorf("%w: posting tails", errCorrupt)
 	var hdr [3]uint64
@@ -276,7 +280,8 @@ func decodeTailBlock(b []byte, tb *tailBlock) error {
 	prev := PacketRef{int32(hdr[1]), int64(hdr[2])}
 	k, k1 := uint(b[0]), uint(b[1])
 	r := bitReader{b: b[2:]}
-	var all []PacketRef
+	all := tb.arena[:0]
+	defer func() { tb.arena = all }()
 	for i := 0; i < flowBlock; i++ {
 		tb.tails[i] = tailOf{}
 		if tb.present&(1<<i) == 0 {
