@@ -333,8 +333,14 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 		return fmt.Errorf("%s: %w", b.dir, err)
 	}
 	g.t = t
-	for _, fi := range t.LiveFlows() {
-		j := live.find(t.Flow(fi).ID)
+	// RestoreTable puts the live flows in slots 0, 1, ... in ID order,
+	// the order of live.ids (LiveFlows would sort them again: 0.1 s and
+	// 44 MB for 290 k flows).
+	for j, id := range live.ids {
+		fi := int32(j)
+		if t.Flow(fi).ID != id {
+			return fmt.Errorf("%s: live flow %d restored in slot %d, which holds flow %d", b.dir, id, fi, t.Flow(fi).ID)
+		}
 		p := g.posts.at(fi)
 		p.chunks = live.chunks[j]
 		for _, ref := range live.refs(j) {
