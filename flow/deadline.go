@@ -63,6 +63,13 @@ func (x deadlines) down(i int) {
 	}
 }
 
+// current reports whether d is a deadline of the connection in its slot
+// now, not of one that ended (the slot empty or holding another).
+func (t *Table) current(d deadline) bool {
+	c := t.conn(d.conn)
+	return c.serial != 0 && uint32(c.serial) == d.serial
+}
+
 // compactDeadlines drops the deadlines of connections that have ended,
 // which expire would skip when they came due. Without it the queue holds
 // a deadline for every connection begun within the idle timeout, ended
@@ -73,7 +80,7 @@ func (x deadlines) down(i int) {
 func (t *Table) compactDeadlines() {
 	x := t.deadline[:0]
 	for _, d := range t.deadline {
-		if c := t.conn(d.conn); c.serial != 0 && uint32(c.serial) == d.serial {
+		if t.current(d) {
 			x = append(x, d)
 		}
 	}

@@ -579,10 +579,10 @@ func (t *Table) tcpState(fi int32, f *Flow, p *pcapio.Packet) {
 func (t *Table) expire() {
 	for len(t.deadline) > 0 && t.deadline[0].at < t.clock {
 		d := t.deadline.pop()
-		c := t.conn(d.conn)
-		if c.serial == 0 || uint32(c.serial) != d.serial {
-			continue // ended already; the slot holds another connection or none
+		if !t.current(d) {
+			continue // ended already
 		}
+		c := t.conn(d.conn)
 		due := t.lastActive(c)
 		if c.closed() {
 			due += t.closeTO
