@@ -411,9 +411,9 @@ func (b *builder) liveState(sink *storeSink) ([]byte, *liveRecs, error) {
 	live := newLiveRecs(ids)
 	var post postingBuf // reused for every ended flow's re-encoded tail
 	var pool bufPool
-	var tb tailBlock // reused for every block: live flows' refs are copied
+	var arena []PacketRef // every block's refs, one block at a time: live flows' are copied
 	for first := range restoredBlocks(b.db) {
-		pb, err := b.pendingFrom(first, live, &post, &pool, &tb)
+		pb, err := b.pendingFrom(first, live, &post, &pool, &arena)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -466,7 +466,7 @@ func restoredBlocks(db *pebble.DB) map[uint64]bool {
 // pendingFrom rebuilds a pending block from its provisional keys: the
 // flows not live any more ended before the commit; the records and
 // postings of the live ones go into live.
-func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, pool *bufPool, tb *tailBlock) (*pendingBlock, error) {
+func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, pool *bufPool, arena *[]PacketRef) (*pendingBlock, error) {
 	get := func(tag byte) ([]byte, error) {
 		v, c, err := b.db.Get(blockKey{tag, first}.encode())
 		if err != nil {
@@ -487,7 +487,8 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 	if err := decodeRecordBlock(recs, first, &rb); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.dir, err)
 	}
-	if err := decodeTailBlock(tails, tb); err != nil || tb.present != rb.present {
+	var tb tailBlock
+	if *arena, err = decodeTailBlock(tails, &tb, *arena); err != nil || tb.present != rb.present {
 		return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, errCorrupt)
 	}
 	pb := &pendingBlock{first: first}

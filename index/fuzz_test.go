@@ -42,7 +42,7 @@ func FuzzRecords(f *testing.F) {
 		d.first = 1
 		d.decode(b, 1, &out)
 		var tb tailBlock
-		decodeTailBlock(b, &tb)
+		decodeTailBlock(b, &tb, nil)
 		if refs, err := decodeChunkBits(b, nil); err == nil && len(refs) > 8*len(b) {
 			t.Fatalf("%d refs from %d bytes", len(refs), len(b))
 		}

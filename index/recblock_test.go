@@ -150,7 +150,7 @@ func TestTailBlockRoundTrip(t *testing.T) {
 		}
 		b := appendTailBlock(nil, present, base, tails)
 		var tb tailBlock
-		if err := decodeTailBlock(b, &tb); err != nil {
+		if _, err := decodeTailBlock(b, &tb, nil); err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
 		j := 0

@@ -397,8 +397,8 @@ func (t *tailReader) tail(id uint64) (uint32, []PacketRef, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		t.tb.arena = nil // the refs handed out before stay valid
-		if err := decodeTailBlock(v, &t.tb); err != nil {
+		// A new slice each block: the refs handed out before stay valid.
+		if _, err := decodeTailBlock(v, &t.tb, nil); err != nil {
 			return 0, nil, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
 		}
 		t.first, t.ok = first, true

@@ -255,33 +255,30 @@ func appendTailBlock(dst []byte, present uint64, base PacketRef, tails []tailOf)
 type tailBlock struct {
 	present uint64
 	tails   [flowBlock]tailOf
-	// arena holds the refs of all the block's flows. Decoding the next
-	// block into the same tailBlock reuses it: a caller that keeps refs
-	// past that clears it first (or copies them).
-	arena []PacketRef
 }
 
-// decodeTailBlock decodes a block of tails; refs of all flows share one
-// slice, tb.arena.
-func decodeTailBlock(b []byte, tb *tailBlock) error {
+// decodeTailBlock decodes a block of tails. The refs of all its flows
+// share one slice, appended to arena[:0] (nil: a new one); it returns
+// that slice, for a caller that decodes block after block into the same
+// space and keeps none of the refs past the next call.
+func decodeTailBlock(b []byte, tb *tailBlock, arena []PacketRef) ([]PacketRef, error) {
 	bad := fmt.Errorf("%w: posting tails", errCorrupt)
 	var hdr [3]uint64
 	for i := range hdr {
 		v, k := binary.Uvarint(b)
 		if k <= 0 {
-			return bad
+			return arena, bad
 		}
 		hdr[i], b = v, b[k:]
 	}
 	if len(b) < 2 || hdr[1] > 1<<31-1 || hdr[2] > 1<<62 || b[0] > 40 || b[1] > 40 {
-		return bad
+		return arena, bad
 	}
 	tb.present = hdr[0]
 	prev := PacketRef{int32(hdr[1]), int64(hdr[2])}
 	k, k1 := uint(b[0]), uint(b[1])
 	r := bitReader{b: b[2:]}
-	all := tb.arena[:0]
-	defer func() { tb.arena = all }()
+	all := arena[:0]
 	for i := 0; i < flowBlock; i++ {
 		tb.tails[i] = tailOf{}
 		if tb.present&(1<<i) == 0 {
@@ -289,7 +286,7 @@ func decodeTailBlock(b []byte, tb *tailBlock) error {
 		}
 		chunks, n := r.gamma()-1, r.gamma()-1
 		if r.bad || chunks > 1<<31 || n > uint64(len(b))*8 {
-			return bad
+			return all, bad
 		}
 		tb.tails[i].chunks = uint32(chunks)
 		if n == 0 {
@@ -300,7 +297,7 @@ func decodeTailBlock(b []byte, tb *tailBlock) error {
 		c := int64(prev.Capture) + dc
 		idx := prev.Index + unzigzag(r.rice(k1))
 		if r.bad || c < 0 || c > 1<<31-1 || idx < 0 || idx > 1<<62 {
-			return bad
+			return all, bad
 		}
 		prev = PacketRef{int32(c), idx}
 		all = append(all, prev)
@@ -310,9 +307,9 @@ func decodeTailBlock(b []byte, tb *tailBlock) error {
 		}
 		var err error
 		if all, err = readSteps(&r, all, int(n), kf); err != nil {
-			return err
+			return all, err
 		}
 		tb.tails[i].refs = all[start:len(all):len(all)]
 	}
-	return nil
+	return all, nil
 }
