@@ -593,32 +593,25 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	slices.Sort(firsts)
 	// The pending blocks with their live flows, in ID order; the other
 	// live flows are stored alone.
-	writeLive := func() error {
-		next := 0
-		var inBlock []liveFlow
-		for _, first := range firsts {
-			for ; next < len(liveIDs) && liveIDs[next] < first; next++ {
-				alone(next)
-			}
-			inBlock = inBlock[:0]
-			for ; next < len(liveIDs) && liveIDs[next] < first+flowBlock; next++ {
-				inBlock = append(inBlock, liveAt(next))
-			}
-			if err := sink.writeBlock(cw, sink.pending[first], tagFlowsProv, tagTailsProv, inBlock); err != nil {
-				return err
-			}
-			delete(sink.restoredG, first)
-		}
-		for ; next < len(liveIDs); next++ {
+	next := 0
+	var inBlock []liveFlow
+	for _, first := range firsts {
+		for ; next < len(liveIDs) && liveIDs[next] < first; next++ {
 			alone(next)
 		}
-		return nil
+		inBlock = inBlock[:0]
+		for ; next < len(liveIDs) && liveIDs[next] < first+flowBlock; next++ {
+			inBlock = append(inBlock, liveAt(next))
+		}
+		if err := sink.writeBlock(cw, sink.pending[first], tagFlowsProv, tagTailsProv, inBlock); err != nil {
+			return err // the state's goroutine ends by itself: its channel has room
+		}
+		delete(sink.restoredG, first)
 	}
-	err := writeLive()
+	for ; next < len(liveIDs); next++ {
+		alone(next)
+	}
 	st := <-stateC
-	if err != nil {
-		return err
-	}
 	if st.err != nil {
 		return st.err
 	}
