@@ -85,8 +85,17 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 		o.L0StopWritesThreshold = 1 << 20
 		o.MemTableStopWritesThreshold = 1 << 20
 	}
+	// zstd level 3, storing a block compressed if that saves at least 1%.
+	// Pebble's profile keeps a block raw unless it shrinks by 12%, which
+	// most of ours, Rice-coded postings and ID lists, do not: they shrink
+	// by a few percent. On the 2 GB real capture's index: 21.48 MB instead
+	// of 22.11-22.39, at no measurable cost to ingest (four alternating
+	// runs each).
+	zstd := *block.ZstdCompression
+	zstd.Name = "pcapflow-zstd"
+	zstd.MinReductionPercent = 1
 	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
-		return pebble.UniformDBCompressionSettings(block.ZstdCompression)
+		return pebble.UniformDBCompressionSettings(&zstd)
 	})
 	// 16 KiB blocks instead of Pebble's 4 KiB: zstd finds more to share
 	// in a block of neighbouring flow records and ID lists. On the 2 GB
