@@ -19,7 +19,7 @@ import (
 
 // SchemaVersion identifies the key layout and record encodings; an index
 // written with another version must be rebuilt.
-const SchemaVersion = "pcapflow-index/3"
+const SchemaVersion = "pcapflow-index/4"
 
 // BuildResult reports what Build did.
 type BuildResult struct {
@@ -488,7 +488,7 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 		return nil, fmt.Errorf("%s: %w", b.dir, err)
 	}
 	var tb tailBlock
-	if *arena, err = decodeTailBlock(tails, &tb, *arena); err != nil || tb.present != rb.present {
+	if *arena, err = decodeTailBlock(tails, &rb, &tb, *arena); err != nil {
 		return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, errCorrupt)
 	}
 	pb := &pendingBlock{first: first}
@@ -582,7 +582,12 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	var provLate []uint64
 	alone := func(i int) {
 		lf := liveAt(i)
-		cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), sink.standalone(&lf.f, lf.chunks, lf.post))
+		v, err := sink.standalone(&lf.f, lf.chunks, lf.post)
+		if err != nil {
+			cw.fail(err)
+			return
+		}
+		cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), v)
 		delete(sink.restoredN, lf.f.ID)
 		provLate = append(provLate, lf.f.ID)
 	}

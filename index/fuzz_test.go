@@ -29,9 +29,24 @@ func FuzzRecords(f *testing.F) {
 	f.Add(p.appendChunk(nil, PacketRef{}))
 	refs := []PacketRef{{0, 100}, {0, 101}, {0, 90}, {2, 7}, {2, 5000}}
 	f.Add(appendChunkBits(nil, refs))
-	f.Add(appendTailBlock(nil, 3, PacketRef{0, 80}, []tailOf{{1, refs}, {0, refs[:2]}}))
+	// The tails' records: a flow of a full chunk and 5 more, and one of 2.
+	var trb recordBlock
+	trb.present = 3
+	trb.flows[0], trb.flows[1] = fl, fl2
+	trb.flows[0].Packets, trb.flows[1].Packets = chunkMax+5, 2
+	tb, err := appendTailBlock(nil, PacketRef{0, 80}, []*flow.Flow{&trb.flows[0], &trb.flows[1]}, []tailOf{{1, refs}, {0, refs[:2]}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(tb)
 	var st storeSink
-	f.Add(st.standalone(&fl, 2, &p))
+	alone := fl
+	alone.Packets = 2*chunkMax + 4
+	sb, err := st.standalone(&alone, 2, &p)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sb)
 	f.Add(appendIDs(nil, 5, []uint64{5, 7, 100}))
 	f.Add(appendIDs(nil, 5, []uint64{5, 3000, 7000, 9000, 12000, 20000, 21000}))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -42,7 +57,7 @@ func FuzzRecords(f *testing.F) {
 		d.first = 1
 		d.decode(b, 1, &out)
 		var tb tailBlock
-		decodeTailBlock(b, &tb, nil)
+		decodeTailBlock(b, &trb, &tb, nil)
 		if refs, err := decodeChunkBits(b, nil); err == nil && len(refs) > 8*len(b) {
 			t.Fatalf("%d refs from %d bytes", len(refs), len(b))
 		}

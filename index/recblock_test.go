@@ -148,9 +148,24 @@ func TestTailBlockRoundTrip(t *testing.T) {
 			}
 			tails = append(tails, tl)
 		}
-		b := appendTailBlock(nil, present, base, tails)
+		// The records the tails belong to: only their packet counts count.
+		var rb recordBlock
+		var flows []*flow.Flow
+		rb.present = present
+		for i, j := 0, 0; i < flowBlock; i++ {
+			if present&(1<<i) != 0 {
+				f := &rb.flows[i]
+				f.ID, f.Packets = uint64(i+1), uint64(tails[j].chunks)*chunkMax+uint64(len(tails[j].refs))
+				flows = append(flows, f)
+				j++
+			}
+		}
+		b, err := appendTailBlock(nil, base, flows, tails)
+		if err != nil {
+			t.Fatalf("trial %d: %v", trial, err)
+		}
 		var tb tailBlock
-		if _, err := decodeTailBlock(b, &tb, nil); err != nil {
+		if _, err := decodeTailBlock(b, &rb, &tb, nil); err != nil {
 			t.Fatalf("trial %d: %v", trial, err)
 		}
 		j := 0

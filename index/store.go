@@ -381,11 +381,13 @@ func (s *Store) Flows(ctx context.Context, ids []uint64, fn func(*flow.Flow) err
 	return nil
 }
 
-// tailReader finds flows' postings not in full chunks.
+// tailReader finds flows' postings not in full chunks. A block of tails
+// is read with its block of records, whose packet counts it needs.
 type tailReader struct {
 	s     *Store
 	first uint64
 	ok    bool
+	rb    recordBlock
 	tb    tailBlock
 }
 
@@ -393,12 +395,19 @@ type tailReader struct {
 func (t *tailReader) tail(id uint64) (uint32, []PacketRef, error) {
 	first := blockOf(id)
 	if !t.ok || first != t.first {
-		v, _, err := t.s.blockValue(first, true)
+		t.ok = false
+		v, _, err := t.s.blockValue(first, false)
 		if err != nil {
 			return 0, nil, err
 		}
+		if err := decodeRecordBlock(v, first, &t.rb); err != nil {
+			return 0, nil, fmt.Errorf("%s: %w", t.s.dir, err)
+		}
+		if v, _, err = t.s.blockValue(first, true); err != nil {
+			return 0, nil, err
+		}
 		// A new slice each block: the refs handed out before stay valid.
-		if _, err := decodeTailBlock(v, &t.tb, nil); err != nil {
+		if _, err := decodeTailBlock(v, &t.rb, &t.tb, nil); err != nil {
 			return 0, nil, fmt.Errorf("%s: tails %d: %w", t.s.dir, first, err)
 		}
 		t.first, t.ok = first, true

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+
+	"github.com/pcapflow/pcapflow/flow"
 )
 
 // Postings on disk are bit-packed. A flow's packets step forward through
@@ -11,21 +13,26 @@ import (
 // apart, which Rice codes store in about a byte, where varints take two.
 //
 // A block of posting tails (Q and R values) holds the postings not in
-// full chunks of the present flows of a block of IDs:
+// full chunks of the flows of a block of IDs, those its block of flow
+// records holds (F or G, written with it):
 //
-//	uvarint(present) uvarint(base capture) uvarint(base index) u8(k) u8(k1) bits
+//	uvarint(base capture) uvarint(base index) u8(k) u8(k1) bits
 //
-// present has bit i set for ID first+i; the base is the first packet of
-// the block's first flow. For each present flow, in ID order, the bits
-// hold
+// The base is the first packet of the block's first flow. How many of a
+// flow's packets are in full chunks and how many in its tail follows from
+// the packet count of its record (tailSplit), so neither is stored. For
+// each flow with a tail, in ID order, the bits hold
 //
-//	gamma(full chunks + 1) gamma(count + 1)
-//	and when count > 0: its first packet, from the previous flow's first
-//	  (the base, for the first flow): gamma(zigzag(capture step) + 1),
-//	  rice(zigzag(index step), k1); when count > 2, a bit: 1 if the flow's
+//	its first packet, from the previous flow's first (the base, for the
+//	  first flow): gamma(1) and rice(index step, k1) in the same capture
+//	  and a step of 0 or more records, which is nearly always (IDs are
+//	  given in first-packet order); gamma(2) and gamma(records back) for
+//	  a step back in the same capture; gamma(zigzag(capture step) + 2)
+//	  and gamma(index + 1) in another capture;
+//	when the tail has more than ownKMin packets, a bit: 1 if the flow's
 //	  steps use a parameter of their own, in the 5 bits that follow,
 //	  rather than the block's k (an elephant's tail among short flows);
-//	  then count-1 steps
+//	then count-1 steps
 //
 // and a full chunk (P values) is
 //
@@ -40,6 +47,17 @@ import (
 //	15 ones, a one, gamma(b + 1)                   b records back (a held fragment)
 
 const stepUnary = 14
+
+// ownKMin is the tail length above which a flow may code its steps with a
+// Rice parameter of its own. Shorter tails rarely gain the 5 bits the
+// parameter takes, and the flag bit would cost every short flow.
+const ownKMin = 2
+
+// tailSplit is how a flow of n packets is stored: in full chunks of
+// chunkMax (P keys, cut as the packets come) and a tail of the rest.
+func tailSplit(n uint64) (chunks uint32, tail uint64) {
+	return uint32(n / chunkMax), n % chunkMax
+}
 
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
@@ -190,16 +208,24 @@ type tailOf struct {
 	refs   []PacketRef
 }
 
-// appendTailBlock encodes the tails of a block's present flows.
-func appendTailBlock(dst []byte, present uint64, base PacketRef, tails []tailOf) []byte {
+// appendTailBlock encodes the tails of a block's flows: tails[i] is the
+// postings of flows[i], in ID order. A tail that is not what its record's
+// packet count says (tailSplit) is an error, since the decoder could not
+// find it again.
+func appendTailBlock(dst []byte, base PacketRef, flows []*flow.Flow, tails []tailOf) ([]byte, error) {
 	var sum, n, sum1, n1 uint64
 	prev := base
-	for _, t := range tails {
+	for i, t := range tails {
+		if c, m := tailSplit(flows[i].Packets); c != t.chunks || m != uint64(len(t.refs)) {
+			return dst, fmt.Errorf("flow %d: %d packets, but %d full chunks and a tail of %d", flows[i].ID, flows[i].Packets, t.chunks, len(t.refs))
+		}
 		s, c := stepSum(t.refs)
 		sum, n = sum+s, n+c
 		if len(t.refs) > 0 {
-			sum1 += zigzag(t.refs[0].Index - prev.Index)
-			n1++
+			if f := t.refs[0]; f.Capture == prev.Capture && f.Index >= prev.Index {
+				sum1 += uint64(f.Index - prev.Index)
+				n1++
+			}
 			prev = t.refs[0]
 		}
 	}
@@ -208,7 +234,7 @@ func appendTailBlock(dst []byte, present uint64, base PacketRef, tails []tailOf)
 	var votes [25]int
 	var own [flowBlock]uint
 	for i, t := range tails {
-		if len(t.refs) > 2 {
+		if len(t.refs) > ownKMin {
 			own[i] = bestK(t.refs)
 			votes[own[i]] += len(t.refs)
 		}
@@ -220,23 +246,29 @@ func appendTailBlock(dst []byte, present uint64, base PacketRef, tails []tailOf)
 		}
 	}
 	k1 := riceK(sum1, n1)
-	dst = binary.AppendUvarint(dst, present)
 	dst = binary.AppendUvarint(dst, uint64(base.Capture))
 	dst = binary.AppendUvarint(dst, uint64(base.Index))
 	dst = append(dst, byte(k), byte(k1))
 	w := bitWriter{b: dst}
 	prev = base
 	for ti, t := range tails {
-		w.gamma(uint64(t.chunks) + 1)
-		w.gamma(uint64(len(t.refs)) + 1)
 		if len(t.refs) == 0 {
 			continue
 		}
 		f := t.refs[0]
-		w.gamma(zigzag(int64(f.Capture)-int64(prev.Capture)) + 1)
-		w.rice(zigzag(f.Index-prev.Index), k1)
+		switch {
+		case f.Capture == prev.Capture && f.Index >= prev.Index:
+			w.gamma(1)
+			w.rice(uint64(f.Index-prev.Index), k1)
+		case f.Capture == prev.Capture:
+			w.gamma(2)
+			w.gamma(uint64(prev.Index - f.Index))
+		default:
+			w.gamma(zigzag(int64(f.Capture)-int64(prev.Capture)) + 2)
+			w.gamma(uint64(f.Index) + 1)
+		}
 		kf := k
-		if len(t.refs) > 2 {
+		if len(t.refs) > ownKMin {
 			if o := own[ti]; o != k && stepBits(t.refs, o)+5 < stepBits(t.refs, k) {
 				w.write(1, 1)
 				w.write(uint64(o), 5)
@@ -248,7 +280,7 @@ func appendTailBlock(dst []byte, present uint64, base PacketRef, tails []tailOf)
 		writeSteps(&w, t.refs, kf)
 		prev = f
 	}
-	return w.bytes()
+	return w.bytes(), nil
 }
 
 // tailBlock is a decoded block of tails.
@@ -257,13 +289,14 @@ type tailBlock struct {
 	tails   [flowBlock]tailOf
 }
 
-// decodeTailBlock decodes a block of tails. The refs of all its flows
-// share one slice, appended to arena[:0] (nil: a new one); it returns
-// that slice, for a caller that decodes block after block into the same
-// space and keeps none of the refs past the next call.
-func decodeTailBlock(b []byte, tb *tailBlock, arena []PacketRef) ([]PacketRef, error) {
+// decodeTailBlock decodes the block of tails of record block rb. The
+// refs of all its flows share one slice, appended to arena[:0] (nil: a
+// new one); it returns that slice, for a caller that decodes block after
+// block into the same space and keeps none of the refs past the next
+// call.
+func decodeTailBlock(b []byte, rb *recordBlock, tb *tailBlock, arena []PacketRef) ([]PacketRef, error) {
 	bad := fmt.Errorf("%w: posting tails", errCorrupt)
-	var hdr [3]uint64
+	var hdr [2]uint64
 	for i := range hdr {
 		v, k := binary.Uvarint(b)
 		if k <= 0 {
@@ -271,11 +304,11 @@ func decodeTailBlock(b []byte, tb *tailBlock, arena []PacketRef) ([]PacketRef, e
 		}
 		hdr[i], b = v, b[k:]
 	}
-	if len(b) < 2 || hdr[1] > 1<<31-1 || hdr[2] > 1<<62 || b[0] > 40 || b[1] > 40 {
+	if len(b) < 2 || hdr[0] > 1<<31-1 || hdr[1] > 1<<62 || b[0] > 40 || b[1] > 40 {
 		return arena, bad
 	}
-	tb.present = hdr[0]
-	prev := PacketRef{int32(hdr[1]), int64(hdr[2])}
+	tb.present = rb.present
+	prev := PacketRef{int32(hdr[0]), int64(hdr[1])}
 	k, k1 := uint(b[0]), uint(b[1])
 	r := bitReader{b: b[2:]}
 	all := arena[:0]
@@ -284,25 +317,32 @@ func decodeTailBlock(b []byte, tb *tailBlock, arena []PacketRef) ([]PacketRef, e
 		if tb.present&(1<<i) == 0 {
 			continue
 		}
-		chunks, n := r.gamma()-1, r.gamma()-1
-		if r.bad || chunks > 1<<31 || n > uint64(len(b))*8 {
-			return all, bad
-		}
-		tb.tails[i].chunks = uint32(chunks)
+		chunks, n := tailSplit(rb.flows[i].Packets)
+		tb.tails[i].chunks = chunks
 		if n == 0 {
 			continue
 		}
+		if n > uint64(len(b))*8 {
+			return all, bad
+		}
 		start := len(all)
-		dc := unzigzag(r.gamma() - 1)
-		c := int64(prev.Capture) + dc
-		idx := prev.Index + unzigzag(r.rice(k1))
+		c, idx := int64(prev.Capture), prev.Index
+		switch x := r.gamma(); x {
+		case 1:
+			idx += int64(r.rice(k1))
+		case 2:
+			idx -= int64(r.gamma())
+		default:
+			c += unzigzag(x - 2)
+			idx = int64(r.gamma() - 1)
+		}
 		if r.bad || c < 0 || c > 1<<31-1 || idx < 0 || idx > 1<<62 {
 			return all, bad
 		}
 		prev = PacketRef{int32(c), idx}
 		all = append(all, prev)
 		kf := k
-		if n > 2 && r.read(1) == 1 {
+		if n > ownKMin && r.read(1) == 1 {
 			kf = uint(r.read(5))
 		}
 		var err error

@@ -48,6 +48,13 @@ func (w *writer) commit() error {
 	return err
 }
 
+// fail makes err the writer's sticky error, unless it has one.
+func (w *writer) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
 func (w *writer) set(k, v []byte) error {
 	if w.err != nil {
 		return w.err
@@ -238,7 +245,11 @@ func (s *storeSink) ended(flows []endedFlow) error {
 		pb := s.pending[first]
 		if pb == nil {
 			// Its block was written without it: it is stored alone.
-			if err := s.w.set(lateKey{tagLate, f.ID}.encode(), s.standalone(f, e.chunks, e.post)); err != nil {
+			v, err := s.standalone(f, e.chunks, e.post)
+			if err != nil {
+				return err
+			}
+			if err := s.w.set(lateKey{tagLate, f.ID}.encode(), v); err != nil {
 				return err
 			}
 			continue
@@ -304,18 +315,22 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 // standalone encodes a flow to be stored alone (L and N keys):
 //
 //	uvarint(len(record block)) record block (of one flow, recblock.go)
-//	uvarint(full chunks) the rest of its postings (a chunk, tailblock.go)
-func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post *postingBuf) []byte {
+//	the rest of its postings past its full chunks (a chunk, tailblock.go)
+//
+// How many full chunks it has follows from its record (tailSplit).
+func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post *postingBuf) ([]byte, error) {
 	refs, _ := decodeChunk(post.appendChunk(nil, PacketRef{}), PacketRef{}, nil)
 	return appendStandalone(f, chunks, refs)
 }
 
-func appendStandalone(f *flow.Flow, chunks uint32, refs []PacketRef) []byte {
+func appendStandalone(f *flow.Flow, chunks uint32, refs []PacketRef) ([]byte, error) {
+	if c, n := tailSplit(f.Packets); c != chunks || n != uint64(len(refs)) {
+		return nil, fmt.Errorf("flow %d: %d packets, but %d full chunks and a tail of %d", f.ID, f.Packets, chunks, len(refs))
+	}
 	rec := appendRecordBlock(nil, f.ID, []*flow.Flow{f})
 	b := binary.AppendUvarint(nil, uint64(len(rec)))
 	b = append(b, rec...)
-	b = binary.AppendUvarint(b, uint64(chunks))
-	return appendChunkBits(b, refs)
+	return appendChunkBits(b, refs), nil
 }
 
 // splitStandalone decodes a flow stored alone.
@@ -328,15 +343,13 @@ func splitStandalone(b []byte, id uint64) (f *flow.Flow, chunks uint32, refs []P
 	if err := decodeRecordBlock(b[k:k+int(n)], id, &rb); err != nil || rb.present != 1 {
 		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
 	}
-	b = b[k+int(n):]
-	c, k := binary.Uvarint(b)
-	if k <= 0 || c > 1<<31 {
-		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
-	}
-	refs, err = decodeChunkBits(b[k:], nil)
 	f = new(flow.Flow)
 	*f = rb.flows[0]
-	return f, uint32(c), refs, err
+	chunks, tail := tailSplit(f.Packets)
+	if refs, err = decodeChunkBits(b[k+int(n):], nil); err == nil && uint64(len(refs)) != tail {
+		err = fmt.Errorf("%w: flow %d stored alone: %d packets in its tail, not %d", errCorrupt, id, len(refs), tail)
+	}
+	return f, chunks, refs, err
 }
 
 // liveFlow is a flow live at a commit: its record as it stands and its
@@ -392,7 +405,10 @@ func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte
 	if err := w.set(blockKey{recTag, pb.first}.encode(), s.buf); err != nil {
 		return err
 	}
-	s.buf = appendTailBlock(s.buf[:0], present, pb.ref, s.tails)
+	var err error
+	if s.buf, err = appendTailBlock(s.buf[:0], pb.ref, s.ptrs, s.tails); err != nil {
+		return fmt.Errorf("block %d: %w", pb.first, err)
+	}
 	return w.set(blockKey{tailTag, pb.first}.encode(), s.buf)
 }
 
