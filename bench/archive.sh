@@ -25,6 +25,8 @@ size=$(stat -c %s "$cap")
 gbps() { awk -v s="${2:-$size}" -v t="$1" 'BEGIN { printf "%.2f", s / t / 1e9 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", 100 * a / b }'; }
+# pct3: three decimals, for the index size, whose target is 1.00%.
+pct3() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", 100 * a / b }'; }
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 | $5 |"); }
 # flowsig INDEX: a digest of every flow without its capture's name
@@ -51,7 +53,7 @@ idx="$work/one.idx"
 PREP="rm -rf '$idx'" run pf_index "$pf" index -i "$idx" "$cap"; one_wall=$wall; one_rss=$rss
 ix_size=$(du -sb "$idx" | cut -f1)
 extra=""; [[ -n ${pfl_wall:-} ]] && extra="; $(ratio "$wall" "$pfl_wall")x pcap_flow's time"
-row "\`pcapflow index\` (2 cores)" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "index $ix_size bytes = $(pct "$ix_size" "$size")% of the capture$extra"
+row "\`pcapflow index\` (2 cores)" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "index $ix_size bytes = $(pct3 "$ix_size" "$size")% of the capture$extra"
 PREP="rm -rf '$work/g1.idx'" run pf_index1 env GOMAXPROCS=1 "$pf" index -i "$work/g1.idx" "$cap"
 row "\`GOMAXPROCS=1 pcapflow index\`" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "2 cores are $(ratio "$wall" "$one_wall")x one"
 rm -rf "$work/g1.idx"
@@ -133,7 +135,7 @@ PREP="rm -rf '$work/z.idx'" run index_zst "$pf" index -i "$work/z.idx" "$work/c.
 row "\`pcapflow index\` of the seekable zstd" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "index $(du -sb "$work/z.idx" | cut -f1) bytes"
 PREP="rm -rf '$work/gz.idx'" run index_gz "$pf" index -i "$work/gz.idx" "$work/c.pcap.gz"
 gzix=$(du -sb "$work/gz.idx" | cut -f1)
-row "\`pcapflow index\` of the gzip (keeps checkpoints)" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "index $gzix bytes = $(pct "$gzix" "$size")% ($(pct $(( gzix - ix_size )) "$size")% more than the plain capture's)"
+row "\`pcapflow index\` of the gzip (keeps checkpoints)" "${wall}s" "$(gbps "$wall") GB/s" "${rss} MB" "index $gzix bytes = $(pct3 "$gzix" "$size")% ($(pct $(( gzix - ix_size )) "$size")% more than the plain capture's)"
 last=$("$pf" count -i "$idx" -F json | sed 's/.*"flows":\([0-9]*\).*/\1/')
 run last_plain "$pf" extract -i "$idx" -w "$work/last-p.pcap" --force flow "$last"; lp=$wall
 run last_zst "$pf" extract -i "$work/z.idx" -w "$work/last-z.pcap" --force flow "$last"; lz=$wall; lzr=$rss
