@@ -324,3 +324,88 @@ func TestIncrementalAdd(t *testing.T) {
 		t.Error("the refused capture changed the index")
 	}
 }
+
+// A flow's postings are cut into full chunks of 1024 packets and a tail,
+// and the index stores neither count: both follow from the flow's packet
+// count. Flows that end a capture on a chunk boundary, one short of it
+// or one past it, and go on in the next file, must keep every packet:
+// in one index run of the files, in one run per file, and against a scan
+// of the unsplit capture.
+func TestChunkBoundaries(t *testing.T) {
+	c := capgen.New(capgen.Start)
+	type side struct{ a, b int } // packets before and after the cut
+	sides := []side{{1024, 1024}, {1023, 1}, {1, 1023}, {1025, 1023}, {2048, 0}, {0, 2048}, {0, 1}}
+	send := func(i int) {
+		f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: netip.MustParseAddr("10.9.0.1"),
+			Dst: netip.MustParseAddr("10.9.0.2"), Proto: layers.IPProtocolUDP, SrcPort: uint16(5000 + i), DstPort: 53,
+			Payload: []byte{byte(i)}}
+		c.Add(f.Bytes())
+	}
+	interleave := func(counts []int) {
+		for more := true; more; {
+			more = false
+			for i := range counts {
+				if counts[i] > 0 {
+					send(i)
+					counts[i]--
+					more = true
+				}
+			}
+		}
+	}
+	var before, after []int
+	for _, s := range sides {
+		before, after = append(before, s.a), append(after, s.b)
+	}
+	interleave(before)
+	cut := len(c.Packets)
+	interleave(after)
+
+	whole := writeParts(t, c, nil, false)
+	parts := writeParts(t, c, []int{cut}, false)
+	wantFlows := flowsOf(t, scanOf(t, whole...))
+	unsplit := build(t, filepath.Join(t.TempDir(), "whole"), whole...)
+	all := make([]uint64, unsplit.NumFlows())
+	for i := range all {
+		all[i] = uint64(i + 1)
+	}
+	wantRecords := extractAll(t, unsplit, all)
+	if min := 24 + len(c.Packets)*(16+43); len(wantRecords) < min {
+		t.Fatalf("%d bytes extracted from %d packets", len(wantRecords), len(c.Packets))
+	}
+	for _, f := range wantFlows {
+		if !strings.Contains(f, `"packets":`) {
+			t.Fatalf("no packet count in %s", f)
+		}
+	}
+	once := build(t, filepath.Join(t.TempDir(), "once"), parts...)
+	runs := filepath.Join(t.TempDir(), "runs")
+	for _, p := range parts {
+		build(t, runs, p).Close()
+	}
+	perFile := build(t, runs)
+	for _, tc := range []struct {
+		what string
+		r    index.Reader
+	}{{"the unsplit capture", unsplit}, {"one run of both files", once}, {"one run per file", perFile}} {
+		if got := flowsOf(t, tc.r); !slices.Equal(got, wantFlows) {
+			t.Errorf("%s: flows differ from the scan's:\n%s", tc.what, diffLines(got, wantFlows))
+		}
+		if got := extractAll(t, tc.r, all); !bytes.Equal(got, wantRecords) {
+			t.Errorf("%s: the extracted records differ (%d bytes, want %d)", tc.what, len(got), len(wantRecords))
+		}
+	}
+	if a, b := packets(t, once), packets(t, perFile); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Error("one run and one run per file give different packets")
+	}
+	var total int
+	for id, refs := range packets(t, once) {
+		total += len(refs)
+		if len(refs) == 0 {
+			t.Errorf("flow %d: no packets", id)
+		}
+	}
+	if total != len(c.Packets) {
+		t.Errorf("%d packets in the flows' postings, the capture has %d", total, len(c.Packets))
+	}
+}
