@@ -371,6 +371,10 @@ type liveRecs struct {
 // a third of restoring 270 k live flows.
 const liveChunk = 1 << 16
 
+// A tail has fewer than chunkMax refs, so it fits in a chunk: this does
+// not compile otherwise.
+var _ [liveChunk - chunkMax]struct{}
+
 func newLiveRecs(ids []uint64) *liveRecs {
 	n := len(ids)
 	return &liveRecs{ids: ids, flows: make([]flow.Flow, n), have: make([]bool, n), chunks: make([]uint32, n), span: make([][2]int, n)}
