@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -31,6 +32,7 @@ type BuildResult struct {
 	NotCaptures []string
 	Flows       uint64 // flows in the index after the run
 	Live        int    // of them, flows whose connection was still open at the end
+	kept        int    // provisional values left as they were, being unchanged (tests)
 }
 
 // ErrOlder means a capture to add begins before the end of the archive:
@@ -455,7 +457,7 @@ func (b *builder) liveState(sink *storeSink) ([]byte, *liveRecs, error) {
 	for it.First(); it.Valid(); it.Next() {
 		id := binary.BigEndian.Uint64(it.Key()[1:])
 		if sink != nil {
-			sink.restoredN[id] = true
+			sink.restoredN[id] = bytes.Clone(it.Value())
 		}
 		j := live.find(id)
 		if j < 0 {
@@ -512,7 +514,7 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 	if *arena, err = decodeTailBlock(tails, &rb, &tb, *arena); err != nil {
 		return nil, fmt.Errorf("%s: block %d: %w", b.dir, first, errCorrupt)
 	}
-	pb := &pendingBlock{first: first}
+	pb := &pendingBlock{first: first, prevRecs: recs, prevTails: tails}
 	var baseSet bool
 	for i := uint64(0); i < flowBlock; i++ {
 		if rb.present&(1<<i) == 0 {
@@ -608,7 +610,11 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 			cw.fail(err)
 			return
 		}
-		cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), v)
+		if prev, ok := sink.restoredN[lf.f.ID]; ok && bytes.Equal(prev, v) {
+			sink.kept++ // it has that value already
+		} else {
+			cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), v)
+		}
 		delete(sink.restoredN, lf.f.ID)
 		provLate = append(provLate, lf.f.ID)
 	}
@@ -707,6 +713,7 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	b.committed = true
 	b.res.Flows = t.NextID() - 1
 	b.res.Live = len(liveIDs)
+	b.res.kept = sink.kept
 	killPoint("committed")
 	return nil
 }

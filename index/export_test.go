@@ -37,3 +37,7 @@ func ResumePoints(s *Store, i int) ([]pcapio.GzipCheckpoint, error) {
 		off = p.Out - 1
 	}
 }
+
+// Kept is how many provisional values the run left as they were, because
+// it would have written them unchanged.
+func Kept(r *BuildResult) int { return r.kept }

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -116,9 +117,13 @@ type pendingBlock struct {
 	ref   PacketRef // the first packet of the block's first flow: the tails' base
 	recs  []byte    // entries, in the order their flows ended
 	tails []byte
-	rpos  [flowBlock]uint32 // offset<<16 | length in recs (0: none)
-	tpos  [flowBlock]uint32
-	ended int
+	// A block restored from provisional keys has their values: a commit
+	// that would write them unchanged leaves them (adding a short file
+	// to a long archive leaves most live flows as they were).
+	prevRecs, prevTails []byte
+	rpos                [flowBlock]uint32 // offset<<16 | length in recs (0: none)
+	tpos                [flowBlock]uint32
+	ended               int
 }
 
 func (pb *pendingBlock) put(i uint64, rec, tail []byte) {
@@ -145,9 +150,10 @@ type storeSink struct {
 	gen       uint32 // this run
 	base      uint64 // the first ID of this run
 	pending   map[uint64]*pendingBlock
-	queue     []uint64        // firsts of pending blocks, ascending (some may be done)
-	restoredG map[uint64]bool // blocks with provisional keys at the run's start
-	restoredN map[uint64]bool // flows with an N key at the run's start
+	queue     []uint64          // firsts of pending blocks, ascending (some may be done)
+	restoredG map[uint64]bool   // blocks with provisional keys at the run's start
+	restoredN map[uint64][]byte // flows with an N key at the run's start, and its value
+	kept      int               // provisional values not written again, being unchanged
 	start     *startAttrs
 	end       *endAttrs
 	inCap     map[int]*idSet
@@ -167,7 +173,7 @@ type storeSink struct {
 func newStoreSink(w *writer, gen uint32, base uint64) *storeSink {
 	return &storeSink{
 		w: w, gen: gen, base: base, created: base,
-		pending: map[uint64]*pendingBlock{}, restoredG: map[uint64]bool{}, restoredN: map[uint64]bool{},
+		pending: map[uint64]*pendingBlock{}, restoredG: map[uint64]bool{}, restoredN: map[uint64][]byte{},
 		start: newStartAttrs(w, base), end: newEndAttrs(w, gen),
 		inCap: map[int]*idSet{}, caps: map[int]*CaptureInfo{},
 	}
@@ -402,14 +408,24 @@ func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte
 		s.tails = append(s.tails, tailOf{chunks, s.arena[start:len(s.arena):len(s.arena)]})
 	}
 	s.buf = appendRecordBlock(s.buf[:0], pb.first, s.ptrs)
-	if err := w.set(blockKey{recTag, pb.first}.encode(), s.buf); err != nil {
+	if err := s.setBlock(w, recTag, pb.first, s.buf, pb.prevRecs); err != nil {
 		return err
 	}
 	var err error
 	if s.buf, err = appendTailBlock(s.buf[:0], pb.ref, s.ptrs, s.tails); err != nil {
 		return fmt.Errorf("block %d: %w", pb.first, err)
 	}
-	return w.set(blockKey{tailTag, pb.first}.encode(), s.buf)
+	return s.setBlock(w, tailTag, pb.first, s.buf, pb.prevTails)
+}
+
+// setBlock writes a block's value, unless it is a provisional one that
+// has that value already (prev).
+func (s *storeSink) setBlock(w *writer, tag byte, first uint64, v, prev []byte) error {
+	if (tag == tagFlowsProv || tag == tagTailsProv) && prev != nil && bytes.Equal(v, prev) {
+		s.kept++
+		return nil
+	}
+	return w.set(blockKey{tag, first}.encode(), v)
 }
 
 // idSet gathers the IDs of the flows that have packets in one capture,
