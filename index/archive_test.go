@@ -411,9 +411,10 @@ func TestChunkBoundaries(t *testing.T) {
 }
 
 // A commit leaves the provisional keys of live flows that did not change
-// as they are. Adding a file in which only one of many live flows goes on
+// as they are. Adding a file in which few of many live flows go on
 // rewrites little, and the archive still answers what one run over both
-// files answers, down to the records extracted.
+// files answers, down to the records extracted; a flow changed only by
+// its peer's packet is written again.
 func TestUnchangedLiveFlowsKept(t *testing.T) {
 	c := capgen.New(capgen.Start)
 	send := func(i int) {
@@ -422,19 +423,38 @@ func TestUnchangedLiveFlowsKept(t *testing.T) {
 			Payload: []byte{byte(i)}}
 		c.Add(f.Bytes())
 	}
-	// 300 UDP flows, live until their idle timeout, in five blocks.
+	// 319 UDP flows, live until their idle timeout, and a TCP SYN (flow
+	// 320): five blocks of 64 IDs.
 	for round := 0; round < 3; round++ {
-		for i := 0; i < 300; i++ {
+		for i := 0; i < 319; i++ {
 			send(i)
 		}
 	}
+	tcp := c.NewTCP(capgen.Endpoint{MAC: capgen.MAC(3), IP: netip.MustParseAddr("10.8.0.3"), Port: 41000},
+		capgen.Endpoint{MAC: capgen.MAC(4), IP: netip.MustParseAddr("10.8.1.4"), Port: 80}, 1000, 5000)
+	tcp.Send(true, 0x02, nil)
 	cut := len(c.Packets)
-	// The next file: packets of flow 7 only.
+	// The next file: packets of flow 7, and the SYN-ACK. That one starts
+	// flow 321 in a new block, and changes flow 320 (its peer, state and
+	// history) without a packet of its own: its block must be written.
 	for n := 0; n < 5; n++ {
 		send(7)
 	}
+	tcp.Send(false, 0x12, nil)
 	parts := writeParts(t, c, []int{cut}, false)
 	once := build(t, filepath.Join(t.TempDir(), "once"), parts...)
+	// The package's tests encode what is taken as unchanged and compare;
+	// users' runs skip it.
+	for _, verify := range []bool{true, false} {
+		t.Run(fmt.Sprintf("verify=%v", verify), func(t *testing.T) {
+			index.SetVerifyUnchanged(verify)
+			defer index.SetVerifyUnchanged(true)
+			checkKept(t, parts, once)
+		})
+	}
+}
+
+func checkKept(t *testing.T, parts []string, once *index.Store) {
 	dir := filepath.Join(t.TempDir(), "runs")
 	if _, err := index.Build(context.Background(), dir, parts[:1], index.Options{}); err != nil {
 		t.Fatal(err)
@@ -443,13 +463,14 @@ func TestUnchangedLiveFlowsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Live != 300 {
-		t.Fatalf("%d flows live after the second file, want 300", res.Live)
+	if res.Live != 321 {
+		t.Fatalf("%d flows live after the second file, want 321", res.Live)
 	}
-	// Flow 7's block changed; the other four blocks did not, their
-	// records and tails left as they were.
-	if got := index.Kept(res); got != 8 {
-		t.Errorf("%d provisional values left unchanged, want 8 (4 blocks, records and tails)", got)
+	// Flow 7's block changed, and flow 320's records (not its postings);
+	// the three blocks between did not, their records and tails left as
+	// they were.
+	if got := index.Kept(res); got != 7 {
+		t.Errorf("%d provisional values left unchanged, want 7 (3 blocks' records and tails, and flow 320's block's tails)", got)
 	}
 	runs, err := index.Open(dir)
 	if err != nil {
@@ -468,5 +489,59 @@ func TestUnchangedLiveFlowsKept(t *testing.T) {
 	}
 	if a, b := packets(t, runs), packets(t, once); fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Error("the postings differ from one run's")
+	}
+}
+
+// A flow that starts in the last block of an earlier run's IDs changes
+// that block, though none of its earlier flows got a packet: the block is
+// written again with it. Flows that end by their idle timeout while the
+// next file is read, with no packet, come out as one run over both files
+// says, too.
+func TestNewFlowInRestoredBlock(t *testing.T) {
+	for _, idle := range []bool{false, true} {
+		c := capgen.New(capgen.Start)
+		send := func(port uint16) {
+			f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: netip.MustParseAddr("10.7.0.1"),
+				Dst: netip.MustParseAddr("10.7.1.1"), Proto: layers.IPProtocolUDP, SrcPort: port, DstPort: 53,
+				Payload: []byte{byte(port)}}
+			c.Add(f.Bytes())
+		}
+		for i := uint16(0); i < 10; i++ {
+			send(7000 + i)
+		}
+		cut := len(c.Packets)
+		if idle {
+			// Past the idle timeout: the first ten end by it.
+			c.Clock += int64(flow.DefaultIdleTimeout) + int64(time.Minute)
+		}
+		send(8000) // flow 11, in block 1 with the ten
+		parts := writeParts(t, c, []int{cut}, false)
+		once := build(t, filepath.Join(t.TempDir(), "once"), parts...)
+		for _, verify := range []bool{true, false} {
+			t.Run(fmt.Sprintf("idle=%v,verify=%v", idle, verify), func(t *testing.T) {
+				index.SetVerifyUnchanged(verify)
+				defer index.SetVerifyUnchanged(true)
+				dir := filepath.Join(t.TempDir(), "runs")
+				for _, p := range parts {
+					if _, err := index.Build(context.Background(), dir, []string{p}, index.Options{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				runs, err := index.Open(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer runs.Close()
+				if runs.NumFlows() != 11 {
+					t.Fatalf("%d flows, want 11", runs.NumFlows())
+				}
+				if got, want := flowsOf(t, runs), flowsOf(t, once); !slices.Equal(got, want) {
+					t.Fatalf("flows differ from one run's:\n%s", diffLines(got, want))
+				}
+				if a, b := packets(t, runs), packets(t, once); fmt.Sprint(a) != fmt.Sprint(b) {
+					t.Error("the postings differ from one run's")
+				}
+			})
+		}
 	}
 }

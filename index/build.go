@@ -18,6 +18,10 @@ import (
 	"github.com/pcapflow/pcapflow/flow"
 )
 
+// verifyUnchanged makes a commit encode the provisional values it takes
+// as unchanged anyway, and fail if they differ (set by the tests).
+var verifyUnchanged bool
+
 // SchemaVersion identifies the key layout and record encodings; an index
 // written with another version must be rebuilt.
 const SchemaVersion = "pcapflow-index/4"
@@ -335,6 +339,7 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 		return fmt.Errorf("%s: %w", b.dir, err)
 	}
 	g.t = t
+	g.watch(b.meta.nextID)
 	// RestoreTable puts the live flows in slots 0, 1, ... in ID order,
 	// the order of live.ids (LiveFlows would sort them again: 0.1 s and
 	// 44 MB for 290 k flows).
@@ -544,6 +549,7 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 		}
 		pb.put(i, appendEntry(nil, f, pb.base, peer), appendTail(nil, tl.chunks, post.appendChunk(nil, pb.ref)))
 	}
+	pb.changed = false // rebuilt as it was
 	return pb, nil
 }
 
@@ -604,19 +610,30 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 	}
 	var provLate []uint64
 	alone := func(i int) {
+		id := liveIDs[i]
+		provLate = append(provLate, id)
+		prev, restored := sink.restoredN[id]
+		delete(sink.restoredN, id)
+		// Stored alone before, and no packet since: its value stands.
+		clean := restored && g.untouched(id)
+		if clean && !verifyUnchanged {
+			sink.kept++
+			return
+		}
 		lf := liveAt(i)
 		v, err := sink.standalone(&lf.f, lf.chunks, lf.post)
 		if err != nil {
 			cw.fail(err)
 			return
 		}
-		if prev, ok := sink.restoredN[lf.f.ID]; ok && bytes.Equal(prev, v) {
+		switch {
+		case restored && bytes.Equal(prev, v):
 			sink.kept++ // it has that value already
-		} else {
-			cw.set(lateKey{tagLateProv, lf.f.ID}.encode(), v)
+		case clean:
+			cw.fail(fmt.Errorf("flow %d: taken as unchanged, but its value changed", id))
+		default:
+			cw.set(lateKey{tagLateProv, id}.encode(), v)
 		}
-		delete(sink.restoredN, lf.f.ID)
-		provLate = append(provLate, lf.f.ID)
 	}
 	firsts := make([]uint64, 0, len(sink.pending))
 	for first := range sink.pending {
@@ -631,14 +648,28 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 		for ; next < len(liveIDs) && liveIDs[next] < first; next++ {
 			alone(next)
 		}
+		pb := sink.pending[first]
+		delete(sink.restoredG, first)
+		// Restored, and nothing of it changed: its provisional values
+		// stand (they are encoded and compared only to test this).
+		clean := pb.prevRecs != nil && !pb.changed && g.untouched(first)
+		if clean && !verifyUnchanged {
+			for ; next < len(liveIDs) && liveIDs[next] < first+flowBlock; next++ {
+			}
+			sink.kept += 2
+			continue
+		}
 		inBlock = inBlock[:0]
 		for ; next < len(liveIDs) && liveIDs[next] < first+flowBlock; next++ {
 			inBlock = append(inBlock, liveAt(next))
 		}
-		if err := sink.writeBlock(cw, sink.pending[first], tagFlowsProv, tagTailsProv, inBlock); err != nil {
+		kept := sink.kept
+		if err := sink.writeBlock(cw, pb, tagFlowsProv, tagTailsProv, inBlock); err != nil {
 			return err // the state's goroutine ends by itself: its channel has room
 		}
-		delete(sink.restoredG, first)
+		if clean && sink.kept != kept+2 {
+			return fmt.Errorf("block %d: taken as unchanged, but its values changed", first)
+		}
 	}
 	for ; next < len(liveIDs); next++ {
 		alone(next)

@@ -38,6 +38,13 @@ func ResumePoints(s *Store, i int) ([]pcapio.GzipCheckpoint, error) {
 	}
 }
 
+// Every test of the package checks that what a commit takes as unchanged
+// is.
+func init() { verifyUnchanged = true }
+
+// SetVerifyUnchanged turns that check off, to test what users run.
+func SetVerifyUnchanged(on bool) { verifyUnchanged = on }
+
 // Kept is how many provisional values the run left as they were, because
 // it would have written them unchanged.
 func Kept(r *BuildResult) int { return r.kept }

@@ -122,6 +122,38 @@ type ingest struct {
 	cur   int     // capture of the last record
 	// curRef is the record being accounted.
 	curRef PacketRef
+	// When a run continues an archive, touched has a bit for each block
+	// of flowBlock IDs below watchBelow (the IDs of earlier runs) with a
+	// flow whose connection got a packet in this run. A restored block
+	// none of whose flows did, and in which no flow ended or started
+	// (pendingBlock.changed), has the provisional values it had.
+	watchBelow uint64
+	touched    []uint64
+}
+
+// watch starts tracking which blocks of IDs below id get packets.
+func (g *ingest) watch(id uint64) {
+	g.watchBelow = id
+	g.touched = make([]uint64, (id-1)/flowBlock/64+1)
+}
+
+// touch marks the block of flow id.
+func (g *ingest) touch(id uint64) {
+	if id != 0 && id < g.watchBelow {
+		b := (id - 1) / flowBlock
+		g.touched[b/64] |= 1 << (b % 64)
+	}
+}
+
+// untouched reports whether no flow of the block of id got a packet, nor
+// its connection's other flow, in this run. It is false for IDs of this
+// run.
+func (g *ingest) untouched(id uint64) bool {
+	if id == 0 || id >= g.watchBelow {
+		return false
+	}
+	b := (id - 1) / flowBlock
+	return g.touched[b/64]&(1<<(b%64)) == 0
 }
 
 // capState is what is gathered about a capture being read.
@@ -171,6 +203,13 @@ func newIngest(opts *Options, sink ingestSink, firstID uint64) *ingest {
 
 // post appends a packet to flow fi's postings, writing a full chunk.
 func (g *ingest) post(fi int32, r PacketRef) {
+	if g.watchBelow != 0 {
+		// A packet can change its flow's record and, through the
+		// connection's state and history, its peer's.
+		f := g.t.Flow(fi)
+		g.touch(f.ID)
+		g.touch(f.Peer)
+	}
 	p := g.posts.at(fi)
 	p.add(r, &g.pool)
 	if p.n == chunkMax {

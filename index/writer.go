@@ -121,12 +121,17 @@ type pendingBlock struct {
 	// that would write them unchanged leaves them (adding a short file
 	// to a long archive leaves most live flows as they were).
 	prevRecs, prevTails []byte
-	rpos                [flowBlock]uint32 // offset<<16 | length in recs (0: none)
-	tpos                [flowBlock]uint32
-	ended               int
+	// changed is set when a flow of the block ends or starts after it
+	// was restored; with no packet for its flows' connections either
+	// (ingest.touched), its provisional values are what they were.
+	changed bool
+	rpos    [flowBlock]uint32 // offset<<16 | length in recs (0: none)
+	tpos    [flowBlock]uint32
+	ended   int
 }
 
 func (pb *pendingBlock) put(i uint64, rec, tail []byte) {
+	pb.changed = true
 	pb.rpos[i] = uint32(len(pb.recs))<<16 | uint32(len(rec))
 	pb.recs = append(pb.recs, rec...)
 	pb.tpos[i] = uint32(len(pb.tails))<<16 | uint32(len(tail))
@@ -183,7 +188,9 @@ func newStoreSink(w *writer, gen uint32, base uint64) *storeSink {
 func (s *storeSink) started(f *flow.Flow, first PacketRef) error {
 	s.created = f.ID + 1
 	bf := blockOf(f.ID)
-	if s.pending[bf] == nil {
+	if pb := s.pending[bf]; pb != nil {
+		pb.changed = true
+	} else {
 		pb := s.newBlock()
 		pb.first, pb.base, pb.ref = bf, blockBase{f.First, f.Capture}, first
 		s.pending[bf] = pb
