@@ -553,10 +553,28 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 	return pb, nil
 }
 
+// compactsAtEnd reports whether the run made a fresh store of several
+// level-0 tables (and so nothing below level 0), which the commit then
+// compacts into one sorted level. Pebble would do it too once there are
+// l0Compaction sublevels, and the run would wait for it, but whether the
+// last flush reaches that depends on timing. On the 2 GB real capture,
+// 11 overlapping tables left that way take 20.82 MB (1.007% of the
+// capture), 6 compacted ones 20.57 MB. Compacted, a one-flow extract
+// opens 3 tables instead of 8.
+func (b *builder) compactsAtEnd() bool {
+	m := b.db.Metrics()
+	for _, l := range m.Levels[1:] {
+		if l.TablesCount > 0 {
+			return false
+		}
+	}
+	return m.Levels[0].TablesCount >= 2
+}
+
 // commit writes, in one batch, what changes at the end of a run: the
 // provisional records of the flows still live, the live state, the new
 // captures and the metadata; then it flushes.
-func (b *builder) commit(g *ingest, sink *storeSink) error {
+func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 	m := &b.meta
 	t := g.t
 	// Finding the live flows and encoding the table's live state read
@@ -594,6 +612,23 @@ func (b *builder) commit(g *ingest, sink *storeSink) error {
 		return err
 	}
 	killPoint("data-flushed")
+	// A fresh index of several level-0 tables is compacted, beside the
+	// rest of the commit (compactsAtEnd).
+	compacted := make(chan error, 1)
+	if b.compactsAtEnd() {
+		go func() {
+			// Through the guard: on a full disk Pebble retries its flushes
+			// and the compaction would wait for them for ever.
+			compacted <- b.g.wait(func() error { return b.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false) })
+		}()
+	} else {
+		compacted <- nil
+	}
+	defer func() {
+		if cerr := <-compacted; err == nil && cerr != nil {
+			err = fmt.Errorf("%s: %w", b.dir, cerr)
+		}
+	}()
 	cw := &writer{db: b.db, g: b.g, whole: true}
 	lv := <-liveC
 	liveSlots, liveIDs := lv.slots, lv.ids

@@ -53,6 +53,9 @@ func memtableSize(limit int64) uint64 {
 	return 16 << 20
 }
 
+// l0Compaction is the level-0 sublevel count at which Pebble compacts.
+const l0Compaction = 8
+
 // noLockFS skips Pebble's directory lock; pcapflow.lock guards the index.
 type noLockFS struct{ vfs.FS }
 
@@ -83,7 +86,7 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 		// without), and leaves 6 tables that do not overlap instead of
 		// 17 that do: 20.57 MB instead of 20.88, and a one-flow extract
 		// opens 3 tables instead of 8.
-		o.L0CompactionThreshold = 8
+		o.L0CompactionThreshold = l0Compaction
 		o.L0CompactionFileThreshold = 64
 		// No write stalls inside Pebble: the writer applies the
 		// back-pressure (guard.backpressure), where it can give up.
