@@ -79,13 +79,9 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 		o.MemTableSize = memtableSize(debug.SetMemoryLimit(-1))
 		// An index run writes tens of megabytes once; compacting its few
 		// level-0 tables as they come costs the run half a second and
-		// gains its readers nothing measurable. They are compacted once
-		// there are 8 sublevels of them: on the 2 GB real capture, at the
-		// end of its run (8 MB memtables make 11 tables). The run waits
-		// for it, about 5% of its time (medians 5.14 against 4.88 s
-		// without), and leaves 6 tables that do not overlap instead of
-		// 17 that do: 20.57 MB instead of 20.88, and a one-flow extract
-		// opens 3 tables instead of 8.
+		// gains its readers nothing measurable. A fresh index's are
+		// compacted by its commit (builder.compactsAtEnd), and the tables
+		// later runs add once there are 8 sublevels of them.
 		o.L0CompactionThreshold = l0Compaction
 		o.L0CompactionFileThreshold = 64
 		// No write stalls inside Pebble: the writer applies the
