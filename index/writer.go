@@ -380,7 +380,6 @@ func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte
 	d := &s.dec
 	d.first, d.base, d.have = pb.first, pb.base, 0
 	s.ptrs, s.tails, s.arena = s.ptrs[:0], s.tails[:0], s.arena[:0]
-	var present uint64
 	for i := uint64(0); i < flowBlock; i++ {
 		id := pb.first + i
 		if id >= s.created {
@@ -410,7 +409,6 @@ func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte
 		default:
 			continue // a hole
 		}
-		present |= 1 << i
 		s.ptrs = append(s.ptrs, f)
 		s.tails = append(s.tails, tailOf{chunks, s.arena[start:len(s.arena):len(s.arena)]})
 	}
