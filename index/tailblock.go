@@ -59,6 +59,15 @@ func tailSplit(n uint64) (chunks uint32, tail uint64) {
 	return uint32(n / chunkMax), n % chunkMax
 }
 
+// checkSplit reports a flow whose full chunks and tail are not what its
+// packet count says: a decoder could not find them again.
+func checkSplit(f *flow.Flow, chunks uint32, tail int) error {
+	if c, n := tailSplit(f.Packets); c != chunks || n != uint64(tail) {
+		return fmt.Errorf("flow %d: %d packets, but %d full chunks and a tail of %d", f.ID, f.Packets, chunks, tail)
+	}
+	return nil
+}
+
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
@@ -210,14 +219,13 @@ type tailOf struct {
 
 // appendTailBlock encodes the tails of a block's flows: tails[i] is the
 // postings of flows[i], in ID order. A tail that is not what its record's
-// packet count says (tailSplit) is an error, since the decoder could not
-// find it again.
+// packet count says is an error (checkSplit).
 func appendTailBlock(dst []byte, base PacketRef, flows []*flow.Flow, tails []tailOf) ([]byte, error) {
 	var sum, n, sum1, n1 uint64
 	prev := base
 	for i, t := range tails {
-		if c, m := tailSplit(flows[i].Packets); c != t.chunks || m != uint64(len(t.refs)) {
-			return dst, fmt.Errorf("flow %d: %d packets, but %d full chunks and a tail of %d", flows[i].ID, flows[i].Packets, t.chunks, len(t.refs))
+		if err := checkSplit(flows[i], t.chunks, len(t.refs)); err != nil {
+			return dst, err
 		}
 		s, c := stepSum(t.refs)
 		sum, n = sum+s, n+c

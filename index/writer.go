@@ -337,8 +337,8 @@ func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post *postingBuf) ([
 }
 
 func appendStandalone(f *flow.Flow, chunks uint32, refs []PacketRef) ([]byte, error) {
-	if c, n := tailSplit(f.Packets); c != chunks || n != uint64(len(refs)) {
-		return nil, fmt.Errorf("flow %d: %d packets, but %d full chunks and a tail of %d", f.ID, f.Packets, chunks, len(refs))
+	if err := checkSplit(f, chunks, len(refs)); err != nil {
+		return nil, err
 	}
 	rec := appendRecordBlock(nil, f.ID, []*flow.Flow{f})
 	b := binary.AppendUvarint(nil, uint64(len(rec)))
