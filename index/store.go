@@ -425,7 +425,7 @@ func (t *tailReader) tail(id uint64) (uint32, []PacketRef, error) {
 		}
 		t.first, t.ok = first, true
 	}
-	if t.tb.present&(1<<(id-first)) == 0 {
+	if !t.rb.has(id) {
 		v, err := t.s.lateValue(id)
 		if err != nil {
 			return 0, nil, err

@@ -293,8 +293,7 @@ func appendTailBlock(dst []byte, base PacketRef, flows []*flow.Flow, tails []tai
 
 // tailBlock is a decoded block of tails.
 type tailBlock struct {
-	present uint64
-	tails   [flowBlock]tailOf
+	tails [flowBlock]tailOf // by ID - first; the flows of its record block
 }
 
 // decodeTailBlock decodes the block of tails of record block rb. The
@@ -315,14 +314,13 @@ func decodeTailBlock(b []byte, rb *recordBlock, tb *tailBlock, arena []PacketRef
 	if len(b) < 2 || hdr[0] > 1<<31-1 || hdr[1] > 1<<62 || b[0] > 40 || b[1] > 40 {
 		return arena, bad
 	}
-	tb.present = rb.present
 	prev := PacketRef{int32(hdr[0]), int64(hdr[1])}
 	k, k1 := uint(b[0]), uint(b[1])
 	r := bitReader{b: b[2:]}
 	all := arena[:0]
 	for i := 0; i < flowBlock; i++ {
 		tb.tails[i] = tailOf{}
-		if tb.present&(1<<i) == 0 {
+		if rb.present&(1<<i) == 0 {
 			continue
 		}
 		chunks, n := tailSplit(rb.flows[i].Packets)
