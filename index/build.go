@@ -349,7 +349,7 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 			return fmt.Errorf("%s: live flow %d restored in slot %d, which holds flow %d", b.dir, id, fi, t.Flow(fi).ID)
 		}
 		p := g.posts.at(fi)
-		p.chunks = live.chunks[j]
+		p.chunks = live.chunks(j)
 		for _, ref := range live.refs(j) {
 			p.add(ref, &g.pool)
 		}
@@ -364,12 +364,11 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 // they were a third of adding a 100 MB file to the 2 GB real capture's
 // index, most of it the collector scanning them.
 type liveRecs struct {
-	ids    []uint64 // ascending (flow.StateIDs)
-	flows  []flow.Flow
-	have   []bool // the record was found
-	chunks []uint32
-	span   [][2]int      // the postings not in full chunks: arena positions [span[0], span[1])
-	arena  [][]PacketRef // chunks of liveChunk refs; no flow's refs straddle two
+	ids   []uint64 // ascending (flow.StateIDs)
+	flows []flow.Flow
+	have  []bool        // the record was found
+	span  [][2]int      // the postings not in full chunks: arena positions [span[0], span[1])
+	arena [][]PacketRef // chunks of liveChunk refs; no flow's refs straddle two
 }
 
 // liveChunk is how many refs a chunk of liveRecs' arena holds: at least
@@ -384,7 +383,7 @@ var _ [liveChunk - chunkMax]struct{}
 
 func newLiveRecs(ids []uint64) *liveRecs {
 	n := len(ids)
-	return &liveRecs{ids: ids, flows: make([]flow.Flow, n), have: make([]bool, n), chunks: make([]uint32, n), span: make([][2]int, n)}
+	return &liveRecs{ids: ids, flows: make([]flow.Flow, n), have: make([]bool, n), span: make([][2]int, n)}
 }
 
 // find returns the position of flow id, or -1 when it is not live.
@@ -395,9 +394,10 @@ func (l *liveRecs) find(id uint64) int {
 	return -1
 }
 
-// set keeps flow j's record and a copy of its postings.
-func (l *liveRecs) set(j int, f *flow.Flow, chunks uint32, refs []PacketRef) {
-	l.flows[j], l.have[j], l.chunks[j] = *f, true, chunks
+// set keeps flow j's record and a copy of its postings past its full
+// chunks.
+func (l *liveRecs) set(j int, f *flow.Flow, refs []PacketRef) {
+	l.flows[j], l.have[j] = *f, true
 	n := len(l.arena)
 	if n == 0 || len(refs) > liveChunk-len(l.arena[n-1]) {
 		l.arena = append(l.arena, make([]PacketRef, 0, liveChunk))
@@ -407,6 +407,13 @@ func (l *liveRecs) set(j int, f *flow.Flow, chunks uint32, refs []PacketRef) {
 	start := (n-1)*liveChunk + len(*c)
 	*c = append(*c, refs...)
 	l.span[j] = [2]int{start, start + len(refs)}
+}
+
+// chunks is how many full chunks of postings flow j has (none when its
+// record was not found).
+func (l *liveRecs) chunks(j int) uint32 {
+	c, _ := tailSplit(l.flows[j].Packets)
+	return c
 }
 
 // refs is flow j's postings not in full chunks.
@@ -468,11 +475,11 @@ func (b *builder) liveState(sink *storeSink) ([]byte, *liveRecs, error) {
 		if j < 0 {
 			continue
 		}
-		f, chunks, refs, err := splitStandalone(it.Value(), id)
+		f, _, refs, err := splitStandalone(it.Value(), id)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", b.dir, err)
 		}
-		live.set(j, f, chunks, refs)
+		live.set(j, f, refs)
 	}
 	return tstate, live, it.Error()
 }
@@ -536,7 +543,7 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 			baseSet = true
 		}
 		if j := live.find(f.ID); j >= 0 {
-			live.set(j, f, tl.chunks, tl.refs)
+			live.set(j, f, tl.refs)
 			continue
 		}
 		var peer *flow.Flow
@@ -871,7 +878,7 @@ func (b *builder) dropLiveChunks(w *writer) error {
 		return err
 	}
 	for j, id := range live.ids {
-		w.deleteRange(chunkKey{id, live.chunks[j]}.encode(), chunkKey{id + 1, 0}.encode())
+		w.deleteRange(chunkKey{id, live.chunks(j)}.encode(), chunkKey{id + 1, 0}.encode())
 	}
 	return nil
 }
