@@ -335,12 +335,7 @@ func TestChunkBoundaries(t *testing.T) {
 	c := capgen.New(capgen.Start)
 	type side struct{ a, b int } // packets before and after the cut
 	sides := []side{{1024, 1024}, {1023, 1}, {1, 1023}, {1025, 1023}, {2048, 0}, {0, 2048}, {0, 1}}
-	send := func(i int) {
-		f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: netip.MustParseAddr("10.9.0.1"),
-			Dst: netip.MustParseAddr("10.9.0.2"), Proto: layers.IPProtocolUDP, SrcPort: uint16(5000 + i), DstPort: 53,
-			Payload: []byte{byte(i)}}
-		c.Add(f.Bytes())
-	}
+	send := func(i int) { addUDP(c, "10.9.0.1", uint16(5000+i)) }
 	interleave := func(counts []int) {
 		for more := true; more; {
 			more = false
@@ -417,12 +412,7 @@ func TestChunkBoundaries(t *testing.T) {
 // its peer's packet is written again.
 func TestUnchangedLiveFlowsKept(t *testing.T) {
 	c := capgen.New(capgen.Start)
-	send := func(i int) {
-		f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: netip.MustParseAddr("10.8.0.1"),
-			Dst: netip.MustParseAddr("10.8.1.1"), Proto: layers.IPProtocolUDP, SrcPort: uint16(6000 + i), DstPort: 53,
-			Payload: []byte{byte(i)}}
-		c.Add(f.Bytes())
-	}
+	send := func(i int) { addUDP(c, "10.8.0.1", uint16(6000+i)) }
 	// 319 UDP flows, live until their idle timeout, and a TCP SYN (flow
 	// 320): five blocks of 64 IDs.
 	for round := 0; round < 3; round++ {
@@ -500,12 +490,7 @@ func checkKept(t *testing.T, parts []string, once *index.Store) {
 func TestNewFlowInRestoredBlock(t *testing.T) {
 	for _, idle := range []bool{false, true} {
 		c := capgen.New(capgen.Start)
-		send := func(port uint16) {
-			f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: netip.MustParseAddr("10.7.0.1"),
-				Dst: netip.MustParseAddr("10.7.1.1"), Proto: layers.IPProtocolUDP, SrcPort: port, DstPort: 53,
-				Payload: []byte{byte(port)}}
-			c.Add(f.Bytes())
-		}
+		send := func(port uint16) { addUDP(c, "10.7.0.1", port) }
 		for i := uint16(0); i < 10; i++ {
 			send(7000 + i)
 		}
@@ -544,4 +529,13 @@ func TestNewFlowInRestoredBlock(t *testing.T) {
 			})
 		}
 	}
+}
+
+// addUDP adds a one-byte datagram from src, port sport, to port 53 of the
+// next address: each source port is a flow of its own.
+func addUDP(c *capgen.Capture, src string, sport uint16) {
+	from := netip.MustParseAddr(src)
+	f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: from, Dst: from.Next(),
+		Proto: layers.IPProtocolUDP, SrcPort: sport, DstPort: 53, Payload: []byte{byte(sport)}}
+	c.Add(f.Bytes())
 }
