@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -111,6 +112,13 @@ func main() {
 	// PCAPFLOW_MEMPROFILE=file writes a heap profile taken when the heap
 	// in use was largest (sampled every 100 ms); like any heap profile it
 	// shows what the last collection before that moment found live.
+	// PCAPFLOW_TRACE=file writes an execution trace (go tool trace), for
+	// seeing which stage of a pipeline waits on which.
+	if p := os.Getenv("PCAPFLOW_TRACE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			trace.Start(f)
+		}
+	}
 	stopHeap := func() {}
 	if p := os.Getenv("PCAPFLOW_MEMPROFILE"); p != "" {
 		stopHeap = peakHeapProfile(p)
@@ -118,6 +126,7 @@ func main() {
 	code := run(ctx, e, os.Args)
 	stopHeap()
 	pprof.StopCPUProfile()
+	trace.Stop()
 	stop()
 	os.Exit(code)
 }
