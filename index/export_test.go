@@ -48,3 +48,13 @@ func SetVerifyUnchanged(on bool) { verifyUnchanged = on }
 // Kept is how many provisional values the run left as they were, because
 // it would have written them unchanged.
 func Kept(r *BuildResult) int { return r.kept }
+
+// Levels is how many tables each level of w's store holds, and how many
+// compactions are running in it.
+func (w *Writer) Levels() (tables [7]int64, compacting int64) {
+	m := w.db.Metrics()
+	for i := range tables {
+		tables[i] = m.Levels[i].TablesCount
+	}
+	return tables, m.Compact.NumInProgress
+}

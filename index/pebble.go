@@ -53,7 +53,9 @@ func memtableSize(limit int64) uint64 {
 	return 16 << 20
 }
 
-// l0Compaction is the level-0 sublevel count at which Pebble compacts.
+// l0Compaction is Pebble's L0CompactionThreshold: it compacts level 0
+// once it is half that many sublevels deep (its score counts each
+// sublevel twice).
 const l0Compaction = 8
 
 // noLockFS skips Pebble's directory lock; pcapflow.lock guards the index.
@@ -81,7 +83,7 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 		// level-0 tables as they come costs the run half a second and
 		// gains its readers nothing measurable. A fresh index's are
 		// compacted by its commit (builder.compactsAtEnd), and the tables
-		// later runs add once there are 8 sublevels of them.
+		// later runs add once they are l0Compaction/2 sublevels deep.
 		o.L0CompactionThreshold = l0Compaction
 		o.L0CompactionFileThreshold = 64
 		// No write stalls inside Pebble: the writer applies the

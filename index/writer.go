@@ -23,6 +23,16 @@ type writer struct {
 	// whole keeps every write in one batch until commit is called: the
 	// batch that commits an index run must be applied atomically.
 	whole bool
+	// limit replaces batchSize when it is smaller (tests with a small
+	// memtable, so that a small capture's run flushes often).
+	limit int
+}
+
+func (w *writer) size() int {
+	if w.limit > 0 && w.limit < batchSize {
+		return w.limit
+	}
+	return batchSize
 }
 
 func (w *writer) commit() error {
@@ -61,13 +71,13 @@ func (w *writer) set(k, v []byte) error {
 		return w.err
 	}
 	if w.batch == nil {
-		w.batch = w.db.NewBatchWithSize(batchSize + batchSize/4)
+		w.batch = w.db.NewBatchWithSize(w.size() + w.size()/4)
 	}
 	if err := w.batch.Set(k, v, nil); err != nil {
 		w.err = err
 		return err
 	}
-	if w.batch.Len() > batchSize && !w.whole {
+	if w.batch.Len() > w.size() && !w.whole {
 		return w.commit()
 	}
 	return nil
