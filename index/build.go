@@ -560,20 +560,18 @@ func (b *builder) pendingFrom(first uint64, live *liveRecs, post *postingBuf, po
 	return pb, nil
 }
 
-// compactsAtEnd reports whether the run made a fresh store (no commit
-// before it) of several level-0 tables, which the commit then compacts
-// into one sorted level, beside the rest of its work. Pebble compacts
-// them too, once there are l0Compaction/2 sublevels, but then after the
-// commit's last flush: the index command waited for it in Close (0.38 s
-// of the 2 GB real capture's run, serial). And if the last flush does
-// not reach that depth, they stay as they are: on the 2 GB real capture,
-// 11 overlapping tables left that way take 20.82 MB (1.007% of the
-// capture), 6 compacted ones 20.57 MB, and a one-flow extract opens 3
-// tables instead of 8. A fresh store's tables may also have been
-// compacted during the run already (at l0Compaction/2 sublevels, which
-// a 2 GB capture's flushes reach); the rest is merged with them.
+// compactsAtEnd reports whether the commit compacts the store, beside
+// the rest of its work: when the run made the store (no commit before
+// it) and wrote several level-0 tables, or when level 0 is l0Deep
+// sublevels deep. Left to Pebble, the compaction came after the commit's
+// last flush, and the index command waited for it in Close (0.38 s of
+// the 2 GB real capture's run, serial); or it did not come, short of
+// Pebble's threshold: on the 2 GB real capture, 11 overlapping tables
+// left that way take 20.82 MB (1.007% of the capture), 6 compacted ones
+// 20.57 MB, and a one-flow extract opens 3 tables instead of 8.
 func (b *builder) compactsAtEnd() bool {
-	return b.meta.gen == 0 && b.db.Metrics().Levels[0].TablesCount >= 2
+	l0 := b.db.Metrics().Levels[0]
+	return b.meta.gen == 0 && l0.TablesCount >= 2 || l0.Sublevels >= l0Deep
 }
 
 // commit writes, in one batch, what changes at the end of a run: the

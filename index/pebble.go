@@ -53,10 +53,15 @@ func memtableSize(limit int64) uint64 {
 	return 16 << 20
 }
 
-// l0Compaction is Pebble's L0CompactionThreshold: it compacts level 0
-// once it is half that many sublevels deep (its score counts each
-// sublevel twice).
-const l0Compaction = 8
+// l0Deep is the depth of level 0, in sublevels, at which a run's
+// commit compacts the store (builder.compactsAtEnd).
+const l0Deep = 4
+
+// l0Compaction is Pebble's L0CompactionThreshold. Pebble compacts level
+// 0 once it is half that many sublevels deep (its score counts each
+// sublevel twice): during a run only, since the commit compacts at
+// l0Deep, and only in runs long enough to pile up 32 sublevels.
+const l0Compaction = 64
 
 // noLockFS skips Pebble's directory lock; pcapflow.lock guards the index.
 type noLockFS struct{ vfs.FS }
@@ -79,11 +84,10 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 		// flushes around the state marker (see Build).
 		o.DisableWAL = true
 		o.MemTableSize = memtableSize(debug.SetMemoryLimit(-1))
-		// An index run writes tens of megabytes once; compacting its few
-		// level-0 tables as they come costs the run half a second and
-		// gains its readers nothing measurable. A fresh index's are
-		// compacted by its commit (builder.compactsAtEnd), and the tables
-		// later runs add once they are l0Compaction/2 sublevels deep.
+		// An index run writes tens of megabytes once; compacting its
+		// level-0 tables as they come costs the run CPU and gains its
+		// readers nothing: the commit compacts them, beside its own work
+		// (builder.compactsAtEnd).
 		o.L0CompactionThreshold = l0Compaction
 		o.L0CompactionFileThreshold = 64
 		// No write stalls inside Pebble: the writer applies the
