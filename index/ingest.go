@@ -340,11 +340,11 @@ func (g *ingest) record(b *decodedBatch, i int) {
 	if m.Index%CheckpointEvery == 0 {
 		g.checkpoint(ci, cs, m.Offset)
 	}
-	chain := &b.ps[i]
-	if chain[0].IPVersion == 0 {
+	p := b.packet(i, 0)
+	if p.IPVersion == 0 {
 		info.NonIP++
 	}
-	if chain[0].Problem == pcapio.ProblemUnsupportedLink {
+	if p.Problem == pcapio.ProblemUnsupportedLink {
 		if cs.badLinks == nil {
 			cs.badLinks = map[pcapio.LinkType]int{}
 		}
@@ -352,13 +352,13 @@ func (g *ingest) record(b *decodedBatch, i int) {
 	}
 	ref := PacketRef{int32(ci), m.Index}
 	g.curRef = ref
-	fi := g.t.Add(m, &chain[0])
+	fi := g.t.Add(m, p)
 	if fi >= 0 {
 		g.post(fi, ref)
 	}
 	for d := 1; d <= int(b.depth[i]); d++ {
 		// A tunnel: the same record also belongs to the flow it carries.
-		if fi = g.t.AddInner(m, &chain[d], fi, &chain[d-1]); fi >= 0 {
+		if fi = g.t.AddInner(m, b.packet(i, d), fi, b.packet(i, d-1)); fi >= 0 {
 			g.post(fi, ref)
 		}
 	}
