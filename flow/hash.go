@@ -44,9 +44,15 @@ func (x *keyIndex) init() { x.slots = make([]uint64, 1<<16) }
 
 // The table holds at most 2^31 slots: tags are 32 bits.
 
+// Hash is the hash the table files k under (HashOf a packet of k).
+func (k *Key) Hash() uint64 { return hashKey(k) }
+
 // get returns the flow stored for k, or -1.
-func (t *Table) get(k *Key) int32 {
-	tag := hashKey(k) >> 32
+func (t *Table) get(k *Key) int32 { return t.getHashed(k, hashKey(k)) }
+
+// getHashed is get for a key whose hash is h.
+func (t *Table) getHashed(k *Key, h uint64) int32 {
+	tag := h >> 32
 	mask := uint64(len(t.keys.slots) - 1)
 	for i := tag & mask; ; i = (i + 1) & mask {
 		s := t.keys.slots[i]

@@ -248,15 +248,37 @@ func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 {
 		t.stats.Problems[p.Problem]++
 		return -1
 	}
-	return t.add(rec, p)
+	return t.add(rec, p, nil, 0)
 }
 
-func (t *Table) add(rec *pcapio.Record, p *pcapio.Packet) int32 {
+// AddKeyed is Add for a packet whose key and its hash the caller made
+// already (k = KeyOf(p), h = k.Hash()), as the indexer does on the core
+// that decodes, so that the table's core does not make them again.
+func (t *Table) AddKeyed(rec *pcapio.Record, p *pcapio.Packet, k *Key, h uint64) int32 {
+	t.stats.Packets++
+	if rec.Timestamp > t.clock {
+		t.clock = rec.Timestamp
+		t.expire()
+	}
+	if p.IPVersion == 0 {
+		t.stats.Problems[p.Problem]++
+		return -1
+	}
+	return t.add(rec, p, k, h)
+}
+
+// add accounts an IP packet; k and h are its key and hash, or nil and 0
+// to make them here.
+func (t *Table) add(rec *pcapio.Record, p *pcapio.Packet, k *Key, h uint64) int32 {
 	ts := rec.Timestamp
 	if p.Fragment {
 		return t.fragment(rec, p)
 	}
-	fi := t.lookup(t.keyOf(p), p, ts)
+	if k == nil {
+		kk := t.keyOf(p)
+		k, h = &kk, hashKey(&kk)
+	}
+	fi := t.lookup(k, h, p, ts)
 	t.account(fi, p, ts, rec.OrigLen)
 	return fi
 }
@@ -284,7 +306,7 @@ func (t *Table) fragment(rec *pcapio.Record, p *pcapio.Packet) int32 {
 			t.stats.Orphans++
 			k := t.keyOf(p)
 			k.SrcPort, k.DstPort = 0, 0
-			fi := t.lookup(k, p, ts)
+			fi := t.lookup(&k, hashKey(&k), p, ts)
 			t.account(fi, p, ts, rec.OrigLen)
 			return fi
 		}
@@ -293,7 +315,8 @@ func (t *Table) fragment(rec *pcapio.Record, p *pcapio.Packet) int32 {
 		t.account(e.flow, p, ts, rec.OrigLen)
 		return e.flow
 	}
-	fi := t.lookup(t.keyOf(p), p, ts)
+	k := t.keyOf(p)
+	fi := t.lookup(&k, hashKey(&k), p, ts)
 	t.account(fi, p, ts, rec.OrigLen)
 	t.frags[fk] = fragEntry{fi, t.Flow(fi).ID, ts}
 	if hs, ok := t.held[fk]; ok {
@@ -324,7 +347,7 @@ func (t *Table) AddInner(rec *pcapio.Record, inner *pcapio.Packet, outer int32, 
 	ctx := tunnelCtx{typ: outerPkt.Tunnel, id: id, conn: t.endpoints(&of.Key), outer: of.ID, depth: of.Depth + 1}
 	t.ctx = &ctx
 	defer func() { t.ctx = nil }()
-	return t.add(rec, inner)
+	return t.add(rec, inner, nil, 0)
 }
 
 // endpoints interns the unordered pair of a tunnel's outer addresses (and
@@ -415,9 +438,9 @@ func (t *Table) sweepFrags(now int64) {
 	}
 }
 
-// lookup finds or creates the current flow for k.
-func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
-	if fi := t.get(&k); fi >= 0 {
+// lookup finds or creates the current flow for k, whose hash is h.
+func (t *Table) lookup(k *Key, h uint64, p *pcapio.Packet, ts int64) int32 {
+	if fi := t.getHashed(k, h); fi >= 0 {
 		f := t.Flow(fi)
 		if k.Proto != pcapio.ProtoTCP || !f.ended {
 			return fi
@@ -429,9 +452,9 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 			// sequence number is a late retransmission and stays in it),
 			// unless the other direction already started a newer one (its
 			// SYN came first): then this packet belongs to that one.
-			if ri, rok := t.reverse(k); rok {
+			if ri, rok := t.reverse(*k); rok {
 				if rc := t.conn(t.Flow(ri).conn); rc.serial > c.serial {
-					return t.newFlow(k, p, ts, t.Flow(ri).conn)
+					return t.newFlow(*k, p, ts, t.Flow(ri).conn)
 				}
 			}
 			return fi
@@ -439,14 +462,14 @@ func (t *Table) lookup(k Key, p *pcapio.Packet, ts int64) int32 {
 		// Port reuse: a new connection on an ended one's key.
 	}
 	ci := int32(-1)
-	if ri, rok := t.reverse(k); rok {
+	if ri, rok := t.reverse(*k); rok {
 		rc := t.conn(t.Flow(ri).conn)
 		side := 1 - t.sideOf(rc, ri)
 		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) {
 			ci = t.Flow(ri).conn
 		}
 	}
-	return t.newFlow(k, p, ts, ci)
+	return t.newFlow(*k, p, ts, ci)
 }
 
 // reverse finds the current flow of the opposite direction: the exact

@@ -352,7 +352,7 @@ func (g *ingest) record(b *decodedBatch, i int) {
 	}
 	ref := PacketRef{int32(ci), m.Index}
 	g.curRef = ref
-	fi := g.t.Add(m, p)
+	fi := g.t.AddKeyed(m, p, &b.key[i], b.hash[i])
 	if fi >= 0 {
 		g.post(fi, ref)
 	}

@@ -28,7 +28,8 @@ type decodedBatch struct {
 	depth  [batchLen]uint8
 	meta   [batchLen]pcapio.Record // without Data and Raw
 	cap    [batchLen]int32         // the capture of each record
-	hash   [batchLen]uint64        // flow.HashOf the packet, for flow.Table.Prefetch
+	key    [batchLen]flow.Key      // flow.KeyOf the packet
+	hash   [batchLen]uint64        // its hash, for flow.Table.Prefetch and AddKeyed
 	events []streamEvent           // captures starting and ending, in order with the records
 	offset int64                   // bytes read of the current capture
 }
@@ -333,7 +334,10 @@ func (s *captureStream) decode(h *streamHead, b *decodedBatch) {
 		outer = inner
 	}
 	b.depth[b.n] = uint8(depth)
-	b.hash[b.n] = flow.HashOf(p) // here, on the decoding core
+	// The key and its hash are made here, on the decoding core.
+	k := &b.key[b.n]
+	*k = flow.KeyOf(p)
+	b.hash[b.n] = k.Hash()
 	m := &b.meta[b.n]
 	*m = *rec
 	m.Data, m.Raw = nil, nil
