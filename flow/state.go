@@ -360,8 +360,11 @@ func (d *stateDec) header(t *Table) ([]uint64, error) {
 
 // RestoreTable makes a table with opts from a state MarshalState wrote
 // (with the same options). records gives each live flow's record as it
-// stood at the commit (Snapshot's). The live flows are in slots 0, 1,
-// ... in ID order, as LiveFlows lists them.
+// stood at the commit (Snapshot's). It is asked for each live flow once,
+// in ID order, and the record it returns is copied before the next call:
+// so a caller can decode the records as it goes instead of holding all of
+// them. The live flows are in slots 0, 1, ... in ID order, as LiveFlows
+// lists them.
 func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, error)) (*Table, error) {
 	d := &stateDec{varint.Reader{B: state}}
 	opts.FirstID = 0
@@ -372,6 +375,9 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 	}
 	nf := len(ids)
 	slots := make([]int32, nf)
+	// Each connection's history starts from its records' (who opened it
+	// and how far it got), which the table's copies do not keep.
+	hist := make([]History, nf)
 	for i, id := range ids {
 		rec, err := records(id)
 		if err != nil {
@@ -381,6 +387,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 		slots[i] = fi
 		f := t.Flow(fi)
 		*f = *rec
+		hist[i] = f.History
 		f.State, f.History = 0, History{}
 		t.live++
 	}
@@ -410,9 +417,8 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 		bits := d.byte()
 		// Who opened it and how far it got are in the records.
 		f := t.Flow(c.flows[0])
-		rec, _ := records(f.ID)
-		seen, origIdx, _ := seenOf(rec.History.String())
-		h := rec.History.String()
+		h := hist[p0].String()
+		seen, origIdx, _ := seenOf(h)
 		c.origIdx, c.flipped = origIdx, origIdx == 1
 		if c.flipped {
 			h = h[1:]
