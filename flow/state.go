@@ -223,6 +223,7 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 			}
 		}
 	}
+	keyed := t.keyedSlots()
 	for _, fi := range flows {
 		f := t.Flow(fi)
 		c := t.conn(f.conn)
@@ -234,7 +235,7 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 			on  bool
 			bit uint64
 		}{{f.ended, stateEnded}, {f.steady, stateSteady}, {s.init, stateSeqInit}, {s.fin, stateSeqFin},
-			{s.hasSpans && len(spans) > 0, stateSpans}, {t.get(&f.Key) == fi, stateKeyed},
+			{s.hasSpans && len(spans) > 0, stateSpans}, {keyed[fi>>6]&(1<<(fi&63)) != 0, stateKeyed},
 			{!(c.hasBase[side] && c.base[side] == s.base), stateOwnBase}, {s.high != s.next, stateHigh},
 			{f.MissingBytes != 0, stateMissing}, {f.lastCap != int32(f.Capture), stateLastCap},
 			{f.active != f.Last, stateActive}} {

@@ -755,7 +755,7 @@ func (t *Table) liveConns() []int32 {
 		id uint64
 		ci int32
 	}
-	var cs []lc
+	cs := make([]lc, 0, t.live) // a live connection has a live flow
 	for ci := int32(0); ci < t.nconns; ci++ {
 		c := t.conn(ci)
 		if c.serial == 0 {
@@ -786,9 +786,12 @@ func (t *Table) LiveFlows() []int32 {
 		id uint64
 		fi int32
 	}
-	var ls []live
-	for _, ci := range t.liveConns() {
+	ls := make([]live, 0, t.live)
+	for ci := int32(0); ci < t.nconns; ci++ {
 		c := t.conn(ci)
+		if c.serial == 0 {
+			continue
+		}
 		for _, fi := range c.flows {
 			if fi >= 0 {
 				ls = append(ls, live{t.Flow(fi).ID, fi})
