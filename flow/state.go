@@ -400,7 +400,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 		return slots[p]
 	}
 	nc := d.count(4)
-	var cslots []int32
+	cslots := make([]int32, 0, nc)
 	p0 := uint64(0)
 	for i := 0; i < nc && d.err() == nil; i++ {
 		var c conn
@@ -551,6 +551,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 	}
 	// Every live connection's deadline, computed as its expiry would.
 	if t.idle > 0 {
+		t.deadline = make(deadlines, 0, len(cslots)+len(cslots)/4) // and room for the run's
 		for _, ci := range cslots {
 			c := t.conn(ci)
 			due := t.lastActive(c)

@@ -367,14 +367,20 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 
 // liveState reads the table's live state and the IDs of its live flows.
 func (b *builder) liveState() ([]byte, []uint64, error) {
-	var tstate []byte
-	for i := 0; i < b.meta.stateLen; i++ {
+	parts := make([][]byte, b.meta.stateLen)
+	n := 0
+	for i := range parts {
 		v, c, err := b.db.Get(stateKey(i).encode())
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: live state %d: %w", b.dir, i, err)
 		}
-		tstate = append(tstate, v...)
+		parts[i] = slices.Clone(v)
+		n += len(v)
 		c.Close()
+	}
+	tstate := make([]byte, 0, n)
+	for _, p := range parts {
+		tstate = append(tstate, p...)
 	}
 	ids, err := flow.StateIDs(tstate)
 	if err != nil {
