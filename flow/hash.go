@@ -167,14 +167,15 @@ func HashOf(p *pcapio.Packet) uint64 {
 }
 
 // Prefetch reads the memory that adding packets with these hashes (of
-// HashOf) will read first: the index slot each probes first and the
-// flow stored there. It changes nothing; its only effect is that the
-// packets' cache misses are taken together, overlapping, rather than one
-// after the other inside Add. With hundreds of thousands of live flows
-// nearly every packet misses twice (docs/BENCHMARKS.md), and a core can
-// wait for many independent misses at once but not for a dependent pair
-// faster than one after the other. So the slots are read in one loop,
-// and the flows, whose addresses the slots give, in a second. Callers
+// HashOf) will read first: the index slot each probes first, the flow
+// stored there and its connection. It changes nothing; its only effect
+// is that the packets' cache misses are taken together, overlapping,
+// rather than one after the other inside Add. With hundreds of
+// thousands of live flows nearly every packet misses twice
+// (docs/BENCHMARKS.md), and a core can wait for many independent misses
+// at once but not for a dependent pair faster than one after the other.
+// So the slots are read in one loop, the flows, whose addresses the
+// slots give, in a second, and their connections in a third. Callers
 // pass a few packets ahead of the ones they add (16 or so: the lines
 // must still be cached when Add comes to them).
 func (t *Table) Prefetch(hashes []uint64) {
@@ -186,10 +187,18 @@ func (t *Table) Prefetch(hashes []uint64) {
 		slots[i] = t.keys.slots[(h>>32)&mask]
 	}
 	var sum uint64
+	var conns [most]int32
 	for i, h := range hashes {
+		conns[i] = -1
 		if s := slots[i]; s != 0 && s>>32 == h>>32 {
 			f := t.Flow(int32(uint32(s)) - 1)
 			sum += uint64(f.Key.Src[0]) + f.Packets
+			conns[i] = f.conn
+		}
+	}
+	for _, ci := range conns[:len(hashes)] {
+		if ci >= 0 {
+			sum += uint64(t.conn(ci).serial)
 		}
 	}
 	t.prefetched += sum // so that the reads are not optimised away
