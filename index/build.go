@@ -403,10 +403,10 @@ func (b *builder) liveState() ([]byte, []uint64, error) {
 type liveCursor struct {
 	b      *builder
 	sink   *storeSink
-	ids    []uint64 // the live flows, ascending
-	n      int      // records given so far: ids[:n]
-	blocks []uint64 // the restored blocks, ascending
-	next   int      // blocks[next:] are not read yet
+	ids    []uint64         // the live flows, ascending
+	n      int              // records given so far: ids[:n]
+	recs   *pebble.Iterator // the restored blocks' records (G), at the next one to read
+	tails  *pebble.Iterator // and their tails (R), in step
 	rb     recordBlock
 	tb     tailBlock
 	haveRB bool
@@ -417,16 +417,41 @@ type liveCursor struct {
 	pool   bufPool
 }
 
+// newLiveCursor reads the provisional keys in key order, with an
+// iterator per tag: one point lookup per block and tag was 6% of adding a
+// file to the 2 GB real capture's archive.
 func (b *builder) newLiveCursor(ids []uint64, sink *storeSink) (*liveCursor, error) {
-	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLateProv}, UpperBound: []byte{tagLateProv + 1}})
-	if err != nil {
-		return nil, err
+	c := &liveCursor{b: b, sink: sink, ids: ids}
+	for _, x := range []struct {
+		it  **pebble.Iterator
+		tag byte
+	}{{&c.recs, tagFlowsProv}, {&c.tails, tagTailsProv}, {&c.alone, tagLateProv}} {
+		it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{x.tag}, UpperBound: []byte{x.tag + 1}})
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		it.First()
+		*x.it = it
 	}
-	it.First()
-	return &liveCursor{b: b, sink: sink, ids: ids, blocks: restoredBlocks(b.db), alone: it}, nil
+	return c, nil
 }
 
-func (c *liveCursor) close() { c.alone.Close() }
+func (c *liveCursor) close() {
+	for _, it := range []*pebble.Iterator{c.recs, c.tails, c.alone} {
+		if it != nil {
+			it.Close()
+		}
+	}
+}
+
+// nextBlock is the first ID of the next restored block to read.
+func (c *liveCursor) nextBlock() (uint64, bool) {
+	if !c.recs.Valid() {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(c.recs.Key()[1:]), true
+}
 
 func (c *liveCursor) live(id uint64) bool {
 	_, ok := slices.BinarySearch(c.ids, id)
@@ -440,11 +465,10 @@ func (c *liveCursor) record(id uint64) (*flow.Flow, []PacketRef, error) {
 		return nil, nil, fmt.Errorf("live flow %d asked for out of order", id)
 	}
 	c.n++
-	for c.next < len(c.blocks) && c.blocks[c.next] <= id {
-		if err := c.readBlock(c.blocks[c.next]); err != nil {
+	for first, ok := c.nextBlock(); ok && first <= id; first, ok = c.nextBlock() {
+		if err := c.readBlock(first); err != nil {
 			return nil, nil, err
 		}
-		c.next++
 	}
 	if c.haveRB && c.rb.has(id) {
 		i := id - c.rb.first
@@ -486,42 +510,36 @@ func (c *liveCursor) finish() error {
 	if c.n != len(c.ids) {
 		return fmt.Errorf("%d of %d live flows restored", c.n, len(c.ids))
 	}
-	for ; c.next < len(c.blocks); c.next++ {
-		if err := c.readBlock(c.blocks[c.next]); err != nil {
+	for first, ok := c.nextBlock(); ok; first, ok = c.nextBlock() {
+		if err := c.readBlock(first); err != nil {
 			return err
 		}
 	}
 	for c.alone.Valid() {
 		c.passAlone()
 	}
-	return c.alone.Error()
+	return errors.Join(c.recs.Error(), c.tails.Error(), c.alone.Error())
 }
 
-// readBlock decodes a block with provisional keys. With a sink it
-// becomes a pending block again: the flows not live any more ended
-// before the commit, and are encoded as the sink keeps ended flows.
+// readBlock decodes the next block with provisional keys, whose first ID
+// is first. With a sink it becomes a pending block again: the flows not
+// live any more ended before the commit, and are encoded as the sink
+// keeps ended flows.
 func (c *liveCursor) readBlock(first uint64) error {
-	b := c.b
-	get := func(tag byte) ([]byte, error) {
-		v, cl, err := b.db.Get(blockKey{tag, first}.encode())
-		if err != nil {
-			return nil, fmt.Errorf("block %c/%d: %w", tag, first, err)
+	if !c.tails.Valid() || !bytes.Equal(c.tails.Key()[1:], c.recs.Key()[1:]) {
+		if err := c.tails.Error(); err != nil {
+			return err
 		}
-		defer cl.Close()
-		return slices.Clone(v), nil
+		return fmt.Errorf("block %d: %w: records without tails", first, errCorrupt)
 	}
-	recs, err := get(tagFlowsProv)
-	if err != nil {
-		return err
-	}
-	tails, err := get(tagTailsProv)
-	if err != nil {
-		return err
-	}
+	recs, tails := slices.Clone(c.recs.Value()), slices.Clone(c.tails.Value())
+	c.recs.Next()
+	c.tails.Next()
 	rb := &c.rb
 	if err := decodeRecordBlock(recs, first, rb); err != nil {
 		return err
 	}
+	var err error
 	if c.arena, err = decodeTailBlock(tails, rb, &c.tb, c.arena); err != nil {
 		return fmt.Errorf("block %d: %w", first, errCorrupt)
 	}
