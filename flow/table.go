@@ -238,23 +238,17 @@ func (t *Table) SetCapture(ci int) { t.capture = int32(ci) }
 // the packet belongs to no flow (not IP) or is held back until its flow
 // is known (see Options.OnAttach). Connections whose timeout passed
 // before this packet's time end first.
-func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 {
-	t.stats.Packets++
-	if rec.Timestamp > t.clock {
-		t.clock = rec.Timestamp
-		t.expire()
-	}
-	if p.IPVersion == 0 {
-		t.stats.Problems[p.Problem]++
-		return -1
-	}
-	return t.add(rec, p, nil, 0)
-}
+func (t *Table) Add(rec *pcapio.Record, p *pcapio.Packet) int32 { return t.packet(rec, p, nil, 0) }
 
 // AddKeyed is Add for a packet whose key and its hash the caller made
 // already (k = KeyOf(p), h = k.Hash()), as the indexer does on the core
 // that decodes, so that the table's core does not make them again.
 func (t *Table) AddKeyed(rec *pcapio.Record, p *pcapio.Packet, k *Key, h uint64) int32 {
+	return t.packet(rec, p, k, h)
+}
+
+// packet is Add and AddKeyed.
+func (t *Table) packet(rec *pcapio.Record, p *pcapio.Packet, k *Key, h uint64) int32 {
 	t.stats.Packets++
 	if rec.Timestamp > t.clock {
 		t.clock = rec.Timestamp

@@ -401,7 +401,6 @@ func (b *builder) liveState() ([]byte, []uint64, error) {
 // saves a copy of 270 k records (67 MB) when a file is added to the 2 GB
 // real capture's archive.
 type liveCursor struct {
-	b      *builder
 	sink   *storeSink
 	ids    []uint64         // the live flows, ascending
 	n      int              // records given so far: ids[:n]
@@ -421,7 +420,7 @@ type liveCursor struct {
 // iterator per tag: one point lookup per block and tag was 6% of adding a
 // file to the 2 GB real capture's archive.
 func (b *builder) newLiveCursor(ids []uint64, sink *storeSink) (*liveCursor, error) {
-	c := &liveCursor{b: b, sink: sink, ids: ids}
+	c := &liveCursor{sink: sink, ids: ids}
 	for _, x := range []struct {
 		it  **pebble.Iterator
 		tag byte
