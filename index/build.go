@@ -411,7 +411,7 @@ type liveCursor struct {
 	haveRB bool
 	arena  []PacketRef // the refs of the block read last
 	alone  *pebble.Iterator
-	one    flow.Flow // the record of a flow stored alone, given last
+	oneRB  recordBlock // the record of a flow stored alone, given last
 	post   postingBuf
 	pool   bufPool
 }
@@ -481,13 +481,12 @@ func (c *liveCursor) record(id uint64) (*flow.Flow, []PacketRef, error) {
 		if aid > id {
 			break
 		}
-		f, _, refs, err := splitStandalone(c.alone.Value(), id)
+		f, _, refs, err := splitStandaloneIn(c.alone.Value(), id, &c.oneRB)
 		if err != nil {
 			return nil, nil, err
 		}
-		c.one = *f
 		c.passAlone()
-		return &c.one, refs, nil
+		return f, refs, nil
 	}
 	if err := c.alone.Error(); err != nil {
 		return nil, nil, err

@@ -358,16 +358,27 @@ func appendStandalone(f *flow.Flow, chunks uint32, refs []PacketRef) ([]byte, er
 
 // splitStandalone decodes a flow stored alone.
 func splitStandalone(b []byte, id uint64) (f *flow.Flow, chunks uint32, refs []PacketRef, err error) {
+	var rb recordBlock
+	f, chunks, refs, err = splitStandaloneIn(b, id, &rb)
+	if f != nil {
+		f = new(flow.Flow)
+		*f = rb.flows[0]
+	}
+	return f, chunks, refs, err
+}
+
+// splitStandaloneIn is splitStandalone decoding into rb, whose first
+// record the flow it returns is: a caller that decodes many reuses one
+// rb rather than zero a new one (16 KiB) for each.
+func splitStandaloneIn(b []byte, id uint64, rb *recordBlock) (f *flow.Flow, chunks uint32, refs []PacketRef, err error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
 		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
 	}
-	var rb recordBlock
-	if err := decodeRecordBlock(b[k:k+int(n)], id, &rb); err != nil || rb.present != 1 {
+	if err := decodeRecordBlock(b[k:k+int(n)], id, rb); err != nil || rb.present != 1 {
 		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
 	}
-	f = new(flow.Flow)
-	*f = rb.flows[0]
+	f = &rb.flows[0]
 	chunks, tail := tailSplit(f.Packets)
 	if refs, err = decodeChunkBits(b[k+int(n):], nil); err == nil && uint64(len(refs)) != tail {
 		err = fmt.Errorf("%w: flow %d stored alone: %d packets in its tail, not %d", errCorrupt, id, len(refs), tail)
