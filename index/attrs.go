@@ -122,6 +122,8 @@ type startAttrs struct {
 	n       int         // flows in it
 	v4      [2][]uint64 // address<<32 | (ID - segment)
 	v6      [2][]v6pair
+	v6tmp   []v6pair        // sortV6's space
+	v6count *[1<<16 + 1]int // and its counts
 	// Values with many distinct values each flow has one of are gathered
 	// as (value, ID) pairs and sorted into lists when written: appending
 	// to one of 65536 lists per flow cost a cache miss or two each.
@@ -424,17 +426,9 @@ func (a *startAttrs) flushSegment() error {
 		if err := w.flush(); err != nil {
 			return err
 		}
-		slices.SortFunc(a.v6[d], func(x, y v6pair) int {
-			switch {
-			case x.hi != y.hi:
-				return cmpU64(x.hi, y.hi)
-			case x.lo != y.lo:
-				return cmpU64(x.lo, y.lo)
-			}
-			return cmpU64(uint64(x.id), uint64(y.id))
-		})
+		v6 := a.sortV6(a.v6[d])
 		w = addrBlockWriter{w: a.w, key: addrKey{field: f, ver: 6, segment: a.segment}, alen: 16}
-		for _, x := range a.v6[d] {
+		for _, x := range v6 {
 			var addr [16]byte
 			binary.BigEndian.PutUint64(addr[:], x.hi)
 			binary.BigEndian.PutUint64(addr[8:], x.lo)
@@ -449,14 +443,47 @@ func (a *startAttrs) flushSegment() error {
 	return nil
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// sortV6 returns the pairs, which are in ID order, in (address, ID)
+// order: a stable radix sort on the address, 16 bits a pass, skipping
+// the passes whose digit every pair shares (a segment's addresses are
+// mostly in a few /64s). It sorts in ps and a.v6tmp; the result is one
+// of the two. A comparison sort took 0.1 s of the 2 GB real capture's
+// run, half of whose flows are IPv6.
+func (a *startAttrs) sortV6(ps []v6pair) []v6pair {
+	if cap(a.v6tmp) < len(ps) {
+		a.v6tmp = make([]v6pair, len(ps))
 	}
-	return 0
+	if a.v6count == nil {
+		a.v6count = new([1<<16 + 1]int)
+	}
+	src, dst := ps, a.v6tmp[:len(ps)]
+	count := a.v6count
+	for pass := 0; pass < 8; pass++ {
+		shift := uint(pass%4) * 16
+		digit := func(p *v6pair) uint64 {
+			if pass < 4 {
+				return p.lo >> shift & 0xffff
+			}
+			return p.hi >> shift & 0xffff
+		}
+		*count = [1<<16 + 1]int{}
+		for i := range src {
+			count[digit(&src[i])+1]++
+		}
+		if len(src) == 0 || count[digit(&src[0])+1] == len(src) {
+			continue // every pair has this digit
+		}
+		for i := 1; i < len(count); i++ {
+			count[i] += count[i-1]
+		}
+		for i := range src {
+			d := digit(&src[i])
+			dst[count[d]] = src[i]
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	return src
 }
 
 // endAttrs collects the final-value lists of flows as they end.
