@@ -117,9 +117,10 @@ type ingest struct {
 	posts postingSlots
 	pool  bufPool
 	caps  map[int]*capState
-	errs  []error // captures that could not be (fully) read
-	werr  error   // the sink's first error
-	cur   int     // capture of the last record
+	errs  []error   // captures that could not be (fully) read
+	werr  error     // the sink's first error
+	cur   int       // capture of the last record
+	curCS *capState // and its state (caps[cur]): a map lookup a packet was 1% of the run
 	// curRef is the record being accounted.
 	curRef PacketRef
 	// When a run continues an archive, touched has a bit for each block
@@ -325,10 +326,10 @@ func (g *ingest) record(b *decodedBatch, i int) {
 	m := &b.meta[i]
 	ci := int(b.cap[i])
 	if ci != g.cur {
-		g.cur = ci
+		g.cur, g.curCS = ci, g.caps[ci]
 		g.t.SetCapture(ci)
 	}
-	cs := g.caps[ci]
+	cs := g.curCS
 	info := cs.info
 	info.Packets++
 	info.Bytes += uint64(m.OrigLen)
@@ -407,6 +408,7 @@ func (g *ingest) event(ev *streamEvent) {
 	}
 	cs := g.caps[ev.ci]
 	delete(g.caps, ev.ci)
+	g.cur, g.curCS = -1, nil
 	info := cs.info
 	g.t.EndCapture(ev.ci)
 	g.flushCheckpoints(ev.ci, cs)
