@@ -493,6 +493,10 @@ type endAttrs struct {
 	times  [2]map[int64]*finalList // first, last: by minute
 	counts [2][65]*finalList       // packets, bytes: by bit length
 	n      int                     // IDs held
+	// The minute each times map was asked for last, and its list: flows
+	// ending one after the other mostly share it.
+	lastMin  [2]int64
+	lastList [2]*finalList
 }
 
 // endFlush bounds the IDs held before the lists are written.
@@ -510,10 +514,13 @@ var (
 func (a *endAttrs) add(f *flow.Flow) error {
 	for i, ts := range [2]int64{f.First, f.Last} {
 		m := minute(ts)
-		l := a.times[i][m]
-		if l == nil {
-			l = &finalList{key: listKey{final: true, field: timeFields[i], value: timeValue(ts), gen: a.gen}}
-			a.times[i][m] = l
+		l := a.lastList[i]
+		if l == nil || a.lastMin[i] != m {
+			if l = a.times[i][m]; l == nil {
+				l = &finalList{key: listKey{final: true, field: timeFields[i], value: timeValue(ts), gen: a.gen}}
+				a.times[i][m] = l
+			}
+			a.lastMin[i], a.lastList[i] = m, l
 		}
 		l.ids = append(l.ids, f.ID)
 	}
