@@ -165,10 +165,11 @@ type storeSink struct {
 	gen       uint32 // this run
 	base      uint64 // the first ID of this run
 	pending   map[uint64]*pendingBlock
-	queue     []uint64          // firsts of pending blocks, ascending (some may be done)
-	restoredG map[uint64]bool   // blocks with provisional keys at the run's start
-	restoredN map[uint64][]byte // flows with an N key at the run's start, and its value
-	kept      int               // provisional values not written again, being unchanged
+	near      [1 << 12]*pendingBlock // pending, by block number mod 4096: see look
+	queue     []uint64               // firsts of pending blocks, ascending (some may be done)
+	restoredG map[uint64]bool        // blocks with provisional keys at the run's start
+	restoredN map[uint64][]byte      // flows with an N key at the run's start, and its value
+	kept      int                    // provisional values not written again, being unchanged
 	start     *startAttrs
 	end       *endAttrs
 	inCap     map[int]*idSet
@@ -194,11 +195,34 @@ func newStoreSink(w *writer, gen uint32, base uint64) *storeSink {
 	}
 }
 
+// look returns pending[first], from near when it is there: a map lookup
+// for every flow that starts and ends was 0.11 s of the sink on the 2 GB
+// real capture.
+func (s *storeSink) look(first uint64) *pendingBlock {
+	c := &s.near[(first/flowBlock)%uint64(len(s.near))]
+	if pb := *c; pb != nil && pb.first == first {
+		return pb
+	}
+	pb := s.pending[first]
+	if pb != nil {
+		*c = pb
+	}
+	return pb
+}
+
+// done removes pending block first.
+func (s *storeSink) done(first uint64) {
+	delete(s.pending, first)
+	if c := &s.near[(first/flowBlock)%uint64(len(s.near))]; *c != nil && (*c).first == first {
+		*c = nil
+	}
+}
+
 // started records a flow that just started (flow.Options.OnStart).
 func (s *storeSink) started(f *flow.Flow, first PacketRef) error {
 	s.created = f.ID + 1
 	bf := blockOf(f.ID)
-	if pb := s.pending[bf]; pb != nil {
+	if pb := s.look(bf); pb != nil {
 		pb.changed = true
 	} else {
 		pb := s.newBlock()
@@ -212,7 +236,7 @@ func (s *storeSink) started(f *flow.Flow, first PacketRef) error {
 	// Blocks begun well before the flows starting now are written as
 	// they are; their flows still live will be stored alone.
 	for len(s.queue) > 1 {
-		pb := s.pending[s.queue[0]]
+		pb := s.look(s.queue[0])
 		if pb == nil {
 			s.queue = s.queue[1:] // done
 			continue
@@ -221,7 +245,7 @@ func (s *storeSink) started(f *flow.Flow, first PacketRef) error {
 			break
 		}
 		s.queue = s.queue[1:]
-		delete(s.pending, pb.first)
+		s.done(pb.first)
 		if err := s.writeBlock(s.w, pb, tagFlows, tagTails, nil); err != nil {
 			return err
 		}
@@ -265,7 +289,7 @@ func (s *storeSink) ended(flows []endedFlow) error {
 	for _, e := range flows {
 		f := e.f
 		first := blockOf(f.ID)
-		pb := s.pending[first]
+		pb := s.look(first)
 		if pb == nil {
 			// Its block was written without it: it is stored alone.
 			v, err := s.standalone(f, e.chunks, e.post)
@@ -286,7 +310,7 @@ func (s *storeSink) ended(flows []endedFlow) error {
 		pb.put(f.ID-first, s.rec, s.tail)
 		prev, prevBlock = f, first
 		if pb.ended == flowBlock {
-			delete(s.pending, first)
+			s.done(first)
 			if err := s.writeBlock(s.w, pb, tagFlows, tagTails, nil); err != nil {
 				return err
 			}
