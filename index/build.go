@@ -650,8 +650,8 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 		return err
 	}
 	killPoint("data-flushed")
-	// A fresh index of several level-0 tables is compacted, beside the
-	// rest of the commit (compactsAtEnd).
+	// Level 0 is compacted, when compactsAtEnd says so (a fresh store,
+	// or a deep level 0), beside the rest of the commit.
 	compacted := make(chan error, 1)
 	if b.compactsAtEnd() {
 		go func() {
