@@ -103,3 +103,36 @@ func TestEveryCommandFailsLoudly(t *testing.T) {
 		t.Error("a failed extract left its output")
 	}
 }
+
+// TestBadFilterBesideIndexOpen: prepare opens the index while it parses
+// the filter. A filter that does not parse must still say only what is
+// wrong with it (not the index's warnings), and the index opened beside
+// it must be closed: the index run after it would find it locked.
+func TestBadFilterBesideIndexOpen(t *testing.T) {
+	p := basicCapture(t)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cut the last record short: the index warns about it when opened.
+	if err := os.WriteFile(p, b[:len(b)-3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	idx := filepath.Join(t.TempDir(), "idx")
+	if r := runCLI(t, nil, "index", "-i", idx, p); r.code != 0 {
+		t.Fatalf("index: %+v", r)
+	}
+	good := runCLI(t, nil, "count", "-i", idx, "tcp")
+	if good.code != 0 || !strings.Contains(good.stderr, "warning") {
+		t.Fatalf("count on a capture cut short: want exit 0 and a warning: %+v", good)
+	}
+	for i := 0; i < 3; i++ {
+		bad := runCLI(t, nil, "count", "-i", idx, "port 80 and")
+		if bad.code != 2 || strings.Contains(bad.stderr, "warning") || !strings.Contains(bad.stderr, "^") {
+			t.Fatalf("bad filter: want exit 2 and only the filter's error: %+v", bad)
+		}
+	}
+	if r := runCLI(t, nil, "index", "-i", idx, p); r.code != 0 {
+		t.Fatalf("index after the bad filters (was the index left open?): %+v", r)
+	}
+}
