@@ -97,11 +97,11 @@ func explain(src string, err error) error {
 // lexTokens splits a filter into tokens (without white space); a
 // character no token starts with is a SyntaxError at its position.
 func lexTokens(src string) ([]lexer.Token, error) {
-	lx, err := filterLexer.Lex("", strings.NewReader(src))
+	lx, err := filterLexer().Lex("", strings.NewReader(src))
 	if err != nil {
 		return nil, err
 	}
-	ws := filterLexer.Symbols()["ws"]
+	ws := filterLexer().Symbols()["ws"]
 	var out []lexer.Token
 	for {
 		t, err := lx.Next()
@@ -238,7 +238,7 @@ func (c *converter) not(g *gNot) Expr {
 }
 
 func (c *converter) tokType(v *gValue) string {
-	for name, t := range filterLexer.Symbols() {
+	for name, t := range filterLexer().Symbols() {
 		if t == v.Tok.Type {
 			return name
 		}
