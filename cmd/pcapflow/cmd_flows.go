@@ -84,27 +84,8 @@ func prepare(ctx context.Context, e *env, fs *flag.FlagSet, cf *commonFlags, arg
 	}
 	cf.noteSet(fs)
 	captures, filter := splitCaptures(rest)
-	// Building the filter's parser (about 1 ms of reflection) and opening
-	// the index (about 2 ms) do not depend on each other, and a one-flow
-	// extract is mostly these two: open the index beside the parse. Its
-	// warnings wait until the filter has parsed, so that a mistyped filter
-	// still says only what is wrong with it.
-	if len(captures) == 0 && cf.indexDir != "" && !isURL(cf.indexDir) {
-		ch := make(chan opened, 1)
-		dir := cf.indexDir
-		go func() {
-			a, err := openIndex(dir)
-			ch <- opened{a, err}
-		}()
-		cf.early = ch
-	}
 	expr, err := parseFilter(filter)
 	if err != nil {
-		if cf.early != nil {
-			if o := <-cf.early; o.a != nil {
-				o.a.Close()
-			}
-		}
 		// A mistyped capture path reads as a filter that does not parse:
 		// say what is wrong with it as a file instead.
 		if first, _, _ := strings.Cut(filter, " "); looksLikePath(first) {

@@ -104,11 +104,10 @@ func TestEveryCommandFailsLoudly(t *testing.T) {
 	}
 }
 
-// TestBadFilterBesideIndexOpen: prepare opens the index while it parses
-// the filter. A filter that does not parse must still say only what is
-// wrong with it (not the index's warnings), and the index opened beside
-// it must be closed: the index run after it would find it locked.
-func TestBadFilterBesideIndexOpen(t *testing.T) {
+// TestBadFilterFirst: a filter that does not parse says only what is
+// wrong with it (not the index's warnings), and leaves the index
+// unlocked for the index run after it.
+func TestBadFilterFirst(t *testing.T) {
 	p := basicCapture(t)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -133,6 +132,6 @@ func TestBadFilterBesideIndexOpen(t *testing.T) {
 		}
 	}
 	if r := runCLI(t, nil, "index", "-i", idx, p); r.code != 0 {
-		t.Fatalf("index after the bad filters (was the index left open?): %+v", r)
+		t.Fatalf("index after the bad filters: %+v", r)
 	}
 }

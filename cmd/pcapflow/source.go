@@ -22,16 +22,6 @@ type commonFlags struct {
 	tz          string
 	tokenFile   string
 	remote      *remote // -i URL: the server answers (set by prepare)
-	// early, when set, brings the index at indexDir that prepare began
-	// opening while it parsed the filter; openSource takes it instead of
-	// opening the index again.
-	early <-chan opened
-}
-
-// opened is an index opened in the background, or why it did not open.
-type opened struct {
-	a   *pcapflow.Archive
-	err error
 }
 
 // noteSet records which of the flags were given.
@@ -113,15 +103,7 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 		}
 	}
 	if dir != "" {
-		var a *pcapflow.Archive
-		var err error
-		if cf.early != nil && dir == cf.indexDir {
-			o := <-cf.early
-			cf.early = nil
-			a, err = o.a, o.err
-		} else {
-			a, err = openIndex(dir)
-		}
+		a, err := openIndex(dir)
 		if err != nil {
 			return nil, err
 		}
