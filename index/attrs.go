@@ -738,10 +738,10 @@ func appendIDs(b []byte, first uint64, ids []uint64) []byte {
 func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
-	bad := fmt.Errorf("%w: ID list", errCorrupt)
+	bad := func() error { return fmt.Errorf("%w: ID list", errCorrupt) }
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b))*8 || len(b) <= k {
-		return out, bad
+		return out, bad()
 	}
 	mode := b[k]
 	b = b[k+1:]
@@ -749,13 +749,13 @@ func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
 	switch mode {
 	case listDeltas:
 		if n > uint64(len(b)) {
-			return out, bad
+			return out, bad()
 		}
 		prev := first
 		for i := uint64(0); i < n; i++ {
 			d, k := binary.Uvarint(b)
 			if k <= 0 {
-				return out, bad
+				return out, bad()
 			}
 			b = b[k:]
 			prev += d
@@ -763,7 +763,7 @@ func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
 		}
 	case listRice:
 		if len(b) < 1 || b[0] > 40 {
-			return out, bad
+			return out, bad()
 		}
 		r := bitReader{b: b[1:]}
 		k := uint(b[0])
@@ -777,12 +777,12 @@ func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
 			out = append(out, prev)
 		}
 		if r.bad {
-			return out, bad
+			return out, bad()
 		}
 	case listBitmap:
 		span, k := binary.Uvarint(b)
 		if k <= 0 || (span+7)/8 != uint64(len(b)-k) {
-			return out, bad
+			return out, bad()
 		}
 		b = b[k:]
 		got := uint64(0)
@@ -795,10 +795,10 @@ func decodeIDs(b []byte, first uint64, out []uint64) ([]uint64, error) {
 			}
 		}
 		if got != n {
-			return out, bad
+			return out, bad()
 		}
 	default:
-		return out, bad
+		return out, bad()
 	}
 	return out, nil
 }

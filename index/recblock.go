@@ -461,13 +461,16 @@ func (rb *recordBlock) has(id uint64) bool {
 
 // decodeRecordBlock decodes a block of records whose first ID is first.
 func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
-	bad := fmt.Errorf("%w: record block %d", errCorrupt, first)
+	// Made only when needed: formatting it on every call was 50 ms of
+	// adding a file to the 2 GB capture's index, which decodes every
+	// restored block (so too decodeTailBlock's and decodeIDs').
+	bad := func() error { return fmt.Errorf("%w: record block %d", errCorrupt, first) }
 	h := colReader{varint.Reader{B: b}}
 	rb.first = first
 	rb.present = h.uvarint()
 	if rb.present == 0 {
 		if h.Bad {
-			return bad
+			return bad()
 		}
 		return nil
 	}
@@ -475,7 +478,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	unit := h.uvarint()
 	nw := h.uvarint()
 	if h.Bad || unit == 0 || nw > uint64(len(h.B)) || base.capture < 0 {
-		return bad
+		return bad()
 	}
 	words := make([]uint64, nw)
 	for i := range words {
@@ -483,19 +486,19 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	}
 	na := h.uvarint()
 	if na > uint64(len(h.B)/5) {
-		return bad
+		return bad()
 	}
 	addrs := make([][]byte, na)
 	for i := range addrs {
 		n := int(h.byte())
 		if n != 4 && n != 16 {
-			return bad
+			return bad()
 		}
 		addrs[i] = h.bytes(n)
 	}
 	nm := h.uvarint()
 	if nm > uint64(len(h.B)/6) {
-		return bad
+		return bad()
 	}
 	macs := make([][6]byte, nm)
 	for i := range macs {
@@ -503,7 +506,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	}
 	np := h.uvarint()
 	if np > uint64(len(h.B)/2) {
-		return bad
+		return bad()
 	}
 	ports := make([]uint16, np)
 	for i := range ports {
@@ -511,7 +514,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	}
 	nh := h.uvarint()
 	if nh > uint64(len(h.B)/3) {
-		return bad
+		return bad()
 	}
 	headers := make(headerTable, nh)
 	for i := range headers {
@@ -525,12 +528,12 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	}
 	for i := range cols {
 		if lens[i] > uint64(len(h.B)) {
-			return bad
+			return bad()
 		}
 		cols[i].B = h.bytes(int(lens[i]))
 	}
 	if h.Bad {
-		return bad
+		return bad()
 	}
 	addr := func(c *colReader, dst *[16]byte, alen int) {
 		i := c.uvarint()
@@ -570,14 +573,14 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		*f = flow.Flow{ID: first + i, Capture: base.capture}
 		w := cols[cFlags].uvarint()
 		if w >= uint64(len(words)) {
-			return bad
+			return bad()
 		}
 		fl := words[w]
 		flags[i] = fl
 		if fl&bCapture != 0 {
 			f.Capture += int(cols[cCapture].varint())
 			if f.Capture < 0 {
-				return bad
+				return bad()
 			}
 		}
 		if fl&bPeer != 0 && fl&bPeerLater == 0 {
@@ -586,7 +589,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		var p *flow.Flow
 		if fl&(bMirror|bKeyRev|bTimesPeer) != 0 {
 			if f.Peer < first || f.Peer >= f.ID || rb.present&(1<<(f.Peer-first)) == 0 {
-				return bad
+				return bad()
 			}
 			p = &rb.flows[f.Peer-first]
 			p.Peer = f.ID // what bPeerLater left out
@@ -608,7 +611,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 			}
 			if fl&bAddrSame != 0 {
 				if lastKey == nil || lastKey.Key.IPVersion != k.IPVersion {
-					return bad
+					return bad()
 				}
 				k.Src, k.Dst = lastKey.Key.Src, lastKey.Key.Dst
 			} else {
@@ -619,7 +622,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 			k.DstPort = port(c, fl&bDportDict != 0)
 			k.NumVLAN = uint8(fl >> bVLANShift & 7)
 			if k.NumVLAN > flow.MaxVLAN {
-				return bad
+				return bad()
 			}
 			for j := 0; j < int(k.NumVLAN); j++ {
 				k.VLAN[j] = uint16(c.uvarint())
@@ -642,7 +645,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		case !f.HasSrcMAC && !f.HasDstMAC:
 		case fl&bMACSame != 0:
 			if lastMAC == nil {
-				return bad
+				return bad()
 			}
 			f.SrcMAC, f.DstMAC = lastMAC.SrcMAC, lastMAC.DstMAC
 			lastMAC = f
@@ -675,7 +678,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 				f.State, f.History = p.State, p.History
 			} else if code := fl >> bHistShift & 0x7f; code != bHistOwn {
 				if int(code) >= len(historyTable) {
-					return bad
+					return bad()
 				}
 				f.State, f.History = historyTable[code].state, flow.MakeHistory(historyTable[code].history)
 			} else {
@@ -683,7 +686,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 				f.State = flow.State(c.byte())
 				hl := c.uvarint()
 				if !f.State.Valid() || hl > 23 {
-					return bad
+					return bad()
 				}
 				f.History = flow.MakeHistory(string(c.bytes(int(hl))))
 			}
@@ -695,13 +698,13 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	}
 	for i := range cols {
 		if cols[i].Bad {
-			return bad
+			return bad()
 		}
 	}
 	// A flow that left its peer to a later one got it from that one.
 	for i := uint64(0); i < flowBlock; i++ {
 		if rb.present&(1<<i) != 0 && flags[i]&bPeer != 0 && rb.flows[i].Peer == 0 {
-			return bad
+			return bad()
 		}
 	}
 	return nil

@@ -302,17 +302,17 @@ type tailBlock struct {
 // block into the same space and keeps none of the refs past the next
 // call.
 func decodeTailBlock(b []byte, rb *recordBlock, tb *tailBlock, arena []PacketRef) ([]PacketRef, error) {
-	bad := fmt.Errorf("%w: posting tails", errCorrupt)
+	bad := func() error { return fmt.Errorf("%w: posting tails", errCorrupt) }
 	var hdr [2]uint64
 	for i := range hdr {
 		v, k := binary.Uvarint(b)
 		if k <= 0 {
-			return arena, bad
+			return arena, bad()
 		}
 		hdr[i], b = v, b[k:]
 	}
 	if len(b) < 2 || hdr[0] > 1<<31-1 || hdr[1] > 1<<62 || b[0] > 40 || b[1] > 40 {
-		return arena, bad
+		return arena, bad()
 	}
 	prev := PacketRef{int32(hdr[0]), int64(hdr[1])}
 	k, k1 := uint(b[0]), uint(b[1])
@@ -329,7 +329,7 @@ func decodeTailBlock(b []byte, rb *recordBlock, tb *tailBlock, arena []PacketRef
 			continue
 		}
 		if n > uint64(len(b))*8 {
-			return all, bad
+			return all, bad()
 		}
 		start := len(all)
 		c, idx := int64(prev.Capture), prev.Index
@@ -343,7 +343,7 @@ func decodeTailBlock(b []byte, rb *recordBlock, tb *tailBlock, arena []PacketRef
 			idx = int64(r.gamma() - 1)
 		}
 		if r.bad || c < 0 || c > 1<<31-1 || idx < 0 || idx > 1<<62 {
-			return all, bad
+			return all, bad()
 		}
 		prev = PacketRef{int32(c), idx}
 		all = append(all, prev)
