@@ -609,6 +609,9 @@ func (b *builder) compactsAtEnd() bool {
 	return b.meta.gen == 0 && l0.TablesCount >= 2 || l0.Sublevels >= l0Deep
 }
 
+// commitBatch is the size the commit's batch is made with.
+const commitBatch = 16 << 20
+
 // commit writes, in one batch, what changes at the end of a run: the
 // provisional records of the flows still live, the live state, the new
 // captures and the metadata; then it flushes.
@@ -667,7 +670,11 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 			err = fmt.Errorf("%s: %w", b.dir, cerr)
 		}
 	}()
-	cw := &writer{db: b.db, g: b.g, whole: true}
+	// The commit's batch is 11.7 MB on the 2 GB real capture (the live
+	// state and the pending blocks): made at its size, it is not grown
+	// from 5 MB by doubling, copying 15 MB (60 ms) on the serial end. A
+	// batch's memory is not touched before it is written to.
+	cw := &writer{db: b.db, g: b.g, whole: true, hint: commitBatch}
 	lv := <-liveC
 	liveSlots, liveIDs := lv.slots, lv.ids
 	// A live flow as it stands, with its postings (made as needed: a

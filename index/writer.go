@@ -26,6 +26,8 @@ type writer struct {
 	// limit replaces batchSize when it is smaller (tests with a small
 	// memtable, so that a small capture's run flushes often).
 	limit int
+	// hint, when set, is the size the first batch is made with.
+	hint int
 }
 
 func (w *writer) size() int {
@@ -71,7 +73,7 @@ func (w *writer) set(k, v []byte) error {
 		return w.err
 	}
 	if w.batch == nil {
-		w.batch = w.db.NewBatchWithSize(w.size() + w.size()/4)
+		w.batch = w.db.NewBatchWithSize(max(w.hint, w.size()+w.size()/4))
 	}
 	if err := w.batch.Set(k, v, nil); err != nil {
 		w.err = err
