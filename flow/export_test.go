@@ -7,3 +7,6 @@ func (t *Table) QueuedDeadlines() int { return len(t.deadline) }
 
 // NeverCompactDeadlines turns compactDeadlines off for t (tests compare).
 func (t *Table) NeverCompactDeadlines() { t.compactAt = math.MaxInt }
+
+// NoWarm turns warmNext off for t (tests compare).
+func (t *Table) NoWarm() { t.noWarm = true }

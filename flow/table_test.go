@@ -328,3 +328,42 @@ func TestAddKeyedIsAdd(t *testing.T) {
 		t.Errorf("AddKeyed ends other flows than Add")
 	}
 }
+
+// TestWarmChangesNothing: expire's reading ahead for the next deadline
+// (warmNext) only warms caches, so a table ends the same flows, with the
+// same values, in the same order, with it and without it.
+func TestWarmChangesNothing(t *testing.T) {
+	d := decodeMix(capgen.MixOptions{Seed: 13, Bytes: 32 << 20, Active: 2000, MeanPackets: 3})
+	// Stretched to 0.6 ms a packet: connections end as the packets come
+	// (10 s after their close), not only at Finish, and a deadline is
+	// within warmAhead of the clock for a few packets before it comes,
+	// so that warmNext takes all its steps.
+	first := d.recs[0].Timestamp
+	for i := range d.recs {
+		d.recs[i].Timestamp = first + (d.recs[i].Timestamp-first)*60
+	}
+	run := func(warm bool) (out []string, beforeFinish int) {
+		tb := flow.NewTable(flow.Options{IdleTimeout: flow.DefaultIdleTimeout, OnEnd: func(fs []flow.Ended) {
+			for _, e := range fs {
+				out = append(out, fmt.Sprintf("%+v", *e.Flow))
+			}
+		}})
+		if !warm {
+			tb.NoWarm()
+		}
+		for i := range d.recs {
+			tb.Add(&d.recs[i], &d.pkts[i])
+		}
+		beforeFinish = len(out)
+		tb.Finish()
+		return out, beforeFinish
+	}
+	want, n := run(false)
+	got, _ := run(true)
+	if n < 1000 {
+		t.Fatalf("only %d flows ended before Finish: the test does not exercise expiry", n)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("with warming the table ends other flows, or in another order (%d against %d)", len(got), len(want))
+	}
+}
