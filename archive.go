@@ -44,6 +44,11 @@ type Settings struct {
 	// negative value means never (every flow stays in memory while
 	// captures are read).
 	IdleTimeout time.Duration
+	// CloseTimeout ends a closed TCP connection (a RST, or a FIN each
+	// way) after this much silence; a later packet with its key starts a
+	// new flow. 0 means DefaultCloseTimeout. An index made before this
+	// setting was recorded has 10 s.
+	CloseTimeout time.Duration
 	// NoTunnels leaves tunnels (VXLAN, GRE, Geneve, ...) closed: their
 	// payload is not decoded into inner flows.
 	NoTunnels bool
@@ -52,7 +57,7 @@ type Settings struct {
 }
 
 func (s Settings) index() index.Settings {
-	return index.Settings{IdleTimeout: s.IdleTimeout, NoTunnels: s.NoTunnels, VXLANPorts: s.VXLANPorts}
+	return index.Settings{IdleTimeout: s.IdleTimeout, CloseTimeout: s.CloseTimeout, NoTunnels: s.NoTunnels, VXLANPorts: s.VXLANPorts}
 }
 
 // ScanOptions configure Scan and OpenOrScan.
@@ -181,7 +186,7 @@ func DefaultIndex(capture string) string { return index.DefaultPath(capture) }
 // there is one, and scans the captures otherwise. Settings other than
 // the defaults always scan, since an index is built with its own.
 func OpenOrScan(ctx context.Context, paths []string, o *ScanOptions) (*Archive, error) {
-	if len(paths) == 1 && paths[0] != "-" && (o == nil || o.Settings.IdleTimeout == 0 && !o.NoTunnels && o.VXLANPorts == nil) {
+	if len(paths) == 1 && paths[0] != "-" && (o == nil || o.Settings.IdleTimeout == 0 && o.CloseTimeout == 0 && !o.NoTunnels && o.VXLANPorts == nil) {
 		dir := DefaultIndex(paths[0])
 		if st, err := os.Stat(dir); err == nil && st.IsDir() {
 			return Open(dir)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -538,4 +539,63 @@ func addUDP(c *capgen.Capture, src string, sport uint16) {
 	f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: from, Dst: from.Next(),
 		Proto: layers.IPProtocolUDP, SrcPort: sport, DstPort: 53, Payload: []byte{byte(sport)}}
 	c.Add(f.Bytes())
+}
+
+// An index made before the close timeout was recorded (when it was 10 s)
+// goes on with 10 s: adding a capture with the new default is refused,
+// and with --close-timeout 10s a straggler 7 s after a close joins its
+// old flow, as a scan of both files with 10 s has it.
+func TestLegacyCloseTimeout(t *testing.T) {
+	c := capgen.New(capgen.Start)
+	srv := capgen.Endpoint{MAC: capgen.MAC(2), IP: netip.MustParseAddr("192.0.2.1"), Port: 80}
+	conn := c.NewTCP(capgen.Endpoint{MAC: capgen.MAC(1), IP: netip.MustParseAddr("10.0.0.2"), Port: 40001}, srv, 300, 400)
+	conn.Handshake()
+	conn.Data(true, []byte("x"))
+	conn.Close()
+	cut := len(c.Packets)
+	c.Clock += int64(7 * time.Second)
+	conn.Ack(true)
+	paths := writeParts(t, c, []int{cut}, false)
+
+	idx := filepath.Join(t.TempDir(), "old")
+	build(t, idx, paths[0]).Close()
+	if err := index.SetStoredSettings(idx, `{"idle_timeout":600000000000}`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := index.Open(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Settings().CloseTimeout; got != index.LegacyCloseTimeout {
+		t.Errorf("an index without a recorded close timeout has %v, want %v", got, index.LegacyCloseTimeout)
+	}
+	s.Close()
+	if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{}); !errors.Is(err, index.ErrSettings) || !strings.Contains(err.Error(), "close timeout 10s") {
+		t.Fatalf("adding with the new default: %v, want %v naming the close timeout", err, index.ErrSettings)
+	}
+	legacy := index.Settings{CloseTimeout: 10 * time.Second}
+	if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{Settings: legacy}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = index.Open(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, err := index.Scan(context.Background(), paths, index.ScanOptions{KeepPackets: true, Options: index.Options{Settings: legacy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got, want := flowsOf(t, s), flowsOf(t, m)
+	if d := diffLines(got, want); d != "" {
+		t.Fatalf("the index continued with 10 s differs from a scan with 10 s:\n%s", d)
+	}
+	if len(got) != 2 {
+		t.Errorf("%d flows, want 2: the straggler 7 s after the close joins its flow with 10 s", len(got))
+	}
+	// With the default, the straggler starts a flow of its own.
+	if n := scanOf(t, paths...).NumFlows(); n != 3 {
+		t.Errorf("a scan with the default close timeout has %d flows, want 3", n)
+	}
 }

@@ -267,6 +267,7 @@ func norm(s Settings) Settings {
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = flow.DefaultIdleTimeout
 	}
+	s.CloseTimeout = s.closeAfter()
 	if len(s.VXLANPorts) == 0 {
 		s.VXLANPorts = nil
 	}
@@ -278,6 +279,7 @@ func (s Settings) String() string {
 	if s.idle() == 0 {
 		idle = "no idle timeout"
 	}
+	idle += ", close timeout " + s.closeAfter().String()
 	if s.NoTunnels {
 		idle += ", tunnels not opened"
 	}

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/pcapflow/pcapflow/pcapio"
 )
@@ -57,4 +58,23 @@ func (w *Writer) Levels() (tables [7]int64, compacting int64) {
 		tables[i] = m.Levels[i].TablesCount
 	}
 	return tables, m.Compact.NumInProgress
+}
+
+// SetStoredSettings overwrites the flow settings a closed index records
+// (JSON), as an older pcapflow wrote them.
+func SetStoredSettings(dir, v string) error {
+	db, err := pebble.Open(dir, pebbleOptions(false, vfs.Default))
+	if err != nil {
+		return err
+	}
+	// The store has no WAL: the write lasts once it is flushed.
+	if err := db.Set(metaSettings.encode(), []byte(v), pebble.NoSync); err != nil {
+		db.Close()
+		return err
+	}
+	if err := db.Flush(); err != nil {
+		db.Close()
+		return err
+	}
+	return db.Close()
 }

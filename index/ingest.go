@@ -28,6 +28,10 @@ type Settings struct {
 	// IdleTimeout ends a connection silent for longer (0: the default,
 	// flow.DefaultIdleTimeout; negative: never).
 	IdleTimeout time.Duration `json:"idle_timeout"`
+	// CloseTimeout ends a closed TCP connection (a RST, or a FIN each
+	// way) silent for longer (0: flow.DefaultCloseTimeout). An index
+	// made before the setting was stored has LegacyCloseTimeout.
+	CloseTimeout time.Duration `json:"close_timeout,omitempty"`
 	// Decode tunes the decoder (VXLAN ports, no decapsulation).
 	VXLANPorts []uint16 `json:"vxlan_ports,omitempty"`
 	NoTunnels  bool     `json:"no_tunnels,omitempty"`
@@ -41,6 +45,18 @@ func (s Settings) idle() time.Duration {
 		return 0
 	}
 	return s.IdleTimeout
+}
+
+// LegacyCloseTimeout is the close timeout of indexes whose settings do
+// not say (made when the default was 10 s): they go on with it, so that
+// an archive's open connections end as they would have.
+const LegacyCloseTimeout = 10 * time.Second
+
+func (s Settings) closeAfter() time.Duration {
+	if s.CloseTimeout <= 0 {
+		return flow.DefaultCloseTimeout
+	}
+	return s.CloseTimeout
 }
 
 func (s Settings) decode() *pcapio.DecodeOptions {
@@ -188,11 +204,12 @@ func (t *postingSlots) at(i int32) *slotPosting {
 func newIngest(opts *Options, sink ingestSink, firstID uint64) *ingest {
 	g := &ingest{opts: opts, sink: sink, caps: map[int]*capState{}, cur: -1}
 	g.t = flow.NewTable(flow.Options{
-		FirstID:     firstID,
-		IdleTimeout: opts.idle(),
-		OnEnd:       g.ended,
-		OnAttach:    func(fi int32, h flow.Held) { g.post(fi, PacketRef{h.Capture, h.Index}) },
-		OnCapture:   func(fi int32, ci int) { g.sink.inCapture(g.t.Flow(fi).ID, ci) },
+		FirstID:      firstID,
+		IdleTimeout:  opts.idle(),
+		CloseTimeout: opts.closeAfter(),
+		OnEnd:        g.ended,
+		OnAttach:     func(fi int32, h flow.Held) { g.post(fi, PacketRef{h.Capture, h.Index}) },
+		OnCapture:    func(fi int32, ci int) { g.sink.inCapture(g.t.Flow(fi).ID, ci) },
 		OnStart: func(fi int32) {
 			if err := g.sink.started(g.t.Flow(fi), g.curRef); err != nil && g.werr == nil {
 				g.werr = err

@@ -31,6 +31,8 @@ options:
   --tz ZONE          time zone of the table's dates (default $TZ, else UTC)
   -i INDEX           answer from this index
   --idle-timeout D   a connection silent for D ends (default 10m; 0 never)
+  --close-timeout D  a closed TCP connection (RST, or FIN each way) silent
+                     for D ends (default 5s, Zeek's tcp_close_delay)
   --progress         show progress on stderr even when it is not a terminal
   --scan             read the captures even when an index is beside them
 

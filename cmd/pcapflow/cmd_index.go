@@ -32,6 +32,8 @@ options:
                     10% faster in 360 MB
   --idle-timeout D  a connection silent for D ends (default 10m; 0 never);
                     an index keeps the setting it was made with
+  --close-timeout D a closed TCP connection (RST, or FIN each way) silent
+                    for D ends (default 5s, Zeek's tcp_close_delay)
   --progress        show progress on stderr even when it is not a terminal
 `
 

@@ -222,7 +222,7 @@ func advice(err error) string {
 	case errors.Is(err, pcapflow.ErrReadOnly):
 		return "; it can still be queried; to add captures, index into a writable copy (cp -r) or another -i DIR"
 	case errors.Is(err, pcapflow.ErrSettings):
-		return "; give the same flow options (such as --idle-timeout) as when the index was made, or build another index"
+		return "; give the same flow options (such as --idle-timeout or --close-timeout) as when the index was made, or build another index"
 	}
 	return ""
 }

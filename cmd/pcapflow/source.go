@@ -16,7 +16,8 @@ import (
 type commonFlags struct {
 	indexDir    string
 	idleTimeout time.Duration
-	idleSet     bool // --idle-timeout was given
+	idleSet     bool // --idle-timeout or --close-timeout was given
+	closeAfter  time.Duration
 	progress    bool
 	scan        bool
 	tz          string
@@ -27,7 +28,7 @@ type commonFlags struct {
 // noteSet records which of the flags were given.
 func (c *commonFlags) noteSet(fs *flag.FlagSet) {
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "idle-timeout" {
+		if f.Name == "idle-timeout" || f.Name == "close-timeout" {
 			c.idleSet = true
 		}
 	})
@@ -41,7 +42,22 @@ func (c *commonFlags) settings() pcapflow.Settings {
 	} else {
 		s.IdleTimeout = c.idleTimeout
 	}
+	s.CloseTimeout = c.closeAfter
 	return s
+}
+
+// positiveDuration is a flag.Value for a duration that must be above 0.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("want a duration above 0, such as 5s")
+	}
+	*d = positiveDuration(v)
+	return nil
 }
 
 // location is the time zone of the text listings: --tz, else $TZ, else
@@ -67,6 +83,8 @@ func (c *commonFlags) location() (*time.Location, error) {
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.indexDir, "i", "", "index directory to answer from")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", pcapflow.DefaultIdleTimeout, "a connection silent this long (capture time) ends; 0: never")
+	c.closeAfter = pcapflow.DefaultCloseTimeout
+	fs.Var((*positiveDuration)(&c.closeAfter), "close-timeout", "a closed TCP connection silent this long ends")
 	fs.BoolVar(&c.progress, "progress", false, "show progress on stderr even when it is not a terminal")
 	fs.BoolVar(&c.scan, "scan", false, "read the captures even when an index is beside them")
 	fs.StringVar(&c.tz, "tz", "", "time zone of the text listing (default $TZ, else UTC)")

@@ -3,6 +3,7 @@ package main
 import (
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ import (
 )
 
 // timeoutCapture has a connection that pauses for 15 minutes and goes
-// on, and one that closes and gets a stray ACK 5 s and then 30 s later.
+// on, and one that closes and gets a stray ACK 3 s and then 30 s later.
 func timeoutCapture() *capgen.Capture {
 	c := capgen.New(capgen.Start)
 	srv := capgen.Endpoint{MAC: capgen.MAC(2), IP: netip.MustParseAddr("192.0.2.1"), Port: 80}
@@ -22,7 +23,7 @@ func timeoutCapture() *capgen.Capture {
 	closed.Handshake()
 	closed.Data(true, []byte("x"))
 	closed.Close()
-	c.Clock += int64(5 * time.Second)
+	c.Clock += int64(3 * time.Second)
 	closed.Ack(true) // within the close timeout: the same flow
 	c.Clock += int64(30 * time.Second)
 	closed.Ack(true) // after it: a new flow
@@ -34,22 +35,29 @@ func timeoutCapture() *capgen.Capture {
 
 // The timeouts are a deliberate difference from a table that never
 // forgets (docs/design.md, "Flows end"): by default a connection silent
-// for more than 10 minutes, or a closed one silent for more than 10 s,
+// for more than 10 minutes, or a closed one silent for more than 5 s,
 // ends, and a later packet starts new flows; --idle-timeout 0 keeps
-// everything one flow. Index and scan agree, and an index refuses to
-// grow with another setting.
+// everything one flow, --close-timeout moves the second limit. Index
+// and scan agree, and an index refuses to grow with another setting.
 func TestTimeouts(t *testing.T) {
 	p := writeCapture(t, "timeouts.pcap", timeoutCapture())
 	for _, tc := range []struct {
 		args  []string
 		flows int
-		ids   map[string]string // sport -> the IDs its packets are in
+		ids   map[string]string // sport -> ID:packets of the flows its packets are in
 	}{
-		// quiet: flows 1, 2, then 6, 7 after its pause; closed: 3, 4,
-		// then 5 for the ACK 30 s after the close.
-		{nil, 7, map[string]string{"40000": "1 2 6 7", "40001": "3 4 5"}},
-		{[]string{"--idle-timeout", "0"}, 4, map[string]string{"40000": "1 2", "40001": "3 4"}},
-		{[]string{"--idle-timeout", "20m"}, 5, map[string]string{"40000": "1 2", "40001": "3 4 5"}},
+		// quiet: flows 1, 2, then 6, 7 after its pause; closed: 3, 4
+		// with the ACK 3 s after the close, then 5 for the one 30 s after.
+		{nil, 7, map[string]string{"40000": "1:3 2:1 6:1 7:1", "40001": "3:6 4:2 5:1"}},
+		{[]string{"--idle-timeout", "0"}, 4, map[string]string{"40000": "1:4 2:2", "40001": "3:7 4:2"}},
+		{[]string{"--idle-timeout", "20m"}, 5, map[string]string{"40000": "1:4 2:2", "40001": "3:6 4:2 5:1"}},
+		// Both stray ACKs after the close timeout: the first starts flow
+		// 5, which the second (an idle flow's packet) joins.
+		{[]string{"--close-timeout", "2s"}, 7, map[string]string{"40000": "1:3 2:1 6:1 7:1", "40001": "3:5 4:2 5:2"}},
+		// Both within it.
+		{[]string{"--close-timeout", "1m"}, 6, map[string]string{"40000": "1:3 2:1 5:1 6:1", "40001": "3:7 4:2"}},
+		// The idle timeout bounds the close timeout.
+		{[]string{"--close-timeout", "1h", "--idle-timeout", "2s"}, 8, map[string]string{"40000": "1:3 2:1 7:1 8:1", "40001": "3:5 4:2 5:1 6:1"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			idx := filepath.Join(t.TempDir(), "x.pfidx")
@@ -63,9 +71,12 @@ func TestTimeouts(t *testing.T) {
 					if r.code != 0 {
 						t.Fatalf("%v: %+v", args, r)
 					}
+					lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+					col := slices.Index(strings.Split(lines[0], ","), "packets")
 					var ids []string
-					for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] { // after the header
-						ids = append(ids, strings.SplitN(l, ",", 2)[0])
+					for _, l := range lines[1:] {
+						f := strings.Split(l, ",")
+						ids = append(ids, f[0]+":"+f[col])
 					}
 					if got := strings.Join(ids, " "); got != want {
 						t.Errorf("%v port %s: flows %s, want %s", src, sport, got, want)
@@ -93,5 +104,17 @@ func TestTimeouts(t *testing.T) {
 	r := runCLI(t, nil, "index", "-i", idx, more)
 	if r.code != 1 || !strings.Contains(r.stderr, "flow settings differ") || !strings.Contains(r.stderr, "--idle-timeout") {
 		t.Fatalf("adding with other settings: %+v", r)
+	}
+	// So does one made with another close timeout, naming it.
+	idx = filepath.Join(t.TempDir(), "y.pfidx")
+	if r := runCLI(t, nil, "index", "-i", idx, "--close-timeout", "1m", p); r.code != 0 {
+		t.Fatalf("index: %+v", r)
+	}
+	r = runCLI(t, nil, "index", "-i", idx, more)
+	if r.code != 1 || !strings.Contains(r.stderr, "close timeout 1m0s") || !strings.Contains(r.stderr, "--close-timeout") {
+		t.Fatalf("adding with another close timeout: %+v", r)
+	}
+	if r := runCLI(t, nil, "index", "-i", idx, "--close-timeout", "1m", more); r.code != 0 {
+		t.Fatalf("adding with the same close timeout: %+v", r)
 	}
 }
