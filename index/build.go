@@ -300,7 +300,7 @@ func (b *builder) flush() error {
 func (b *builder) ingest(ctx context.Context, srcs []source) error {
 	m := &b.meta
 	gen := m.gen + 1
-	sink := newStoreSink(&b.w, gen, m.nextID)
+	sink := newStoreSink(&b.w, gen, m.nextID, b.opts.Settings)
 	// The store's side of the work runs in its own goroutine.
 	as := newAsyncSink(sink)
 	g := newIngest(b.opts, as, m.nextID)

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/pcapio"
@@ -183,6 +184,26 @@ func TestTailBlockRoundTrip(t *testing.T) {
 		got, err := decodeChunkBits(cb, nil)
 		if err != nil || len(got) != len(tails[0].refs) || (len(got) > 0 && !reflect.DeepEqual(got, tails[0].refs)) {
 			t.Fatalf("trial %d chunk: %v %v", trial, got, err)
+		}
+	}
+}
+
+// Blocks seal the close timeout (bounded by the idle timeout) plus
+// sealLife after they begin, so that a longer close timeout does not
+// store most flows alone.
+func TestSealAfterFollowsTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		s    Settings
+		want time.Duration
+	}{
+		{Settings{}, 15 * time.Second},
+		{Settings{CloseTimeout: time.Minute}, 70 * time.Second},
+		{Settings{CloseTimeout: LegacyCloseTimeout}, 20 * time.Second},
+		{Settings{IdleTimeout: 2 * time.Second}, 12 * time.Second},
+		{Settings{IdleTimeout: -1}, 15 * time.Second}, // no timeouts: blocks seal as with the defaults
+	} {
+		if got := time.Duration(tc.s.sealAfter()); got != tc.want {
+			t.Errorf("%+v: seal after %v, want %v", tc.s, got, tc.want)
 		}
 	}
 }
