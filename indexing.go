@@ -9,6 +9,12 @@ import (
 // IndexOptions configure Index.
 type IndexOptions struct {
 	Settings
+	// KeepSettings adds to an index that exists with the settings it
+	// records, ignoring Settings (which then apply to a new index only).
+	// Without it, Settings other than the index's are refused
+	// (ErrSettings): an index made with a 1 m idle timeout, or before
+	// the close timeout was recorded (10 s), differs from the defaults.
+	KeepSettings bool
 	// Warn receives problems that do not stop the run: a capture cut
 	// short, a damaged capture left out (with file and offset).
 	Warn func(error)
@@ -41,7 +47,7 @@ func Index(ctx context.Context, dir string, paths []string, o *IndexOptions) (*I
 	if o == nil {
 		o = &IndexOptions{}
 	}
-	opts := index.Options{Settings: o.Settings.index(), Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
+	opts := index.Options{Settings: o.Settings.index(), KeepSettings: o.KeepSettings, Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
 	return index.Build(ctx, dir, paths, opts)
 }
 
@@ -74,7 +80,7 @@ func OpenIndexer(dir string, o *IndexOptions) (*Indexer, error) {
 	if o == nil {
 		o = &IndexOptions{}
 	}
-	opts := index.Options{Settings: o.Settings.index(), Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
+	opts := index.Options{Settings: o.Settings.index(), KeepSettings: o.KeepSettings, Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
 	w, err := index.OpenWriter(dir, opts)
 	if err != nil {
 		return nil, err

@@ -543,8 +543,8 @@ func addUDP(c *capgen.Capture, src string, sport uint16) {
 
 // An index made before the close timeout was recorded (when it was 10 s)
 // goes on with 10 s: adding a capture with the new default is refused,
-// and with --close-timeout 10s a straggler 7 s after a close joins its
-// old flow, as a scan of both files with 10 s has it.
+// and with the index's own settings a straggler 7 s after a close joins
+// its old flow, as a scan of both files with 10 s has it.
 func TestLegacyCloseTimeout(t *testing.T) {
 	c := capgen.New(capgen.Start)
 	srv := capgen.Endpoint{MAC: capgen.MAC(2), IP: netip.MustParseAddr("192.0.2.1"), Port: 80}
@@ -573,8 +573,10 @@ func TestLegacyCloseTimeout(t *testing.T) {
 	if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{}); !errors.Is(err, index.ErrSettings) || !strings.Contains(err.Error(), "close timeout 10s") {
 		t.Fatalf("adding with the new default: %v, want %v naming the close timeout", err, index.ErrSettings)
 	}
+	// KeepSettings (what the CLI does without flow options, and the
+	// server's watcher) goes on with the index's 10 s.
 	legacy := index.Settings{CloseTimeout: 10 * time.Second}
-	if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{Settings: legacy}); err != nil {
+	if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{KeepSettings: true}); err != nil {
 		t.Fatal(err)
 	}
 	s, err = index.Open(idx)

@@ -204,6 +204,9 @@ func (b *builder) run(ctx context.Context, paths []string) error {
 	case m.version != SchemaVersion:
 		return fmt.Errorf("%s: %w: it is %q, this pcapflow writes %q", b.dir, ErrSchema, m.version, SchemaVersion)
 	}
+	if m.gen > 0 && b.opts.KeepSettings {
+		b.opts.Settings = m.settings
+	}
 	if m.gen > 0 && !reflect.DeepEqual(norm(m.settings), norm(b.opts.Settings)) {
 		return fmt.Errorf("%s: %w (the index: %s; asked: %s)", b.dir, ErrSettings, m.settings, b.opts.Settings)
 	}

@@ -69,6 +69,10 @@ func (s Settings) decode() *pcapio.DecodeOptions {
 // Options configure reading captures.
 type Options struct {
 	Settings
+	// KeepSettings continues an index that exists with the settings it
+	// records, whatever Settings says (which then apply to a new index
+	// only): for a caller that was not asked for any.
+	KeepSettings bool
 	// Warn receives problems that do not stop the work: a capture cut
 	// short, skipped records, undecodable link types. Nil discards them.
 	Warn     func(error)

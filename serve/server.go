@@ -102,7 +102,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, heavy: make(chan struct{}, opts.Heavy), done: make(chan struct{})}
 	if opts.Watch != "" {
-		ix, err := pcapflow.OpenIndexer(opts.Index, &pcapflow.IndexOptions{Warn: s.logf})
+		ix, err := pcapflow.OpenIndexer(opts.Index, &pcapflow.IndexOptions{Warn: s.logf, KeepSettings: true})
 		if err != nil {
 			return nil, err
 		}

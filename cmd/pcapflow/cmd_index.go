@@ -31,7 +31,9 @@ options:
                     A 2 GB capture's run peaks under 300 MB; 320M is about
                     10% faster in 360 MB
   --idle-timeout D  a connection silent for D ends (default 10m; 0 never);
-                    an index keeps the setting it was made with
+                    an index keeps the settings it was made with: without
+                    these two options it goes on with them, with them they
+                    must be its own
   --close-timeout D a closed TCP connection (RST, or FIN each way) silent
                     for D ends (default 5s, Zeek's tcp_close_delay)
   --progress        show progress on stderr even when it is not a terminal
@@ -91,7 +93,9 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("capture %s: %w", c, err)
 		}
 	}
-	opts := &pcapflow.IndexOptions{Warn: e.warn, Settings: cf.settings()}
+	// Without flow options, an index that exists goes on with its own
+	// (a sensor's cron line need not repeat them); given ones must match.
+	opts := &pcapflow.IndexOptions{Warn: e.warn, Settings: cf.settings(), KeepSettings: !cf.idleSet}
 	stop := e.startProgress(&cf, &opts.Progress)
 	start := time.Now()
 	res, err := pcapflow.Index(ctx, dir, rest, opts)

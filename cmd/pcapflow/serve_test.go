@@ -274,6 +274,42 @@ func TestServeWatch(t *testing.T) {
 	}
 }
 
+// --watch on an index made with other flow settings than the defaults
+// adds with the index's own: the server has no flow options to ask.
+func TestServeWatchKeepsSettings(t *testing.T) {
+	parts := splitCapture(t, capgen.Mix(capgen.MixOptions{Seed: 9, Bytes: 1 << 20, Active: 50, MeanPackets: 20}), 2)
+	dir := t.TempDir()
+	first := filepath.Join(dir, "x.pcap")
+	os.WriteFile(first, parts[0], 0o644)
+	idx := filepath.Join(t.TempDir(), "idx")
+	if r := runCLI(t, nil, "index", "-i", idx, "--close-timeout", "1m", "--idle-timeout", "30m", first); r.code != 0 {
+		t.Fatalf("index: %+v", r)
+	}
+	watch := t.TempDir()
+	srv, err := serve.New(serve.Options{Index: idx, Watch: watch, Settle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	second := filepath.Join(watch, "x.pcap1")
+	os.WriteFile(filepath.Join(watch, ".part"), parts[1], 0o644)
+	os.Rename(filepath.Join(watch, ".part"), second)
+	whole := filepath.Join(t.TempDir(), "whole")
+	runCLI(t, nil, "index", "-i", whole, "--close-timeout", "1m", "--idle-timeout", "30m", first, second)
+	want := runCLI(t, nil, "flows", "-i", whole, "-F", "json").stdout
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, _, got := get(t, hs.URL, "/api/flows", ""); string(got) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			_, _, got := get(t, hs.URL, "/api/flows", "")
+			t.Fatalf("the watched capture was not added with the index's settings: %d bytes of flows, want %d", len(got), len(want))
+		}
+	}
+}
+
 // splitCapture cuts a capture into n pcaps of consecutive packets, as a
 // rotation does.
 func splitCapture(t *testing.T, c *capgen.Capture, n int) [][]byte {

@@ -89,11 +89,9 @@ func TestTimeouts(t *testing.T) {
 			}
 		})
 	}
-	// An index made with one setting refuses captures with another.
-	idx := filepath.Join(t.TempDir(), "x.pfidx")
-	if r := runCLI(t, nil, "index", "-i", idx, "--idle-timeout", "0", p); r.code != 0 {
-		t.Fatalf("index: %+v", r)
-	}
+	// An index made with one setting refuses captures with another given
+	// on the command line, and without flow options goes on with its own:
+	// the result is the index of both files made at once with them.
 	more := writeCapture(t, "later.pcap", func() *capgen.Capture {
 		c := timeoutCapture()
 		for i := range c.Packets {
@@ -101,20 +99,33 @@ func TestTimeouts(t *testing.T) {
 		}
 		return c
 	}())
-	r := runCLI(t, nil, "index", "-i", idx, more)
-	if r.code != 1 || !strings.Contains(r.stderr, "flow settings differ") || !strings.Contains(r.stderr, "--idle-timeout") {
-		t.Fatalf("adding with other settings: %+v", r)
-	}
-	// So does one made with another close timeout, naming it.
-	idx = filepath.Join(t.TempDir(), "y.pfidx")
-	if r := runCLI(t, nil, "index", "-i", idx, "--close-timeout", "1m", p); r.code != 0 {
-		t.Fatalf("index: %+v", r)
-	}
-	r = runCLI(t, nil, "index", "-i", idx, more)
-	if r.code != 1 || !strings.Contains(r.stderr, "close timeout 1m0s") || !strings.Contains(r.stderr, "--close-timeout") {
-		t.Fatalf("adding with another close timeout: %+v", r)
-	}
-	if r := runCLI(t, nil, "index", "-i", idx, "--close-timeout", "1m", more); r.code != 0 {
-		t.Fatalf("adding with the same close timeout: %+v", r)
+	for _, tc := range []struct {
+		made  []string // the index's options
+		other []string // options it refuses
+		says  string   // what the refusal names
+	}{
+		{[]string{"--idle-timeout", "0"}, []string{"--idle-timeout", "10m"}, "--idle-timeout"},
+		{[]string{"--close-timeout", "1m"}, []string{"--close-timeout", "5s"}, "close timeout 1m0s"},
+	} {
+		idx := filepath.Join(t.TempDir(), "x.pfidx")
+		if r := runCLI(t, nil, append(append([]string{"index", "-i", idx}, tc.made...), p)...); r.code != 0 {
+			t.Fatalf("index: %+v", r)
+		}
+		r := runCLI(t, nil, append(append([]string{"index", "-i", idx}, tc.other...), more)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "flow settings differ") || !strings.Contains(r.stderr, tc.says) {
+			t.Fatalf("adding with %v to an index made with %v: %+v", tc.other, tc.made, r)
+		}
+		if r := runCLI(t, nil, "index", "-i", idx, more); r.code != 0 {
+			t.Fatalf("adding without options to an index made with %v: %+v", tc.made, r)
+		}
+		once := filepath.Join(t.TempDir(), "once.pfidx")
+		if r := runCLI(t, nil, append(append([]string{"index", "-i", once}, tc.made...), p, more)...); r.code != 0 {
+			t.Fatalf("index: %+v", r)
+		}
+		got := runCLI(t, nil, "flows", "-i", idx, "-F", "csv")
+		want := runCLI(t, nil, "flows", "-i", once, "-F", "csv")
+		if got.code != 0 || got.stdout != want.stdout {
+			t.Errorf("made with %v, then added to without options:\n%s\nboth at once:\n%s", tc.made, got.stdout, want.stdout)
+		}
 	}
 }
