@@ -226,13 +226,7 @@ func TestServeWatch(t *testing.T) {
 	parts := splitCapture(t, capgen.Mix(capgen.MixOptions{Seed: 8, Bytes: 2 << 20, Active: 50, MeanPackets: 20}), 4)
 	watch := t.TempDir()
 	idx := filepath.Join(t.TempDir(), "idx")
-	srv, err := serve.New(serve.Options{Index: idx, Watch: watch, Settle: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	hs := watchServer(t, idx, watch)
 	count := func() int {
 		code, _, body := get(t, hs.URL, "/api/count", "")
 		if code == 503 {
@@ -286,13 +280,7 @@ func TestServeWatchKeepsSettings(t *testing.T) {
 		t.Fatalf("index: %+v", r)
 	}
 	watch := t.TempDir()
-	srv, err := serve.New(serve.Options{Index: idx, Watch: watch, Settle: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	hs := watchServer(t, idx, watch)
 	second := filepath.Join(watch, "x.pcap1")
 	os.WriteFile(filepath.Join(watch, ".part"), parts[1], 0o644)
 	os.Rename(filepath.Join(watch, ".part"), second)
@@ -308,6 +296,19 @@ func TestServeWatchKeepsSettings(t *testing.T) {
 			t.Fatalf("the watched capture was not added with the index's settings: %d bytes of flows, want %d", len(got), len(want))
 		}
 	}
+}
+
+// watchServer serves index idx over HTTP, watching directory watch, until
+// the test ends.
+func watchServer(t *testing.T, idx, watch string) *httptest.Server {
+	t.Helper()
+	srv, err := serve.New(serve.Options{Index: idx, Watch: watch, Settle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return hs
 }
 
 // splitCapture cuts a capture into n pcaps of consecutive packets, as a
