@@ -93,6 +93,7 @@ type Archive struct {
 	scanErr error
 	names   []string
 	packets bool
+	set     index.Settings // what it was read with, defaults filled in
 }
 
 func newArchive(r index.Reader, store *index.Store, dir string) *Archive {
@@ -123,6 +124,7 @@ func Open(dir string) (*Archive, error) {
 // openedArchive is the Archive of an index store.
 func openedArchive(s *index.Store, dir string) *Archive {
 	a := newArchive(s, s, dir)
+	a.set = s.Settings().Filled()
 	// A capture indexed only up to damage answers for what was read, and
 	// every query says so again, as a scan of it would.
 	var damaged CaptureErrors
@@ -174,6 +176,7 @@ func Scan(ctx context.Context, paths []string, o *ScanOptions) (*Archive, error)
 		return nil, err
 	}
 	a := newArchive(m, nil, "")
+	a.set = opts.Settings.Filled()
 	a.scanErr, a.packets = err, !o.FlowsOnly
 	return a, err
 }
@@ -205,6 +208,14 @@ func (a *Archive) Restrict(ctx context.Context, captures []string) (*Archive, er
 	b := *a
 	b.r = r
 	return &b, nil
+}
+
+// Settings returns the flow semantics the archive was read with: an
+// index's as it records them (an index made before the close timeout was
+// recorded has 10 s), a scan's as asked, with the defaults written out.
+// IdleTimeout is negative when connections never time out.
+func (a *Archive) Settings() Settings {
+	return Settings{IdleTimeout: a.set.IdleTimeout, CloseTimeout: a.set.CloseTimeout, NoTunnels: a.set.NoTunnels, VXLANPorts: a.set.VXLANPorts}
 }
 
 // Err returns the error that ended a scan early or left captures out,

@@ -266,6 +266,10 @@ func (b *builder) run(ctx context.Context, paths []string) error {
 	return b.ingest(ctx, srcs)
 }
 
+// Filled returns s with its defaults written out (an idle timeout that
+// is never stays negative).
+func (s Settings) Filled() Settings { return norm(s) }
+
 func norm(s Settings) Settings {
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = flow.DefaultIdleTimeout

@@ -517,7 +517,7 @@ func (s *Server) status(ctx context.Context, a *pcapflow.Archive, w http.Respons
 		}
 		caps = append(caps, x)
 	}
-	body := map[string]any{"flows": a.NumFlows(), "captures": caps}
+	body := map[string]any{"flows": a.NumFlows(), "captures": caps, "settings": settingsJSON(a.Settings())}
 	if s.watch != nil {
 		body["watching"] = s.opts.Watch
 		st := s.watch.state()
@@ -528,6 +528,20 @@ func (s *Server) status(ctx context.Context, a *pcapflow.Archive, w http.Respons
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(body)
+}
+
+// settingsJSON is how flows were split: the timeouts as Go durations
+// ("10m0s"; "never" for no idle timeout), the tunnel options.
+func settingsJSON(set pcapflow.Settings) map[string]any {
+	idle := set.IdleTimeout.String()
+	if set.IdleTimeout < 0 {
+		idle = "never"
+	}
+	m := map[string]any{"idle_timeout": idle, "close_timeout": set.CloseTimeout.String(), "tunnels": !set.NoTunnels}
+	if set.VXLANPorts != nil {
+		m["vxlan_ports"] = set.VXLANPorts
+	}
+	return m
 }
 
 // zeek answers the lines of flows -F zeek.

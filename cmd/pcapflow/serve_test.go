@@ -287,6 +287,11 @@ func TestServeWatchKeepsSettings(t *testing.T) {
 	whole := filepath.Join(t.TempDir(), "whole")
 	runCLI(t, nil, "index", "-i", whole, "--close-timeout", "1m", "--idle-timeout", "30m", first, second)
 	want := runCLI(t, nil, "flows", "-i", whole, "-F", "json").stdout
+	_, _, body := get(t, hs.URL, "/api/status", "")
+	var st struct{ Settings map[string]any }
+	if err := json.Unmarshal(body, &st); err != nil || st.Settings["idle_timeout"] != "30m0s" || st.Settings["close_timeout"] != "1m0s" {
+		t.Errorf("status: settings %v (%v), want the index's 30m0s and 1m0s", st.Settings, err)
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, _, got := get(t, hs.URL, "/api/flows", ""); string(got) == want {
 			return
