@@ -46,8 +46,7 @@ type Settings struct {
 	IdleTimeout time.Duration
 	// CloseTimeout ends a closed TCP connection (a RST, or a FIN each
 	// way) after this much silence; a later packet with its key starts a
-	// new flow. 0 means DefaultCloseTimeout. An index made before this
-	// setting was recorded has 10 s.
+	// new flow. 0 means DefaultCloseTimeout.
 	CloseTimeout time.Duration
 	// NoTunnels leaves tunnels (VXLAN, GRE, Geneve, ...) closed: their
 	// payload is not decoded into inner flows.
@@ -211,8 +210,8 @@ func (a *Archive) Restrict(ctx context.Context, captures []string) (*Archive, er
 }
 
 // Settings returns the flow semantics the archive was read with: an
-// index's as it records them (an index made before the close timeout was
-// recorded has 10 s), a scan's as asked, with the defaults written out.
+// index's as it records them, a scan's as asked, with the defaults
+// written out.
 // IdleTimeout is negative when connections never time out.
 func (a *Archive) Settings() Settings {
 	return Settings{IdleTimeout: a.set.IdleTimeout, CloseTimeout: a.set.CloseTimeout, NoTunnels: a.set.NoTunnels, VXLANPorts: a.set.VXLANPorts}

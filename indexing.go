@@ -12,8 +12,8 @@ type IndexOptions struct {
 	// KeepSettings adds to an index that exists with the settings it
 	// records, ignoring Settings (which then apply to a new index only).
 	// Without it, Settings other than the index's are refused
-	// (ErrSettings): an index made with a 1 m idle timeout, or before
-	// the close timeout was recorded (10 s), differs from the defaults.
+	// (ErrSettings): an index made with a 1 m idle timeout differs from
+	// the defaults.
 	KeepSettings bool
 	// Warn receives problems that do not stop the run: a capture cut
 	// short, a damaged capture left out (with file and offset).

@@ -541,63 +541,24 @@ func addUDP(c *capgen.Capture, src string, sport uint16) {
 	c.Add(f.Bytes())
 }
 
-// An index made before the close timeout was recorded (when it was 10 s)
-// goes on with 10 s: adding a capture with the new default is refused,
-// and with the index's own settings a straggler 7 s after a close joins
-// its old flow, as a scan of both files with 10 s has it.
-func TestLegacyCloseTimeout(t *testing.T) {
-	c := capgen.New(capgen.Start)
-	srv := capgen.Endpoint{MAC: capgen.MAC(2), IP: netip.MustParseAddr("192.0.2.1"), Port: 80}
-	conn := c.NewTCP(capgen.Endpoint{MAC: capgen.MAC(1), IP: netip.MustParseAddr("10.0.0.2"), Port: 40001}, srv, 300, 400)
-	conn.Handshake()
-	conn.Data(true, []byte("x"))
-	conn.Close()
-	cut := len(c.Packets)
-	c.Clock += int64(7 * time.Second)
-	conn.Ack(true)
-	paths := writeParts(t, c, []int{cut}, false)
-
+// An index of another schema (the one before this, say) is refused, by
+// readers and by a run that would add to it, with ErrSchema naming both
+// versions, and the refused run changes nothing: it still says what it
+// is. (Schema 4 listed paired responders under their own addresses and
+// ports; schema 5 does not, and reads its lists otherwise.)
+func TestOldSchemaRefused(t *testing.T) {
+	paths := writeParts(t, rotation(), []int{40}, false)
 	idx := filepath.Join(t.TempDir(), "old")
 	build(t, idx, paths[0]).Close()
-	if err := index.SetStoredSettings(idx, `{"idle_timeout":600000000000}`); err != nil {
+	if err := index.SetStoredVersion(idx, "pcapflow-index/4"); err != nil {
 		t.Fatal(err)
 	}
-	s, err := index.Open(idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Settings().CloseTimeout; got != index.LegacyCloseTimeout {
-		t.Errorf("an index without a recorded close timeout has %v, want %v", got, index.LegacyCloseTimeout)
-	}
-	s.Close()
-	if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{}); !errors.Is(err, index.ErrSettings) || !strings.Contains(err.Error(), "close timeout 10s") {
-		t.Fatalf("adding with the new default: %v, want %v naming the close timeout", err, index.ErrSettings)
-	}
-	// KeepSettings (what the CLI does without flow options, and the
-	// server's watcher) goes on with the index's 10 s.
-	legacy := index.Settings{CloseTimeout: 10 * time.Second}
-	if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{KeepSettings: true}); err != nil {
-		t.Fatal(err)
-	}
-	s, err = index.Open(idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	m, err := index.Scan(context.Background(), paths, index.ScanOptions{KeepPackets: true, Options: index.Options{Settings: legacy}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	got, want := flowsOf(t, s), flowsOf(t, m)
-	if d := diffLines(got, want); d != "" {
-		t.Fatalf("the index continued with 10 s differs from a scan with 10 s:\n%s", d)
-	}
-	if len(got) != 2 {
-		t.Errorf("%d flows, want 2: the straggler 7 s after the close joins its flow with 10 s", len(got))
-	}
-	// With the default, the straggler starts a flow of its own.
-	if n := scanOf(t, paths...).NumFlows(); n != 3 {
-		t.Errorf("a scan with the default close timeout has %d flows, want 3", n)
+	for i := 0; i < 2; i++ {
+		if _, err := index.Open(idx); !errors.Is(err, index.ErrSchema) || !strings.Contains(err.Error(), "pcapflow-index/4") || !strings.Contains(err.Error(), index.SchemaVersion) {
+			t.Fatalf("open: %v, want %v naming both versions", err, index.ErrSchema)
+		}
+		if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{}); !errors.Is(err, index.ErrSchema) {
+			t.Fatalf("add: %v, want %v", err, index.ErrSchema)
+		}
 	}
 }

@@ -78,9 +78,19 @@ func TestBits(t *testing.T) {
 	}
 }
 
+// seq is the IDs from lo to hi, inclusive.
+func seq(lo, hi uint64) []uint64 {
+	var out []uint64
+	for id := lo; id <= hi; id++ {
+		out = append(out, id)
+	}
+	return out
+}
+
 // ID lists read back what was written in each of their codes, and each
 // code is chosen where it is the shortest: dense lists as bitmaps, IDs
-// thousands apart as Rice codes, a few IDs as varints.
+// thousands apart as Rice codes, a few IDs as varints, all IDs of a span
+// but a few as the list of those missing.
 func TestIDLists(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	spread := func(first uint64, n int, gap uint64) []uint64 {
@@ -106,6 +116,8 @@ func TestIDLists(t *testing.T) {
 		{"a community bucket", 1000, spread(1000, 300, 2048), listRice},
 		{"close", 1, spread(0, 2000, 20), listRice},
 		{"huge gaps", 1, spread(0, 100, 1<<40), listDeltas}, // beyond Rice parameters
+		{"every one", 10, seq(10, 5000), listGaps},
+		{"all but a few (the TCP flows)", 10, slices.DeleteFunc(seq(10, 20000), func(id uint64) bool { return id%997 == 0 }), listGaps},
 	} {
 		b := appendIDs(nil, tc.first, tc.ids)
 		_, k := binary.Uvarint(b)
@@ -120,6 +132,33 @@ func TestIDLists(t *testing.T) {
 			if got, err := decodeIDs(b[:cut], tc.first, nil); err == nil && !slices.Equal(got, tc.ids) {
 				t.Errorf("%s: cut at %d of %d bytes: %d IDs and no error", tc.name, cut, len(b), len(got))
 				break
+			}
+		}
+	}
+}
+
+// idChunk answers membership as the decoded list does, in each code,
+// for candidates in ascending order.
+func TestIDChunk(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	for _, density := range []uint64{2, 3, 50, 5000} { // bitmap for the dense, Rice and deltas for the rest
+		var ids []uint64
+		for id := uint64(1000); id < 30000; id++ {
+			if r.Uint64N(density) == 0 {
+				ids = append(ids, id)
+			}
+		}
+		in := map[uint64]bool{}
+		for _, id := range ids {
+			in[id] = true
+		}
+		var ch idChunk
+		if err := ch.load(appendIDs(nil, 1000, ids), 1000); err != nil {
+			t.Fatal(err)
+		}
+		for c := uint64(900); c < 30100; c += 1 + r.Uint64N(3) {
+			if ch.has(c) != in[c] {
+				t.Fatalf("density 1/%d: has(%d) = %v", density, c, !in[c])
 			}
 		}
 	}

@@ -24,7 +24,12 @@ var verifyUnchanged bool
 
 // SchemaVersion identifies the key layout and record encodings; an index
 // written with another version must be rebuilt.
-const SchemaVersion = "pcapflow-index/4"
+//
+// Schema 5 (issue 16, seventh session): responders that mirror the flow
+// before them are listed only in the paired list (startAttrs.add), ID
+// lists may be stored as the IDs they lack (listGaps), offsets are kept
+// every 128 records.
+const SchemaVersion = "pcapflow-index/5"
 
 // BuildResult reports what Build did.
 type BuildResult struct {

@@ -60,15 +60,15 @@ func (w *Writer) Levels() (tables [7]int64, compacting int64) {
 	return tables, m.Compact.NumInProgress
 }
 
-// SetStoredSettings overwrites the flow settings a closed index records
-// (JSON), as an older pcapflow wrote them.
-func SetStoredSettings(dir, v string) error {
+// SetStoredVersion overwrites the schema version a closed index records,
+// as another pcapflow wrote it.
+func SetStoredVersion(dir, v string) error {
 	db, err := pebble.Open(dir, pebbleOptions(false, vfs.Default))
 	if err != nil {
 		return err
 	}
 	// The store has no WAL: the write lasts once it is flushed.
-	if err := db.Set(metaSettings.encode(), []byte(v), pebble.NoSync); err != nil {
+	if err := db.Set(metaVersion.encode(), []byte(v), pebble.NoSync); err != nil {
 		db.Close()
 		return err
 	}

@@ -49,6 +49,7 @@ func FuzzRecords(f *testing.F) {
 	f.Add(sb)
 	f.Add(appendIDs(nil, 5, []uint64{5, 7, 100}))
 	f.Add(appendIDs(nil, 5, []uint64{5, 3000, 7000, 9000, 12000, 20000, 21000}))
+	f.Add(appendIDs(nil, 5, append(seq(5, 300), seq(302, 600)...)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out flow.Flow
 		var rb recordBlock
@@ -64,7 +65,7 @@ func FuzzRecords(f *testing.F) {
 		if refs, err := decodeChunk(b, PacketRef{}, nil); err == nil && len(refs) > len(b) {
 			t.Fatalf("%d refs from %d bytes", len(refs), len(b))
 		}
-		if ids, err := decodeIDs(b, 0, nil); err == nil && len(ids) > 8*len(b) {
+		if ids, err := decodeIDs(b, 0, nil); err == nil && len(ids) > max(8*len(b), maxListIDs) {
 			t.Fatalf("%d IDs from %d bytes", len(ids), len(b))
 		}
 		splitStandalone(b, 1)

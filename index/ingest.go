@@ -29,8 +29,7 @@ type Settings struct {
 	// flow.DefaultIdleTimeout; negative: never).
 	IdleTimeout time.Duration `json:"idle_timeout"`
 	// CloseTimeout ends a closed TCP connection (a RST, or a FIN each
-	// way) silent for longer (0: flow.DefaultCloseTimeout). An index
-	// made before the setting was stored has LegacyCloseTimeout.
+	// way) silent for longer (0: flow.DefaultCloseTimeout).
 	CloseTimeout time.Duration `json:"close_timeout,omitempty"`
 	// Decode tunes the decoder (VXLAN ports, no decapsulation).
 	VXLANPorts []uint16 `json:"vxlan_ports,omitempty"`
@@ -46,11 +45,6 @@ func (s Settings) idle() time.Duration {
 	}
 	return s.IdleTimeout
 }
-
-// LegacyCloseTimeout is the close timeout of indexes whose settings do
-// not say (made when the default was 10 s): they go on with it, so that
-// an archive's open connections end as they would have.
-const LegacyCloseTimeout = 10 * time.Second
 
 func (s Settings) closeAfter() time.Duration {
 	if s.CloseTimeout <= 0 {

@@ -74,6 +74,10 @@ const (
 	FieldTunnel                     // tunnel type, Lo..Hi
 	FieldTunnelID                   // tunnel ID (VNI, GRE key), Lo..Hi
 	numFields
+	// fieldPaired is not looked up: its one list (value of width 0) holds
+	// the responder flows that are not in the address, port and MAC
+	// lists, being their originator's mirror (startAttrs.add).
+	fieldPaired = Field(64)
 )
 
 // Fields lists every field, for tests that run each through every index.

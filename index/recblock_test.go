@@ -198,7 +198,7 @@ func TestSealAfterFollowsTimeouts(t *testing.T) {
 	}{
 		{Settings{}, 15 * time.Second},
 		{Settings{CloseTimeout: time.Minute}, 70 * time.Second},
-		{Settings{CloseTimeout: LegacyCloseTimeout}, 20 * time.Second},
+		{Settings{CloseTimeout: 10 * time.Second}, 20 * time.Second},
 		{Settings{IdleTimeout: 2 * time.Second}, 12 * time.Second},
 		{Settings{IdleTimeout: -1}, 15 * time.Second}, // no timeouts: blocks seal as with the defaults
 	} {

@@ -204,9 +204,6 @@ func readCommitted(db pebble.Reader) (committed, error) {
 	m.stateLen, _ = strconv.Atoi(get(metaState0))
 	if set := get(metaSettings); set != "" && err == nil {
 		err = json.Unmarshal([]byte(set), &m.settings)
-		if m.settings.CloseTimeout == 0 {
-			m.settings.CloseTimeout = LegacyCloseTimeout
-		}
 	}
 	if err != nil {
 		return m, err
