@@ -16,7 +16,15 @@ import (
 // distinct values (ports, protocol, VLAN, tunnel type and ID, Community
 // ID buckets): one key per value per list chunk, the value
 //
-//	uvarint(count) uvarint(first ID - key's first ID = 0) uvarint(ID delta)*
+//	uvarint(count) code ...
+//
+// with code listDeltas (uvarint ID deltas from the key's first ID),
+// listBitmap (uvarint span, a bit per ID), listRice (the parameter, Rice
+// codes of the deltas less one) or listGaps (uvarint span, then the IDs
+// of the span the list lacks, as a list of one of the other codes):
+// appendIDs keeps the shortest. A responder that mirrors the flow before
+// it is in none of the address, port and MAC lists, but in the paired
+// list (fieldPaired, a value of width 0).
 //
 // Final-value lists (B keys), for values known when a flow ends (first
 // and last time, packet and byte counts, all bucketed): the same lists,
