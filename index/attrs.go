@@ -115,11 +115,18 @@ func (l *finalList) emit(w *writer) error {
 	}
 	slices.Sort(l.ids)
 	ids := slices.Compact(l.ids)
-	k := l.key
-	k.first = ids[0]
-	err := w.set(k.encode(), appendIDs(nil, ids[0], ids))
 	l.ids = l.ids[:0]
-	return err
+	// Cut like the other lists, so that dense ones may be gap-coded.
+	for len(ids) > 0 {
+		n := min(len(ids), maxListIDs)
+		k := l.key
+		k.first = ids[0]
+		if err := w.set(k.encode(), appendIDs(nil, ids[0], ids[:n])); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
 }
 
 // startAttrs collects the attribute keys of flows as they start: A lists
@@ -752,8 +759,10 @@ func appendIDs(b []byte, first uint64, ids []uint64) []byte {
 	}
 	span := ids[len(ids)-1] - first + 1
 	// A list holding most IDs of its span may be shorter as the list of
-	// those it lacks: the shorter of the two is kept.
-	if missing := span - uint64(len(ids)); ids[0] >= first && missing < span/4 {
+	// those it lacks: the shorter of the two is kept. Only lists of at
+	// most maxListIDs IDs (every attribute list is cut there), so that a
+	// reader can bound what a few bytes stand for.
+	if missing := span - uint64(len(ids)); ids[0] >= first && missing < span/4 && len(ids) <= maxListIDs {
 		if gaps, ok := gapsOf(first, ids, int(missing)); ok {
 			n := len(b)
 			b = appendIDCodes(b, first, ids, span)
