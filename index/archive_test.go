@@ -613,3 +613,62 @@ func TestLongDenseLists(t *testing.T) {
 		t.Fatalf("restricted to its one capture: %v flows, %v", r, err)
 	}
 }
+
+// The mirror rule's edges: a responder right after its originator with
+// the MACs swapped is only in the paired list; one whose MACs are not the
+// swap (a routed reply), one that is not right after its originator, and
+// a flow with no peer are listed as themselves. Every lookup of an
+// address, port or MAC, either way, answers as the records say.
+func TestMirroredResponders(t *testing.T) {
+	c := capgen.New(capgen.Start)
+	ep := func(mac byte, ip string, port uint16) capgen.Endpoint {
+		return capgen.Endpoint{MAC: capgen.MAC(mac), IP: netip.MustParseAddr(ip), Port: port}
+	}
+	srv := ep(2, "192.0.2.1", 80)
+	mirrored := c.NewTCP(ep(1, "10.0.0.1", 40000), srv, 100, 200)
+	mirrored.Handshake()
+	// A reply through another router: its source MAC is not the
+	// originator's destination MAC.
+	routed := c.NewTCP(ep(1, "10.0.0.2", 40001), srv, 300, 400)
+	routed.Send(true, 0x02, nil)
+	reply := capgen.Frame{SrcMAC: capgen.MAC(9), DstMAC: capgen.MAC(1), Src: srv.IP, Dst: netip.MustParseAddr("10.0.0.2"),
+		Proto: layers.IPProtocolTCP, SrcPort: 80, DstPort: 40001, Flags: 0x12, Seq: 400, Ack: 301}
+	c.Add(reply.Bytes())
+	// A reply that comes after another connection has started.
+	late := c.NewTCP(ep(1, "10.0.0.3", 40002), srv, 500, 600)
+	late.Send(true, 0x02, nil)
+	other := c.NewTCP(ep(1, "10.0.0.4", 40003), srv, 700, 800)
+	other.Send(true, 0x02, nil)
+	late.Send(false, 0x12, nil)
+	other.Send(false, 0x12, nil)
+	addUDP(c, "10.0.0.9", 5353) // no peer
+	paths := writeParts(t, c, nil, false)
+	st := build(t, filepath.Join(t.TempDir(), "idx"), paths...)
+	var flows []flow.Flow
+	st.Flows(context.Background(), nil, func(f *flow.Flow) error { flows = append(flows, *f); return nil })
+	if len(flows) != 9 {
+		t.Fatalf("%d flows, want 9", len(flows))
+	}
+	ctx := context.Background()
+	for _, f := range flows {
+		for _, l := range []index.Lookup{
+			{Field: index.FieldSrcAddr, AddrLo: f.Key.SrcAddr(), AddrHi: f.Key.SrcAddr()},
+			{Field: index.FieldDstAddr, AddrLo: f.Key.DstAddr(), AddrHi: f.Key.DstAddr()},
+			{Field: index.FieldSrcPort, Lo: uint64(f.Key.SrcPort), Hi: uint64(f.Key.SrcPort)},
+			{Field: index.FieldDstPort, Lo: uint64(f.Key.DstPort), Hi: uint64(f.Key.DstPort)},
+			{Field: index.FieldSrcMAC, MAC: f.SrcMAC},
+			{Field: index.FieldDstMAC, MAC: f.DstMAC},
+		} {
+			var want []uint64
+			for i := range flows {
+				if l.Matches(&flows[i]) {
+					want = append(want, flows[i].ID)
+				}
+			}
+			got, _, err := st.Lookup(ctx, l)
+			if err != nil || !slices.Equal(got, want) {
+				t.Errorf("flow %d, %v: %v (%v), want %v", f.ID, l.Field, got, err, want)
+			}
+		}
+	}
+}
