@@ -295,30 +295,7 @@ func union(a, b set) set {
 	if a.all || b.all {
 		return set{all: true}
 	}
-	if len(a.ids) == 0 {
-		return b
-	}
-	if len(b.ids) == 0 {
-		return a
-	}
-	out := make([]uint64, 0, len(a.ids)+len(b.ids))
-	i, j := 0, 0
-	for i < len(a.ids) && j < len(b.ids) {
-		switch {
-		case a.ids[i] < b.ids[j]:
-			out = append(out, a.ids[i])
-			i++
-		case a.ids[i] > b.ids[j]:
-			out = append(out, b.ids[j])
-			j++
-		default:
-			out = append(out, a.ids[i])
-			i++
-			j++
-		}
-	}
-	out = append(out, a.ids[i:]...)
-	return set{ids: append(out, b.ids[j:]...)}
+	return set{ids: index.UnionIDs(a.ids, b.ids)}
 }
 
 func intersect(a, b set) set {
