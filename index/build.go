@@ -212,7 +212,7 @@ func (b *builder) run(ctx context.Context, paths []string) error {
 	if m.gen > 0 && b.opts.KeepSettings {
 		b.opts.Settings = m.settings
 	}
-	if m.gen > 0 && !reflect.DeepEqual(norm(m.settings), norm(b.opts.Settings)) {
+	if m.gen > 0 && !reflect.DeepEqual(m.settings.Filled(), b.opts.Settings.Filled()) {
 		return fmt.Errorf("%s: %w (the index: %s; asked: %s)", b.dir, ErrSettings, m.settings, b.opts.Settings)
 	}
 	// Which captures are new, and may they go in?
@@ -272,10 +272,8 @@ func (b *builder) run(ctx context.Context, paths []string) error {
 }
 
 // Filled returns s with its defaults written out (an idle timeout that
-// is never stays negative).
-func (s Settings) Filled() Settings { return norm(s) }
-
-func norm(s Settings) Settings {
+// is never stays negative): what an index records and compares.
+func (s Settings) Filled() Settings {
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = flow.DefaultIdleTimeout
 	}
@@ -809,7 +807,7 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 		b.res.Added = append(b.res.Added, *info)
 		ncap++
 	}
-	settings, err := json.Marshal(norm(b.opts.Settings))
+	settings, err := json.Marshal(b.opts.Settings.Filled())
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	}
 	// Without flow options, an index that exists goes on with its own
 	// (a sensor's cron line need not repeat them); given ones must match.
-	opts := &pcapflow.IndexOptions{Warn: e.warn, Settings: cf.settings(), KeepSettings: !cf.idleSet}
+	opts := &pcapflow.IndexOptions{Warn: e.warn, Settings: cf.settings(), KeepSettings: !cf.timeoutSet}
 	stop := e.startProgress(&cf, &opts.Progress)
 	start := time.Now()
 	res, err := pcapflow.Index(ctx, dir, rest, opts)

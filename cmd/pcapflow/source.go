@@ -16,7 +16,7 @@ import (
 type commonFlags struct {
 	indexDir    string
 	idleTimeout time.Duration
-	idleSet     bool // --idle-timeout or --close-timeout was given
+	timeoutSet  bool // --idle-timeout or --close-timeout was given
 	closeAfter  time.Duration
 	progress    bool
 	scan        bool
@@ -29,7 +29,7 @@ type commonFlags struct {
 func (c *commonFlags) noteSet(fs *flag.FlagSet) {
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "idle-timeout" || f.Name == "close-timeout" {
-			c.idleSet = true
+			c.timeoutSet = true
 		}
 	})
 }
@@ -115,7 +115,7 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 		}
 	}
 	dir := cf.indexDir
-	if dir == "" && len(captures) == 1 && captures[0] != "-" && !cf.idleSet && !cf.scan {
+	if dir == "" && len(captures) == 1 && captures[0] != "-" && !cf.timeoutSet && !cf.scan {
 		if st, err := os.Stat(pcapflow.DefaultIndex(captures[0])); err == nil && st.IsDir() {
 			dir = pcapflow.DefaultIndex(captures[0])
 		}
