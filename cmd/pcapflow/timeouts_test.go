@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -126,6 +127,25 @@ func TestTimeouts(t *testing.T) {
 		want := runCLI(t, nil, "flows", "-i", once, "-F", "csv")
 		if got.code != 0 || got.stdout != want.stdout {
 			t.Errorf("made with %v, then added to without options:\n%s\nboth at once:\n%s", tc.made, got.stdout, want.stdout)
+		}
+	}
+}
+
+// A close timeout that is not a positive duration is a usage error, and
+// the index it was asked for is not made.
+func TestBadCloseTimeout(t *testing.T) {
+	p := writeCapture(t, "timeouts.pcap", timeoutCapture())
+	for _, v := range []string{"0", "-5s", "soon"} {
+		idx := filepath.Join(t.TempDir(), "x.pfidx")
+		r := runCLI(t, nil, "index", "-i", idx, "--close-timeout", v, p)
+		if r.code != 2 || !strings.Contains(r.stderr, "close-timeout") {
+			t.Errorf("--close-timeout %s: %+v", v, r)
+		}
+		if _, err := os.Stat(idx); !os.IsNotExist(err) {
+			t.Errorf("--close-timeout %s left %s behind (%v)", v, idx, err)
+		}
+		if r := runCLI(t, nil, "flows", "--close-timeout", v, p); r.code != 2 {
+			t.Errorf("flows --close-timeout %s: %+v", v, r)
 		}
 	}
 }
