@@ -659,15 +659,18 @@ func TestMirroredResponders(t *testing.T) {
 			{Field: index.FieldSrcMAC, MAC: f.SrcMAC},
 			{Field: index.FieldDstMAC, MAC: f.DstMAC},
 		} {
-			var want []uint64
-			for i := range flows {
-				if l.Matches(&flows[i]) {
-					want = append(want, flows[i].ID)
+			for _, either := range []bool{false, true} {
+				l.Either = either
+				var want []uint64
+				for i := range flows {
+					if l.Matches(&flows[i]) {
+						want = append(want, flows[i].ID)
+					}
 				}
-			}
-			got, _, err := st.Lookup(ctx, l)
-			if err != nil || !slices.Equal(got, want) {
-				t.Errorf("flow %d, %v: %v (%v), want %v", f.ID, l.Field, got, err, want)
+				got, _, err := st.Lookup(ctx, l)
+				if err != nil || !slices.Equal(got, want) {
+					t.Errorf("flow %d, %v (either %v): %v (%v), want %v", f.ID, l.Field, either, got, err, want)
+				}
 			}
 		}
 	}

@@ -322,25 +322,30 @@ func TestEveryFieldStoreAndScan(t *testing.T) {
 				l.Lo, l.Hi = 0, 1<<32-1
 			}
 			tried++
-			want, _, err := mem.Lookup(ctx, l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, exact, err := st.Lookup(ctx, l)
-			if err != nil {
-				t.Fatalf("%v: %v", field, err)
-			}
-			var matched []uint64
-			for _, id := range got {
-				if l.Matches(&flows[id-1]) {
-					matched = append(matched, id)
+			// Either direction, too (only addresses, ports and MACs have
+			// one; for the other fields it is ignored).
+			for _, either := range []bool{false, true} {
+				l.Either = either
+				want, _, err := mem.Lookup(ctx, l)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if exact && !slices.Equal(got, want) || !slices.Equal(matched, want) {
-				t.Errorf("%v %+v: store %d IDs (exact %v, %d matching), scan %d", field, l, len(got), exact, len(matched), len(want))
-			}
-			if n, err := st.Estimate(ctx, l); err != nil || n < uint64(len(want)) {
-				t.Errorf("%v: estimate %d below the %d matching flows (%v)", field, n, len(want), err)
+				got, exact, err := st.Lookup(ctx, l)
+				if err != nil {
+					t.Fatalf("%v: %v", field, err)
+				}
+				var matched []uint64
+				for _, id := range got {
+					if l.Matches(&flows[id-1]) {
+						matched = append(matched, id)
+					}
+				}
+				if exact && !slices.Equal(got, want) || !slices.Equal(matched, want) {
+					t.Errorf("%v %+v: store %d IDs (exact %v, %d matching), scan %d", field, l, len(got), exact, len(matched), len(want))
+				}
+				if n, err := st.Estimate(ctx, l); err != nil || n < uint64(len(want)) {
+					t.Errorf("%v: estimate %d below the %d matching flows (%v)", field, n, len(want), err)
+				}
 			}
 		}
 		if tried == 0 {

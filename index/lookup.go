@@ -69,19 +69,26 @@ func (s *Store) listIter(ctx context.Context, f Field, lo, hi []byte, fn func(k 
 
 // Lookup reads the lists of l's range and unites them.
 func (s *Store) Lookup(ctx context.Context, l Lookup) ([]uint64, bool, error) {
+	m, ok := mirror(l)
+	either := ok && l.Either
 	ids, exact, err := s.lookupListed(ctx, l)
 	if err != nil {
 		return nil, false, err
 	}
-	m, ok := mirror(l)
 	if !ok {
 		return ids, exact, nil
 	}
 	// Paired responders are listed under their originator only: they are
 	// the flows after those whose mirrored field is in range.
-	orig, _, err := s.lookupListed(ctx, m)
+	orig, mexact, err := s.lookupListed(ctx, m)
 	if err != nil {
 		return nil, false, err
+	}
+	if either {
+		// Either direction: the flows listed under either, and the
+		// responders paired with any of them.
+		ids = UnionIDs(ids, orig)
+		orig, exact = ids, exact && mexact
 	}
 	more, err := s.pairedAfter(ctx, orig)
 	if err != nil {
@@ -133,7 +140,7 @@ func mirror(l Lookup) (Lookup, bool) {
 	if l.Field >= numFields || mirrorOf[l.Field] == 0 {
 		return l, false
 	}
-	l.Field = mirrorOf[l.Field]
+	l.Field, l.Either = mirrorOf[l.Field], false
 	return l, true
 }
 
@@ -297,6 +304,9 @@ func (s *Store) Estimate(ctx context.Context, l Lookup) (uint64, error) {
 		var o uint64
 		o, err = s.estimateListed(ctx, m) // the paired responders, at most
 		n += o
+		if l.Either {
+			n *= 2 // either direction's, and the responders of both
+		}
 	}
 	return n, err
 }

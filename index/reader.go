@@ -103,13 +103,28 @@ type Lookup struct {
 	Lo, Hi         uint64
 	MAC            [6]byte
 	Community      string
+	// Either also takes the other direction's field, for an address,
+	// port or MAC: a flow matches when its source or its destination
+	// does (tcpdump's "port 80" without src or dst). One lookup reads
+	// each direction's lists once; the two lookups of the directions
+	// united would read each twice, once for itself and once for the
+	// paired responders of the other (Store.Lookup).
+	Either bool
 }
 
 // Matches evaluates the lookup against one flow record: the reference
 // semantics every index must agree with.
 func (l *Lookup) Matches(f *flow.Flow) bool {
+	if l.matches(l.Field, f) {
+		return true
+	}
+	return l.Either && l.Field < numFields && mirrorOf[l.Field] != 0 && l.matches(mirrorOf[l.Field], f)
+}
+
+// matches evaluates the lookup's range on field fd of f.
+func (l *Lookup) matches(fd Field, f *flow.Flow) bool {
 	k := &f.Key
-	switch l.Field {
+	switch fd {
 	case FieldSrcAddr:
 		return addrIn(k.SrcAddr(), l.AddrLo, l.AddrHi)
 	case FieldDstAddr:

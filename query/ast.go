@@ -334,8 +334,12 @@ func lookups(e Expr) ([]index.Lookup, bool) {
 			return []index.Lookup{mk(fs)}
 		case DirDst:
 			return []index.Lookup{mk(fd)}
+		case DirBoth: // intersected (planner.eval)
+			return []index.Lookup{mk(fs), mk(fd)}
 		}
-		return []index.Lookup{mk(fs), mk(fd)}
+		l := mk(fs)
+		l.Either = true
+		return []index.Lookup{l}
 	}
 	switch e := e.(type) {
 	case *Net:
@@ -347,6 +351,10 @@ func lookups(e Expr) ([]index.Lookup, bool) {
 	case *Port:
 		return addr(e.Dir, index.FieldSrcPort, index.FieldDstPort, func(f index.Field) index.Lookup {
 			return index.Lookup{Field: f, Lo: uint64(e.Lo), Hi: uint64(e.Hi)}
+		}), true
+	case *Ether:
+		return addr(e.Dir, index.FieldSrcMAC, index.FieldDstMAC, func(f index.Field) index.Lookup {
+			return index.Lookup{Field: f, MAC: e.MAC}
 		}), true
 	case *Proto:
 		return []index.Lookup{{Field: index.FieldProto, Lo: uint64(e.N), Hi: uint64(e.N)}}, true
