@@ -78,7 +78,10 @@ func (b *eventBatch) reset() {
 }
 
 func newAsyncSink(dst ingestSink) *asyncSink {
-	a := &asyncSink{dst: dst, out: make(chan *eventBatch, 8), free: make(chan *eventBatch, 10)}
+	// As deep as the decoder's queue is in time (decodedAhead): a batch
+	// is sent after each decoded batch, so 18 hold about 2 ms of the
+	// table's output.
+	a := &asyncSink{dst: dst, out: make(chan *eventBatch, 16), free: make(chan *eventBatch, 18)}
 	for i := 0; i < cap(a.free); i++ {
 		a.free <- &eventBatch{}
 	}

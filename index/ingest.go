@@ -274,8 +274,8 @@ func (g *ingest) read(ctx context.Context, srcs []source, stdin io.Reader, first
 	cs := &captureStream{srcs: srcs, stdin: stdin, opts: &o, firstCI: firstCI}
 	// Reading and decoding run in their own goroutine, batches ahead of
 	// the flow table: the two overlap on two cores.
-	out := make(chan *decodedBatch, 4)
-	free := make(chan *decodedBatch, 6)
+	out := make(chan *decodedBatch, decodedAhead-2)
+	free := make(chan *decodedBatch, decodedAhead)
 	for i := 0; i < cap(free); i++ {
 		free <- &decodedBatch{}
 	}
@@ -328,6 +328,19 @@ func (g *ingest) read(ctx context.Context, srcs []source, stdin io.Reader, first
 	}
 	return g.werr
 }
+
+// decodedAhead is how many decoded batches the reading goroutine may
+// be ahead of the flow table: 12 k records, about 5 ms of the table's
+// work. The table's goroutine is the pass's critical path, and with the
+// decoder, the sink and Pebble all busy on two cores it is often
+// runnable with no core free, for as long as a time slice (10 ms); a
+// short queue then ran dry behind it and stalled the decoder in turn.
+// On the 2 GB real capture, 48 batches instead of 6 (1.5 k records)
+// took a run from 4.96 to 4.44 s (8 alternating rounds on a busy
+// machine, 7.7 against 8.1 CPU-s: fewer goroutine hand-offs), for 4 MB
+// more resident (batches' tunnel layers are not touched without
+// tunnels). (BENCHMARKS.md, eighth session.)
+const decodedAhead = 48
 
 // prefetchGroup is how many packets the flow table fetches the memory
 // of at once, before adding them (flow.Table.Prefetch): on the 2 GB real
