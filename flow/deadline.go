@@ -1,5 +1,7 @@
 package flow
 
+import "math"
+
 // deadline is when a connection is next looked at for its timeout. A
 // connection may have several (one from when it began, one from when it
 // closed); each is no later than the connection's real end, which is
@@ -15,6 +17,132 @@ type deadline struct {
 	at     int64
 	conn   int32
 	serial uint32
+}
+
+// deadlineQueue holds the deadlines in time order. Nearly all of them
+// are the clock, which only grows, plus one of the two timeouts: pushed
+// in time order, they queue in that timeout's FIFO, whose head is its
+// earliest. The others (a deadline moved when it came, those of a
+// restored table) go in a heap. The earliest of the three heads comes
+// first. A heap of every deadline cost a cache miss a level on each pop,
+// at the rate connections end: 0.16 s of the flow table's 3 s on the
+// 2 GB real capture.
+type deadlineQueue struct {
+	fifo [2]fifo // by timeout: idle, close
+	heap deadlines
+	// next is the earliest deadline's time (MaxInt64 if none), which
+	// every packet compares with the clock.
+	next int64
+}
+
+// Deadline classes: the timeout a deadline is the clock plus.
+const (
+	byIdle  = 0
+	byClose = 1
+	byOther = 2
+)
+
+// fifo is a queue of deadlines in time order: q[head:].
+type fifo struct {
+	q    []deadline
+	head int
+}
+
+func (f *fifo) push(d deadline) {
+	if f.head > 0 && f.head >= len(f.q)/2 {
+		// Reuse the popped half, so that the queue's memory follows
+		// what is queued.
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+	f.q = append(f.q, d)
+}
+
+func (f *fifo) len() int { return len(f.q) - f.head }
+
+// push queues d, which is the clock plus the timeout of class c.
+func (q *deadlineQueue) push(d deadline, c int) {
+	if q.len() == 0 || d.at < q.next {
+		q.next = d.at
+	}
+	if c < byOther {
+		f := &q.fifo[c]
+		if f.len() == 0 || f.q[len(f.q)-1].at <= d.at {
+			f.push(d)
+			return
+		}
+	}
+	q.heap.push(d)
+}
+
+// due reports whether the earliest deadline is before now.
+func (q *deadlineQueue) due(now int64) bool { return q.next < now && q.len() > 0 }
+
+// setNext sets next after the earliest deadline was removed.
+func (q *deadlineQueue) setNext() {
+	q.next = math.MaxInt64
+	if d, _, ok := q.first(); ok {
+		q.next = d.at
+	}
+}
+
+func (q *deadlineQueue) len() int { return q.fifo[0].len() + q.fifo[1].len() + len(q.heap) }
+
+// first returns the earliest deadline and where it is, ok false when
+// the queue is empty.
+func (q *deadlineQueue) first() (d *deadline, from int, ok bool) {
+	for c := range q.fifo {
+		if f := &q.fifo[c]; f.len() > 0 && (!ok || f.q[f.head].at < d.at) {
+			d, from, ok = &f.q[f.head], c, true
+		}
+	}
+	if len(q.heap) > 0 && (!ok || q.heap[0].at < d.at) {
+		d, from, ok = &q.heap[0], byOther, true
+	}
+	return d, from, ok
+}
+
+// pop removes the earliest deadline, which first said is in from.
+func (q *deadlineQueue) pop(from int) deadline {
+	var d deadline
+	if from < byOther {
+		f := &q.fifo[from]
+		d = f.q[f.head]
+		f.q[f.head] = deadline{}
+		f.head++
+	} else {
+		d = q.heap.pop()
+	}
+	q.setNext()
+	return d
+}
+
+// filter keeps the deadlines keep says to, in their order.
+func (q *deadlineQueue) filter(keep func(deadline) bool) {
+	for c := range q.fifo {
+		f := &q.fifo[c]
+		x := f.q[:0]
+		for _, d := range f.q[f.head:] {
+			if keep(d) {
+				x = append(x, d)
+			}
+		}
+		clear(f.q[len(x):])
+		f.q, f.head = x, 0
+	}
+	x := q.heap[:0]
+	for _, d := range q.heap {
+		if keep(d) {
+			x = append(x, d)
+		}
+	}
+	clear(q.heap[len(x):])
+	for i := len(x)/2 - 1; i >= 0; i-- {
+		x.down(i)
+	}
+	q.heap = x
+	q.setNext()
 }
 
 // deadlines is a min-heap by time.
@@ -78,16 +206,6 @@ func (t *Table) current(d deadline) bool {
 // doubled since the last time (plus 4096), so each entry is looked at a
 // constant number of times on average.
 func (t *Table) compactDeadlines() {
-	x := t.deadline[:0]
-	for _, d := range t.deadline {
-		if t.current(d) {
-			x = append(x, d)
-		}
-	}
-	clear(t.deadline[len(x):])
-	for i := len(x)/2 - 1; i >= 0; i-- {
-		x.down(i)
-	}
-	t.deadline = x
-	t.compactAt = 2*len(x) + 4096
+	t.deadline.filter(t.current)
+	t.compactAt = 2*t.deadline.len() + 4096
 }

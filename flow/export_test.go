@@ -3,7 +3,7 @@ package flow
 import "math"
 
 // QueuedDeadlines is the length of t's deadline queue.
-func (t *Table) QueuedDeadlines() int { return len(t.deadline) }
+func (t *Table) QueuedDeadlines() int { return t.deadline.len() }
 
 // NeverCompactDeadlines turns compactDeadlines off for t (tests compare).
 func (t *Table) NeverCompactDeadlines() { t.compactAt = math.MaxInt }

@@ -551,7 +551,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 	}
 	// Every live connection's deadline, computed as its expiry would.
 	if t.idle > 0 {
-		t.deadline = make(deadlines, 0, len(cslots)+len(cslots)/4) // and room for the run's
+		t.deadline.heap = make(deadlines, 0, len(cslots))
 		for _, ci := range cslots {
 			c := t.conn(ci)
 			due := t.lastActive(c)
@@ -560,7 +560,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 			} else {
 				due += t.idle
 			}
-			t.deadline.push(deadline{at: due, conn: ci, serial: uint32(c.serial)})
+			t.deadline.push(deadline{at: due, conn: ci, serial: uint32(c.serial)}, byOther)
 		}
 	}
 	return t, nil

@@ -138,7 +138,7 @@ type Table struct {
 	ctx      *tunnelCtx       // set during AddInner
 	tunnels  map[tunnelEnds]uint32
 	clock    int64 // the latest packet time seen: the archive's "now"
-	deadline deadlines
+	deadline deadlineQueue
 	// compactAt is the queue length at which compactDeadlines runs next.
 	compactAt int
 	capture   int32
@@ -226,10 +226,10 @@ func (t *Table) addConn(c conn) int32 {
 	c.serial = t.serial
 	*t.conn(ci) = c
 	if t.idle > 0 {
-		if len(t.deadline) >= t.compactAt {
+		if t.deadline.len() >= t.compactAt {
 			t.compactDeadlines()
 		}
-		t.deadline.push(deadline{at: t.clock + t.idle, conn: ci, serial: uint32(c.serial)})
+		t.deadline.push(deadline{at: t.clock + t.idle, conn: ci, serial: uint32(c.serial)}, byIdle)
 	}
 	return ci
 }
@@ -600,7 +600,7 @@ func (t *Table) tcpState(fi int32, f *Flow, p *pcapio.Packet) {
 		}
 	}
 	if !wasClosed && c.closed() && t.idle > 0 {
-		t.deadline.push(deadline{at: t.clock + t.closeTO, conn: f.conn, serial: uint32(c.serial)})
+		t.deadline.push(deadline{at: t.clock + t.closeTO, conn: f.conn, serial: uint32(c.serial)}, byClose)
 	}
 	f.steady = c.state[side] == epEstablished && c.state[1-side] == epEstablished &&
 		c.seen[side]&(hAck|hData) == hAck|hData
@@ -608,8 +608,9 @@ func (t *Table) tcpState(fi int32, f *Flow, p *pcapio.Packet) {
 
 // expire ends the connections whose timeout has passed at t.clock.
 func (t *Table) expire() {
-	for len(t.deadline) > 0 && t.deadline[0].at < t.clock {
-		d := t.deadline.pop()
+	for t.deadline.due(t.clock) {
+		_, from, _ := t.deadline.first()
+		d := t.deadline.pop(from)
 		if !t.current(d) {
 			continue // ended already
 		}
@@ -623,7 +624,7 @@ func (t *Table) expire() {
 		if due < t.clock {
 			t.endConn(d.conn)
 		} else {
-			t.deadline.push(deadline{at: due, conn: d.conn, serial: uint32(c.serial)})
+			t.deadline.push(deadline{at: due, conn: d.conn, serial: uint32(c.serial)}, byOther)
 		}
 	}
 	t.warmNext()
@@ -643,13 +644,10 @@ const warmAhead = int64(time.Millisecond)
 // real capture). Here each read is independent of the packet's own, so
 // the two overlap. It changes nothing but what is cached.
 func (t *Table) warmNext() {
-	if len(t.deadline) == 0 || t.noWarm {
+	if t.deadline.next >= t.clock+warmAhead || t.noWarm || t.deadline.len() == 0 {
 		return
 	}
-	d := &t.deadline[0]
-	if d.at >= t.clock+warmAhead {
-		return
-	}
+	d, _, _ := t.deadline.first()
 	if d.conn != t.warmConn || d.serial != t.warmSerial {
 		t.warm, t.warmConn, t.warmSerial = 0, d.conn, d.serial
 	}
