@@ -109,12 +109,11 @@ type finalList struct {
 	ids []uint64
 }
 
-func (l *finalList) emit(w *writer) error {
+func (l *finalList) emit(w *writer, bitmap *[]uint64) error {
 	if len(l.ids) == 0 {
 		return nil
 	}
-	slices.Sort(l.ids)
-	ids := slices.Compact(l.ids)
+	ids := sortIDs(l.ids, bitmap)
 	l.ids = l.ids[:0]
 	// Cut like the other lists, so that dense ones may be gap-coded.
 	for len(ids) > 0 {
@@ -127,6 +126,40 @@ func (l *finalList) emit(w *writer) error {
 		ids = ids[n:]
 	}
 	return nil
+}
+
+// sortIDs sorts ids in place and drops repeats. Flows end nearly in the
+// order they began, so the IDs of a final list mostly span not much
+// more than their number: those are sorted by setting their bits in a
+// bitmap of the span (bitmap is its reused space) and reading them back,
+// in O(n + span/64); pdqsort of them was 0.19 s of the sink's 1.9 on the
+// 2 GB real capture. Others are sorted by comparison.
+func sortIDs(ids []uint64, bitmap *[]uint64) []uint64 {
+	lo, hi := ids[0], ids[0]
+	for _, id := range ids {
+		lo, hi = min(lo, id), max(hi, id)
+	}
+	words := (hi-lo)/64 + 1
+	if words > uint64(len(ids)) {
+		slices.Sort(ids)
+		return slices.Compact(ids)
+	}
+	if uint64(cap(*bitmap)) < words {
+		*bitmap = make([]uint64, words)
+	}
+	bm := (*bitmap)[:words]
+	for _, id := range ids {
+		bm[(id-lo)/64] |= 1 << ((id - lo) % 64)
+	}
+	out := ids[:0]
+	for i, x := range bm {
+		for x != 0 {
+			out = append(out, lo+uint64(i)*64+uint64(bits.TrailingZeros64(x)))
+			x &= x - 1
+		}
+	}
+	clear(bm)
+	return out
 }
 
 // startAttrs collects the attribute keys of flows as they start: A lists
@@ -575,6 +608,7 @@ type endAttrs struct {
 	// ending one after the other mostly share it.
 	lastMin  [2]int64
 	lastList [2]*finalList
+	bitmap   []uint64 // sortIDs's space
 }
 
 // endFlush bounds the IDs held before the lists are written.
@@ -621,13 +655,13 @@ func (a *endAttrs) flush() error {
 	a.n = 0
 	for i := range a.times {
 		for _, l := range a.times[i] {
-			if err := l.emit(a.w); err != nil {
+			if err := l.emit(a.w, &a.bitmap); err != nil {
 				return err
 			}
 		}
 		for _, l := range a.counts[i] {
 			if l != nil {
-				if err := l.emit(a.w); err != nil {
+				if err := l.emit(a.w, &a.bitmap); err != nil {
 					return err
 				}
 			}

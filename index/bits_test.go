@@ -163,3 +163,31 @@ func TestIDChunk(t *testing.T) {
 		}
 	}
 }
+
+// sortIDs gives what sorting and compacting gives, for IDs dense in
+// their span (sorted in a bitmap) and sparse ones (by comparison).
+func TestSortIDs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var bitmap []uint64
+	for _, tc := range []struct {
+		n    int
+		span uint64
+	}{{1, 1}, {5, 3}, {1000, 1000}, {1000, 1200}, {1000, 64001}, {1000, 64 * 1000}, {1000, 1 << 40}, {20000, 30000}} {
+		ids := make([]uint64, tc.n)
+		base := rng.Uint64N(1 << 50)
+		for i := range ids {
+			ids[i] = base + rng.Uint64N(tc.span)
+		}
+		want := slices.Clone(ids)
+		slices.Sort(want)
+		want = slices.Compact(want)
+		if got := sortIDs(ids, &bitmap); !slices.Equal(got, want) {
+			t.Errorf("%d IDs in a span of %d: %d sorted, want %d", tc.n, tc.span, len(got), len(want))
+		}
+		for _, w := range bitmap {
+			if w != 0 {
+				t.Fatal("the bitmap is left dirty")
+			}
+		}
+	}
+}
