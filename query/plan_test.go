@@ -205,3 +205,33 @@ func TestPlanSkipsUnselectiveLookups(t *testing.T) {
 		t.Errorf("the protocol lookup was not skipped:\n%s", text)
 	}
 }
+
+// Addresses, ports and MACs are looked up in the index: without src or
+// dst in one lookup of either direction, with "src and dst" in two
+// intersected. (ether host was once checked on every flow record.)
+func TestPlanLooksUpEitherDirection(t *testing.T) {
+	st, _ := archive(t)
+	var mac string
+	st.Flows(context.Background(), nil, func(f *flow.Flow) error {
+		if mac == "" && f.HasSrcMAC {
+			mac = macString(f.SrcMAC)
+		}
+		return nil
+	})
+	for _, tc := range []struct{ filter, want string }{
+		{"port 80", "port 80: 1 lookup(s)"},
+		{"host 10.0.0.1", "host 10.0.0.1: 1 lookup(s)"},
+		{"src and dst port 80", "src and dst port 80: 2 lookup(s)"},
+		{"dst port 80", "dst port 80: 1 lookup(s)"},
+		{"ether host " + mac, "ether host " + mac + ": 1 lookup(s)"},
+		{"ether src host " + mac, "ether src host " + mac + ": 1 lookup(s)"},
+	} {
+		tr := &Trace{}
+		if err := SelectTrace(context.Background(), st, MustParse(tc.filter), tr, func(*flow.Flow) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if text := strings.Join(tr.Lines, "\n"); !strings.Contains(text, tc.want) {
+			t.Errorf("%s: plan\n%s\nwant a line with %q", tc.filter, text, tc.want)
+		}
+	}
+}
