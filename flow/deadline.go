@@ -31,8 +31,10 @@ type deadlineQueue struct {
 	fifo [2]fifo // by timeout: idle, close
 	heap deadlines
 	// next is the earliest deadline's time (MaxInt64 if none), which
-	// every packet compares with the clock.
-	next int64
+	// every packet compares with the clock, and nextIn the class of the
+	// FIFO it heads, or byOther for the heap.
+	next   int64
+	nextIn int
 }
 
 // Deadline classes: the timeout a deadline is the clock plus.
@@ -63,51 +65,55 @@ func (f *fifo) len() int { return len(f.q) - f.head }
 
 // push queues d, which is the clock plus the timeout of class c.
 func (q *deadlineQueue) push(d deadline, c int) {
-	if q.len() == 0 || d.at < q.next {
-		q.next = d.at
-	}
+	earliest := q.len() == 0 || d.at < q.next
 	if c < byOther {
-		f := &q.fifo[c]
-		if f.len() == 0 || f.q[len(f.q)-1].at <= d.at {
+		if f := &q.fifo[c]; f.len() == 0 || f.q[len(f.q)-1].at <= d.at {
 			f.push(d)
-			return
+		} else {
+			c = byOther
 		}
 	}
-	q.heap.push(d)
+	if c == byOther {
+		q.heap.push(d)
+	}
+	if earliest {
+		// d heads its FIFO (nothing queued is earlier), or the heap.
+		q.next, q.nextIn = d.at, c
+	}
 }
 
 // due reports whether the earliest deadline is before now.
 func (q *deadlineQueue) due(now int64) bool { return q.next < now && q.len() > 0 }
 
-// setNext sets next after the earliest deadline was removed.
+// setNext finds the earliest deadline again, after it was removed.
 func (q *deadlineQueue) setNext() {
-	q.next = math.MaxInt64
-	if d, _, ok := q.first(); ok {
-		q.next = d.at
+	q.next, q.nextIn = math.MaxInt64, byOther
+	for c := range q.fifo {
+		if f := &q.fifo[c]; f.len() > 0 && f.q[f.head].at < q.next {
+			q.next, q.nextIn = f.q[f.head].at, c
+		}
+	}
+	if len(q.heap) > 0 && q.heap[0].at < q.next {
+		q.next, q.nextIn = q.heap[0].at, byOther
 	}
 }
 
 func (q *deadlineQueue) len() int { return q.fifo[0].len() + q.fifo[1].len() + len(q.heap) }
 
-// first returns the earliest deadline and where it is, ok false when
-// the queue is empty.
-func (q *deadlineQueue) first() (d *deadline, from int, ok bool) {
-	for c := range q.fifo {
-		if f := &q.fifo[c]; f.len() > 0 && (!ok || f.q[f.head].at < d.at) {
-			d, from, ok = &f.q[f.head], c, true
-		}
+// head is the earliest deadline; the queue must not be empty.
+func (q *deadlineQueue) head() *deadline {
+	if q.nextIn < byOther {
+		f := &q.fifo[q.nextIn]
+		return &f.q[f.head]
 	}
-	if len(q.heap) > 0 && (!ok || q.heap[0].at < d.at) {
-		d, from, ok = &q.heap[0], byOther, true
-	}
-	return d, from, ok
+	return &q.heap[0]
 }
 
-// pop removes the earliest deadline, which first said is in from.
-func (q *deadlineQueue) pop(from int) deadline {
+// pop removes the earliest deadline; the queue must not be empty.
+func (q *deadlineQueue) pop() deadline {
 	var d deadline
-	if from < byOther {
-		f := &q.fifo[from]
+	if q.nextIn < byOther {
+		f := &q.fifo[q.nextIn]
 		d = f.q[f.head]
 		f.q[f.head] = deadline{}
 		f.head++

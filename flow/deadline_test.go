@@ -44,11 +44,11 @@ func TestDeadlineQueue(t *testing.T) {
 					q.push(deadline{at: at, conn: int32(i)}, c)
 					want = append(want, at)
 				case r < 9:
-					if d, from, ok := q.first(); ok {
-						first := *d
-						got := q.pop(from)
+					if q.len() > 0 {
+						first := *q.head()
+						got := q.pop()
 						if got != first {
-							t.Fatalf("popped %v, first said %v", got, first)
+							t.Fatalf("popped %v, head said %v", got, first)
 						}
 						check(got, &last)
 					}
@@ -56,12 +56,8 @@ func TestDeadlineQueue(t *testing.T) {
 					q.filter(func(d deadline) bool { return d.conn%7 != 0 })
 				}
 			}
-			for {
-				_, from, ok := q.first()
-				if !ok {
-					break
-				}
-				check(q.pop(from), &last)
+			for q.len() > 0 {
+				check(q.pop(), &last)
 			}
 			if q.len() != 0 || popped == 0 || popped > len(want) {
 				t.Fatalf("%d left, %d popped of %d pushed", q.len(), popped, len(want))
@@ -89,12 +85,8 @@ func TestDeadlineQueueAll(t *testing.T) {
 		q.push(d, c)
 		pushed = append(pushed, d.at)
 	}
-	for {
-		_, from, ok := q.first()
-		if !ok {
-			break
-		}
-		got = append(got, q.pop(from).at)
+	for q.len() > 0 {
+		got = append(got, q.pop().at)
 	}
 	slices.Sort(pushed)
 	if !slices.Equal(got, pushed) {

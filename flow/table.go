@@ -609,8 +609,7 @@ func (t *Table) tcpState(fi int32, f *Flow, p *pcapio.Packet) {
 // expire ends the connections whose timeout has passed at t.clock.
 func (t *Table) expire() {
 	for t.deadline.due(t.clock) {
-		_, from, _ := t.deadline.first()
-		d := t.deadline.pop(from)
+		d := t.deadline.pop()
 		if !t.current(d) {
 			continue // ended already
 		}
@@ -647,7 +646,7 @@ func (t *Table) warmNext() {
 	if t.deadline.next >= t.clock+warmAhead || t.noWarm || t.deadline.len() == 0 {
 		return
 	}
-	d, _, _ := t.deadline.first()
+	d := t.deadline.head()
 	if d.conn != t.warmConn || d.serial != t.warmSerial {
 		t.warm, t.warmConn, t.warmSerial = 0, d.conn, d.serial
 	}
