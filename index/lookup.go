@@ -134,13 +134,23 @@ var mirrorOf = [numFields]Field{
 	FieldSrcMAC: FieldDstMAC, FieldDstMAC: FieldSrcMAC,
 }
 
+// mirrorField is the other direction's field of an address, port or
+// MAC field; ok is false for the others.
+func mirrorField(f Field) (m Field, ok bool) {
+	if f >= numFields || mirrorOf[f] == 0 {
+		return 0, false
+	}
+	return mirrorOf[f], true
+}
+
 // mirror is the lookup that finds a paired responder's originator: the
 // other direction's address, port or MAC.
 func mirror(l Lookup) (Lookup, bool) {
-	if l.Field >= numFields || mirrorOf[l.Field] == 0 {
+	m, ok := mirrorField(l.Field)
+	if !ok {
 		return l, false
 	}
-	l.Field, l.Either = mirrorOf[l.Field], false
+	l.Field, l.Either = m, false
 	return l, true
 }
 

@@ -118,7 +118,11 @@ func (l *Lookup) Matches(f *flow.Flow) bool {
 	if l.matches(l.Field, f) {
 		return true
 	}
-	return l.Either && l.Field < numFields && mirrorOf[l.Field] != 0 && l.matches(mirrorOf[l.Field], f)
+	if !l.Either {
+		return false
+	}
+	m, ok := mirrorField(l.Field)
+	return ok && l.matches(m, f)
 }
 
 // matches evaluates the lookup's range on field fd of f.
