@@ -106,7 +106,8 @@ func TestEveryCommandFailsLoudly(t *testing.T) {
 
 // TestBadFilterFirst: a filter that does not parse says only what is
 // wrong with it (not the index's warnings), and leaves the index
-// unlocked for the index run after it.
+// unlocked for the index run after it, as does a command stopped by a
+// capture that is missing.
 func TestBadFilterFirst(t *testing.T) {
 	p := basicCapture(t)
 	b, err := os.ReadFile(p)
@@ -130,6 +131,12 @@ func TestBadFilterFirst(t *testing.T) {
 		if bad.code != 2 || strings.Contains(bad.stderr, "warning") || !strings.Contains(bad.stderr, "^") {
 			t.Fatalf("bad filter: want exit 2 and only the filter's error: %+v", bad)
 		}
+	}
+	// The index opens while the filter parses (prepare): a capture
+	// missing from its restriction stops the command after the open.
+	missing := filepath.Join(t.TempDir(), "missing.pcap")
+	if r := runCLI(t, nil, "count", "-i", idx, missing, "tcp"); r.code == 0 || !strings.Contains(r.stderr, "missing.pcap") {
+		t.Fatalf("count of a missing capture: want an error naming it: %+v", r)
 	}
 	if r := runCLI(t, nil, "index", "-i", idx, p); r.code != 0 {
 		t.Fatalf("index after the bad filters: %+v", r)

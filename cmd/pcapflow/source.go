@@ -22,7 +22,8 @@ type commonFlags struct {
 	scan        bool
 	tz          string
 	tokenFile   string
-	remote      *remote // -i URL: the server answers (set by prepare)
+	remote      *remote  // -i URL: the server answers (set by prepare)
+	opening     *opening // -i DIR being opened (set by prepare)
 }
 
 // noteSet records which of the flags were given.
@@ -121,7 +122,13 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 		}
 	}
 	if dir != "" {
-		a, err := openIndex(dir)
+		var a *pcapflow.Archive
+		var err error
+		if cf.opening != nil && dir == cf.opening.dir {
+			a, err = cf.opening.take()
+		} else {
+			a, err = openIndex(dir)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -178,6 +185,46 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 }
 
 // openIndex opens -i DIR, saying what DIR is when it is no index.
+// opening is an index being opened in a goroutine of its own.
+type opening struct {
+	dir   string
+	done  chan struct{}
+	a     *pcapflow.Archive
+	err   error
+	taken bool
+}
+
+// startOpen opens the index dir (openIndex) in a goroutine.
+func startOpen(dir string) *opening {
+	o := &opening{dir: dir, done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		o.a, o.err = openIndex(dir)
+	}()
+	return o
+}
+
+// take returns the opened index; it is then the caller's to close.
+func (o *opening) take() (*pcapflow.Archive, error) {
+	<-o.done
+	o.taken = true
+	return o.a, o.err
+}
+
+// discard waits for the open and closes what it opened, unless it was
+// taken: nothing is left open (nor its lock held) when a command stops
+// early. A nil o is none.
+func (o *opening) discard() {
+	if o == nil {
+		return
+	}
+	<-o.done
+	if !o.taken && o.err == nil {
+		o.a.Close()
+	}
+	o.taken = true
+}
+
 func openIndex(dir string) (*pcapflow.Archive, error) {
 	st, err := os.Stat(dir)
 	switch {
