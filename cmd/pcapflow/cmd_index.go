@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/pcapflow/pcapflow"
@@ -124,6 +125,21 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "; %d already indexed", len(res.Skipped))
 		}
 		fmt.Fprintln(e.stderr)
+	}
+	if res != nil && err == nil {
+		if n := len(res.NotCaptures); n > 0 {
+			e.warn(fmt.Errorf("passed over %d %s that %s not a capture (such as %s)", n, pluralInt(n, "file", "files"), pluralInt(n, "is", "are"), res.NotCaptures[0]))
+		}
+		if len(res.Added) == 0 && len(res.Errors) == 0 {
+			// Said, not silent: a cron line over a directory that holds
+			// nothing new, or nothing at all (a sensor that stopped
+			// writing, a mistyped path) is told which.
+			if n := len(res.Skipped); n > 0 {
+				fmt.Fprintf(e.stderr, "nothing new for %s: %d %s already indexed\n", dir, n, pluralInt(n, "capture", "captures"))
+				return nil
+			}
+			return fmt.Errorf("no captures in %s: nothing to index", strings.Join(rest, " "))
+		}
 	}
 	if res != nil {
 		if err == nil && len(res.Errors) > 0 {

@@ -142,3 +142,50 @@ func TestBadFilterFirst(t *testing.T) {
 		t.Fatalf("index after the bad filters: %+v", r)
 	}
 }
+
+// TestNoCapturesFound: captures given that hold none (an empty
+// directory, one of other files) are an error that names them; a query
+// with -i never answers the whole archive for them, and an index run
+// over nothing new says so.
+func TestNoCapturesFound(t *testing.T) {
+	p := basicCapture(t)
+	idx := filepath.Join(t.TempDir(), "idx")
+	if r := runCLI(t, nil, "index", "-i", idx, p); r.code != 0 {
+		t.Fatalf("index: %+v", r)
+	}
+	empty := t.TempDir()
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("not a capture\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	newIdx := filepath.Join(t.TempDir(), "new")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // in stderr
+	}{
+		{"count -i of an empty directory", []string{"count", "-i", idx, empty, "tcp"}, []string{"no captures in " + empty}},
+		{"flows of an empty directory", []string{"flows", empty}, []string{"no captures in " + empty}},
+		{"extract -i of a directory of other files", []string{"extract", "-i", idx, "-w", filepath.Join(t.TempDir(), "o.pcap"), other, "tcp"},
+			[]string{"passed over 1 file", "notes.txt", "no captures in " + other}},
+		{"index of an empty directory", []string{"index", "-i", newIdx, empty}, []string{"no captures in " + empty, "nothing to index"}},
+		{"index of a directory of other files", []string{"index", "-i", newIdx, other}, []string{"passed over 1 file", "no captures in " + other}},
+	} {
+		r := runCLI(t, nil, tc.args...)
+		if r.code != 1 || r.stdout != "" {
+			t.Errorf("%s: want exit 1 and no output: %+v", tc.name, r)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr lacks %q: %+v", tc.name, w, r)
+			}
+		}
+	}
+	if _, err := os.Stat(newIdx); !os.IsNotExist(err) {
+		t.Errorf("an index run over no captures left %s (%v)", newIdx, err)
+	}
+	r := runCLI(t, nil, "index", "-i", idx, p)
+	if r.code != 0 || !strings.Contains(r.stderr, "nothing new for "+idx+": 1 capture already indexed") {
+		t.Errorf("index again: want exit 0 and 'nothing new': %+v", r)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,11 @@ func expandCaptures(e *env, args []string) ([]string, error) {
 	}
 	if n := len(skipped); n > 0 {
 		e.warn(fmt.Errorf("passed over %d %s that %s not a capture (such as %s)", n, pluralInt(n, "file", "files"), pluralInt(n, "is", "are"), skipped[0]))
+	}
+	if len(caps) == 0 {
+		// Never the whole archive (with -i) nor "no capture given" for
+		// captures that were given: a directory that holds none.
+		return nil, fmt.Errorf("no captures in %s", strings.Join(args, " "))
 	}
 	return caps, nil
 }
