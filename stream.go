@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"iter"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/pcapflow/pcapflow/flow"
@@ -230,8 +232,18 @@ func (a *Archive) StreamsToDir(ctx context.Context, dir string, ids []uint64, o 
 	if err := a.CheckOutput(filepath.Join(dir, "x")); err != nil {
 		return res, fmt.Errorf("%s: %w", dir, ErrOutputIsInput)
 	}
+	// A file in dir's place is refused, --force or not: the publish
+	// would remove it to rename the staging directory there.
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return res, &fs.PathError{Op: "streams", Path: dir, Err: syscall.ENOTDIR}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, err
+	}
 	ents, err := os.ReadDir(dir)
-	if err == nil && len(ents) > 0 && !d.Force {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, err
+	}
+	if len(ents) > 0 && !d.Force {
 		return res, fmt.Errorf("%s: %w and is not empty", dir, ErrOutputExists)
 	}
 	flows, err := a.streamFlows(ctx, ids, &res)

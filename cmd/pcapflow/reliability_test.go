@@ -168,6 +168,24 @@ func TestOutputSafety(t *testing.T) {
 	if b, _ := os.ReadFile(out); string(b) != "precious" {
 		t.Error("existing output changed")
 	}
+	// A file where streams -O wants its directory is refused, --force or
+	// not, and kept: publishing would remove it to put the directory
+	// there.
+	for _, force := range []bool{false, true} {
+		args := []string{"streams", p, "-O", out}
+		if force {
+			args = append(args, "--force")
+		}
+		if r := runCLI(t, nil, append(args, "tcp")...); r.code != 1 || !strings.Contains(r.stderr, "not a directory") {
+			t.Errorf("streams -O onto a file (force %v): %+v", force, r)
+		}
+		if b, _ := os.ReadFile(out); string(b) != "precious" {
+			t.Fatalf("streams -O onto a file (force %v) changed it", force)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".x.pcap.partial-*")); len(left) > 0 {
+		t.Errorf("staging directory left: %v", left)
+	}
 	// A failing extraction (the capture shrinks under the index) leaves
 	// neither a partial output nor a temporary file.
 	runCLI(t, nil, "index", p)
