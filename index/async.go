@@ -11,7 +11,10 @@ import (
 // of records and the store's writes then run beside the table instead of
 // after it, on a second core.
 type asyncSink struct {
-	dst  ingestSink
+	dst ingestSink
+	// ps, when set (newIngest sets it), are the postings this sink's
+	// goroutine keeps for the table (post, endedSlots).
+	ps   *postings
 	cur  *eventBatch
 	out  chan *eventBatch
 	free chan *eventBatch
@@ -30,6 +33,7 @@ const (
 	evCheckpoints
 	evCapture
 	evResume
+	evEndedSlots
 )
 
 // sinkEvent is one call to the sink. Flows, postings and bytes live in
@@ -41,9 +45,17 @@ type sinkEvent struct {
 	n      uint32
 	id     uint64
 	ref    PacketRef
-	at     int // first flow (batch.flows) or ended flow (batch.ends), or offset in data
+	at     int // first flow (batch.flows) or ended flow (batch.ends, batch.slots), or offset in data
 	len    int
 	info   *CaptureInfo
+	pk     int // packets posted before it (batch.pks)
+}
+
+// postRec is a packet of flow id, in table slot slot, for the postings.
+type postRec struct {
+	slot int32
+	ref  PacketRef
+	id   uint64
 }
 
 // endedPost is a copy of an ended flow's postings.
@@ -61,6 +73,14 @@ type eventBatch struct {
 	posts []endedPost
 	data  []byte
 	offs  []int64
+	pks   []postRec
+	slots []int32
+}
+
+// event appends e, after the packets posted so far.
+func (b *eventBatch) event(e sinkEvent) {
+	e.pk = len(b.pks)
+	b.evs = append(b.evs, e)
 }
 
 // batchFlows bounds the flows a batch carries before it is sent: a jump
@@ -75,6 +95,7 @@ func (b *eventBatch) reset() {
 		return
 	}
 	b.evs, b.flows, b.posts, b.data, b.offs = b.evs[:0], b.flows[:0], b.posts[:0], b.data[:0], b.offs[:0]
+	b.pks, b.slots = b.pks[:0], b.slots[:0]
 }
 
 func newAsyncSink(dst ingestSink) *asyncSink {
@@ -114,7 +135,7 @@ func (a *asyncSink) error() error {
 
 // flush sends the events gathered so far.
 func (a *asyncSink) flush() {
-	if len(a.cur.evs) == 0 {
+	if len(a.cur.evs) == 0 && len(a.cur.pks) == 0 {
 		return
 	}
 	a.out <- a.cur
@@ -132,8 +153,22 @@ func (a *asyncSink) close() error {
 func (a *asyncSink) apply(b *eventBatch) error {
 	var ends [2]endedFlow
 	var posts [2]postingBuf
+	pk := 0
+	// post adds the packets posted before event (or batch) end.
+	post := func(end int) error {
+		for ; pk < end; pk++ {
+			r := &b.pks[pk]
+			if err := a.ps.add(r.slot, r.id, r.ref, a.dst); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for i := range b.evs {
 		e := &b.evs[i]
+		if err := post(e.pk); err != nil {
+			return err
+		}
 		var err error
 		switch e.kind {
 		case evStarted:
@@ -147,6 +182,14 @@ func (a *asyncSink) apply(b *eventBatch) error {
 				ends[j] = endedFlow{f: &b.flows[e.len+j], chunks: p.chunks, post: &posts[j]}
 			}
 			err = a.dst.ended(ends[:e.nflows])
+		case evEndedSlots:
+			for j := 0; j < int(e.nflows); j++ {
+				ends[j] = a.ps.ended(b.slots[e.at+j], &b.flows[e.len+j])
+			}
+			err = a.dst.ended(ends[:e.nflows])
+			for j := 0; j < int(e.nflows); j++ {
+				a.ps.release(b.slots[e.at+j])
+			}
 		case evInCapture:
 			a.dst.inCapture(e.id, e.ci)
 		case evCheckpoints:
@@ -160,19 +203,41 @@ func (a *asyncSink) apply(b *eventBatch) error {
 			return err
 		}
 	}
-	return nil
+	return post(len(b.pks))
+}
+
+// post hands the sink's goroutine a packet of flow id, in table slot
+// fi, for its postings (ps).
+func (a *asyncSink) post(fi int32, id uint64, r PacketRef) {
+	a.cur.pks = append(a.cur.pks, postRec{fi, r, id})
+}
+
+// endedSlots is ended for the postings ps keeps: the flows of the
+// connection that ended and their slots, whose postings the sink's
+// goroutine hands on and then frees.
+func (a *asyncSink) endedSlots(ends []flow.Ended) {
+	b := a.cur
+	e := sinkEvent{kind: evEndedSlots, nflows: uint8(len(ends)), at: len(b.slots), len: len(b.flows)}
+	for _, x := range ends {
+		b.flows = append(b.flows, *x.Flow)
+		b.slots = append(b.slots, x.Slot)
+	}
+	b.event(e)
+	if len(b.flows) >= batchFlows {
+		a.flush()
+	}
 }
 
 func (a *asyncSink) started(f *flow.Flow, first PacketRef) error {
 	b := a.cur
 	b.flows = append(b.flows, *f)
-	b.evs = append(b.evs, sinkEvent{kind: evStarted, at: len(b.flows) - 1, ref: first})
+	b.event(sinkEvent{kind: evStarted, at: len(b.flows) - 1, ref: first})
 	return a.error()
 }
 
 func (a *asyncSink) chunk(id uint64, n uint32, data []byte) error {
 	b := a.cur
-	b.evs = append(b.evs, sinkEvent{kind: evChunk, id: id, n: n, at: len(b.data), len: len(data)})
+	b.event(sinkEvent{kind: evChunk, id: id, n: n, at: len(b.data), len: len(data)})
 	b.data = append(b.data, data...)
 	return nil
 }
@@ -185,7 +250,7 @@ func (a *asyncSink) ended(flows []endedFlow) error {
 		b.posts = append(b.posts, endedPost{chunks: f.chunks, n: f.post.n, last: f.post.last, off: len(b.data), len: len(f.post.buf)})
 		b.data = append(b.data, f.post.buf...)
 	}
-	b.evs = append(b.evs, e)
+	b.event(e)
 	if len(b.flows) >= batchFlows {
 		a.flush()
 	}
@@ -193,24 +258,24 @@ func (a *asyncSink) ended(flows []endedFlow) error {
 }
 
 func (a *asyncSink) inCapture(id uint64, ci int) {
-	a.cur.evs = append(a.cur.evs, sinkEvent{kind: evInCapture, id: id, ci: ci})
+	a.cur.event(sinkEvent{kind: evInCapture, id: id, ci: ci})
 }
 
 func (a *asyncSink) resumePoint(ci int, out int64, v []byte) error {
 	b := a.cur
-	b.evs = append(b.evs, sinkEvent{kind: evResume, ci: ci, id: uint64(out), at: len(b.data), len: len(v)})
+	b.event(sinkEvent{kind: evResume, ci: ci, id: uint64(out), at: len(b.data), len: len(v)})
 	b.data = append(b.data, v...)
 	return a.error()
 }
 
 func (a *asyncSink) checkpoints(ci, n int, offs []int64) error {
 	b := a.cur
-	b.evs = append(b.evs, sinkEvent{kind: evCheckpoints, ci: ci, n: uint32(n), at: len(b.offs), len: len(offs)})
+	b.event(sinkEvent{kind: evCheckpoints, ci: ci, n: uint32(n), at: len(b.offs), len: len(offs)})
 	b.offs = append(b.offs, offs...)
 	return nil
 }
 
 func (a *asyncSink) capture(ci int, info *CaptureInfo) error {
-	a.cur.evs = append(a.cur.evs, sinkEvent{kind: evCapture, ci: ci, info: info})
+	a.cur.event(sinkEvent{kind: evCapture, ci: ci, info: info})
 	return nil
 }

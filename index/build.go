@@ -354,10 +354,10 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 		if err != nil {
 			return nil, err
 		}
-		p := g.posts.at(int32(lc.n - 1))
+		p := g.ps.slots.at(int32(lc.n - 1))
 		p.chunks, _ = tailSplit(f.Packets)
 		for _, ref := range refs {
-			p.add(ref, &g.pool)
+			p.add(ref, &g.ps.pool)
 		}
 		return f, nil
 	})
@@ -696,7 +696,7 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 		fi := liveSlots[i]
 		var lf liveFlow
 		t.Snapshot(fi, &lf.f)
-		p := g.posts.at(fi)
+		p := g.ps.slots.at(fi)
 		lf.chunks, lf.post = p.chunks, &p.postingBuf
 		return lf
 	}
