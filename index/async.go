@@ -27,13 +27,11 @@ type eventKind uint8
 
 const (
 	evStarted eventKind = iota
-	evChunk
 	evEnded
 	evInCapture
 	evCheckpoints
 	evCapture
 	evResume
-	evEndedSlots
 )
 
 // sinkEvent is one call to the sink. Flows, postings and bytes live in
@@ -45,7 +43,7 @@ type sinkEvent struct {
 	n      uint32
 	id     uint64
 	ref    PacketRef
-	at     int // first flow (batch.flows) or ended flow (batch.ends, batch.slots), or offset in data
+	at     int // first flow (batch.flows), first slot of an ended connection (batch.slots), or offset in data
 	len    int
 	info   *CaptureInfo
 	pk     int // packets posted before it (batch.pks)
@@ -58,19 +56,9 @@ type postRec struct {
 	id   uint64
 }
 
-// endedPost is a copy of an ended flow's postings.
-type endedPost struct {
-	chunks uint32
-	n      int32
-	last   PacketRef
-	off    int // its buffer in batch.data
-	len    int
-}
-
 type eventBatch struct {
 	evs   []sinkEvent
 	flows []flow.Flow
-	posts []endedPost
 	data  []byte
 	offs  []int64
 	pks   []postRec
@@ -94,7 +82,7 @@ func (b *eventBatch) reset() {
 		*b = eventBatch{} // let a batch that a burst grew go
 		return
 	}
-	b.evs, b.flows, b.posts, b.data, b.offs = b.evs[:0], b.flows[:0], b.posts[:0], b.data[:0], b.offs[:0]
+	b.evs, b.flows, b.data, b.offs = b.evs[:0], b.flows[:0], b.data[:0], b.offs[:0]
 	b.pks, b.slots = b.pks[:0], b.slots[:0]
 }
 
@@ -152,7 +140,6 @@ func (a *asyncSink) close() error {
 
 func (a *asyncSink) apply(b *eventBatch) error {
 	var ends [2]endedFlow
-	var posts [2]postingBuf
 	pk := 0
 	// post adds the packets posted before event (or batch) end.
 	post := func(end int) error {
@@ -173,16 +160,7 @@ func (a *asyncSink) apply(b *eventBatch) error {
 		switch e.kind {
 		case evStarted:
 			err = a.dst.started(&b.flows[e.at], e.ref)
-		case evChunk:
-			err = a.dst.chunk(e.id, e.n, b.data[e.at:e.at+e.len])
 		case evEnded:
-			for j := 0; j < int(e.nflows); j++ {
-				p := &b.posts[e.at+j]
-				posts[j] = postingBuf{buf: b.data[p.off : p.off+p.len], n: p.n, last: p.last}
-				ends[j] = endedFlow{f: &b.flows[e.len+j], chunks: p.chunks, post: &posts[j]}
-			}
-			err = a.dst.ended(ends[:e.nflows])
-		case evEndedSlots:
 			for j := 0; j < int(e.nflows); j++ {
 				ends[j] = a.ps.ended(b.slots[e.at+j], &b.flows[e.len+j])
 			}
@@ -217,7 +195,7 @@ func (a *asyncSink) post(fi int32, id uint64, r PacketRef) {
 // goroutine hands on and then frees.
 func (a *asyncSink) endedSlots(ends []flow.Ended) {
 	b := a.cur
-	e := sinkEvent{kind: evEndedSlots, nflows: uint8(len(ends)), at: len(b.slots), len: len(b.flows)}
+	e := sinkEvent{kind: evEnded, nflows: uint8(len(ends)), at: len(b.slots), len: len(b.flows)}
 	for _, x := range ends {
 		b.flows = append(b.flows, *x.Flow)
 		b.slots = append(b.slots, x.Slot)
@@ -233,28 +211,6 @@ func (a *asyncSink) started(f *flow.Flow, first PacketRef) error {
 	b.flows = append(b.flows, *f)
 	b.event(sinkEvent{kind: evStarted, at: len(b.flows) - 1, ref: first})
 	return a.error()
-}
-
-func (a *asyncSink) chunk(id uint64, n uint32, data []byte) error {
-	b := a.cur
-	b.event(sinkEvent{kind: evChunk, id: id, n: n, at: len(b.data), len: len(data)})
-	b.data = append(b.data, data...)
-	return nil
-}
-
-func (a *asyncSink) ended(flows []endedFlow) error {
-	b := a.cur
-	e := sinkEvent{kind: evEnded, nflows: uint8(len(flows)), at: len(b.posts), len: len(b.flows)}
-	for _, f := range flows {
-		b.flows = append(b.flows, *f.f)
-		b.posts = append(b.posts, endedPost{chunks: f.chunks, n: f.post.n, last: f.post.last, off: len(b.data), len: len(f.post.buf)})
-		b.data = append(b.data, f.post.buf...)
-	}
-	b.event(e)
-	if len(b.flows) >= batchFlows {
-		a.flush()
-	}
-	return nil
 }
 
 func (a *asyncSink) inCapture(id uint64, ci int) {

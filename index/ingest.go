@@ -100,14 +100,21 @@ func (o *Options) warn(err error) {
 // ingestSink receives what reading captures produces: flows as their
 // connections end, posting chunks, record checkpoints and captures.
 type ingestSink interface {
-	// started is a flow that just started (its key and first packet's
-	// attributes are set); first is that packet.
-	started(f *flow.Flow, first PacketRef) error
+	eventSink
 	// chunk is a full posting chunk of flow id, its n-th.
 	chunk(id uint64, n uint32, b []byte) error
 	// ended is a connection that ended: its flows (one or two, in ID
 	// order), each with its postings not yet in full chunks.
 	ended(flows []endedFlow) error
+}
+
+// eventSink is the part of an ingestSink that does not need the
+// postings: an asyncSink is one, and keeps the postings itself to make
+// the chunks and ended flows of the sink it feeds.
+type eventSink interface {
+	// started is a flow that just started (its key and first packet's
+	// attributes are set); first is that packet.
+	started(f *flow.Flow, first PacketRef) error
 	// inCapture says flow id has packets in capture ci.
 	inCapture(id uint64, ci int)
 	// checkpoints are the offsets of capture ci's records n*K*1024,
@@ -126,11 +133,13 @@ type ingestSink interface {
 // direction.
 type ingest struct {
 	opts *Options
-	sink ingestSink
+	sink eventSink
 	t    *flow.Table
 	ps   postings
-	// async is sink when it is an asyncSink: it then owns ps for the run,
-	// and post and ended hand it slots and references instead.
+	// Either own is sink, synchronous, and the table's goroutine keeps ps
+	// and hands it the chunks and ended flows; or async is sink, which
+	// owns ps for the run: post and ended hand it slots and references.
+	own   ingestSink
 	async *asyncSink
 	caps  map[int]*capState
 	errs  []error   // captures that could not be (fully) read
@@ -243,10 +252,15 @@ func (t *postingSlots) at(i int32) *slotPosting {
 	return &t.chunks[i>>postingSlotBits][i&(1<<postingSlotBits-1)]
 }
 
-func newIngest(opts *Options, sink ingestSink, firstID uint64) *ingest {
+func newIngest(opts *Options, sink eventSink, firstID uint64) *ingest {
 	g := &ingest{opts: opts, sink: sink, caps: map[int]*capState{}, cur: -1}
-	if a, ok := sink.(*asyncSink); ok {
-		g.async, a.ps = a, &g.ps
+	switch s := sink.(type) {
+	case *asyncSink:
+		g.async, s.ps = s, &g.ps
+	case ingestSink:
+		g.own = s
+	default:
+		panic("index: an ingest's sink keeps no postings")
 	}
 	g.t = flow.NewTable(flow.Options{
 		FirstID:      firstID,
@@ -278,7 +292,7 @@ func (g *ingest) post(fi int32, r PacketRef) {
 		g.async.post(fi, id, r)
 		return
 	}
-	if err := g.ps.add(fi, id, r, g.sink); err != nil && g.werr == nil {
+	if err := g.ps.add(fi, id, r, g.own); err != nil && g.werr == nil {
 		g.werr = err
 	}
 }
@@ -300,7 +314,7 @@ func (g *ingest) ended(ends []flow.Ended) {
 	for i, e := range ends {
 		efs[i] = g.ps.ended(e.Slot, e.Flow)
 	}
-	if err := g.sink.ended(efs[:len(ends)]); err != nil && g.werr == nil {
+	if err := g.own.ended(efs[:len(ends)]); err != nil && g.werr == nil {
 		g.werr = err
 	}
 	for _, e := range ends {
