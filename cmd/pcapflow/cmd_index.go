@@ -127,9 +127,7 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stderr)
 	}
 	if res != nil && err == nil {
-		if n := len(res.NotCaptures); n > 0 {
-			e.warn(fmt.Errorf("passed over %d %s that %s not a capture (such as %s)", n, pluralInt(n, "file", "files"), pluralInt(n, "is", "are"), res.NotCaptures[0]))
-		}
+		e.warnSkipped(res.NotCaptures)
 		if len(res.Added) == 0 && len(res.Errors) == 0 {
 			// Said, not silent: a cron line over a directory that holds
 			// nothing new, or nothing at all (a sensor that stopped

@@ -101,15 +101,21 @@ func expandCaptures(e *env, args []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := len(skipped); n > 0 {
-		e.warn(fmt.Errorf("passed over %d %s that %s not a capture (such as %s)", n, pluralInt(n, "file", "files"), pluralInt(n, "is", "are"), skipped[0]))
-	}
+	e.warnSkipped(skipped)
 	if len(caps) == 0 {
 		// Never the whole archive (with -i) nor "no capture given" for
 		// captures that were given: a directory that holds none.
 		return nil, fmt.Errorf("no captures in %s", strings.Join(args, " "))
 	}
 	return caps, nil
+}
+
+// warnSkipped counts the files of directories given that are not
+// captures, when there are any.
+func (e *env) warnSkipped(skipped []string) {
+	if n := len(skipped); n > 0 {
+		e.warn(fmt.Errorf("passed over %d %s that %s not a capture (such as %s)", n, pluralInt(n, "file", "files"), pluralInt(n, "is", "are"), skipped[0]))
+	}
 }
 
 // openSource opens what a query command answers from: -i INDEX, the
@@ -190,7 +196,6 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 	return a, nil
 }
 
-// openIndex opens -i DIR, saying what DIR is when it is no index.
 // opening is an index being opened in a goroutine of its own.
 type opening struct {
 	dir   string
@@ -231,6 +236,7 @@ func (o *opening) discard() {
 	o.taken = true
 }
 
+// openIndex opens -i DIR, saying what DIR is when it is no index.
 func openIndex(dir string) (*pcapflow.Archive, error) {
 	st, err := os.Stat(dir)
 	switch {
