@@ -10,3 +10,10 @@ func (t *Table) NeverCompactDeadlines() { t.compactAt = math.MaxInt }
 
 // NoWarm turns warmNext off for t (tests compare).
 func (t *Table) NoWarm() { t.noWarm = true }
+
+// ReverseHash is reverseHash (tests check it against hashing the
+// reverse key).
+func ReverseHash(k *Key) (got, want uint64) {
+	r := k.Reverse()
+	return reverseHash(k, &r, hashKey(k)), hashKey(&r)
+}

@@ -19,6 +19,14 @@ type keyIndex struct {
 	n     int
 }
 
+// hashKey hashes k so that the two directions of a conversation share
+// a home slot: the endpoints are hashed in a fixed order, and the top
+// bit, which is the tag's top bit and never in a slot mask (the table
+// holds at most 2^31 slots), says which endpoint came first. A new
+// flow's lookup of its reverse (every new flow makes one) then probes
+// the cache line of slots its own lookup just read, and its hash is
+// the key's with that bit flipped (reverseHash) instead of a second
+// hash of a reversed key.
 func hashKey(k *Key) uint64 {
 	const (
 		c1 = 0xa0761d6478bd642f
@@ -32,12 +40,35 @@ func hashKey(k *Key) uint64 {
 	}
 	s0, s1 := binary.LittleEndian.Uint64(k.Src[:8]), binary.LittleEndian.Uint64(k.Src[8:])
 	d0, d1 := binary.LittleEndian.Uint64(k.Dst[:8]), binary.LittleEndian.Uint64(k.Dst[8:])
-	p := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32 | uint64(k.IPVersion)<<40 | uint64(k.NumVLAN)<<48
+	sp, dp := k.SrcPort, k.DstPort
+	swap := s0 > d0 || s0 == d0 && (s1 > d1 || s1 == d1 && sp > dp)
+	if swap {
+		s0, s1, sp, d0, d1, dp = d0, d1, dp, s0, s1, sp
+	}
+	p := uint64(sp) | uint64(dp)<<16 | uint64(k.Proto)<<32 | uint64(k.IPVersion)<<40 | uint64(k.NumVLAN)<<48
 	v := uint64(k.VLAN[0]) | uint64(k.VLAN[1])<<16 | uint64(k.VLAN[2])<<32 | uint64(k.VLAN[3])<<48
 	h := mix(s0^c1, s1^c2)
 	h = mix(h^d0, d1^c3)
 	h = mix(h^p, v^uint64(k.Tunnel)<<32^uint64(k.TunnelID)^uint64(k.TunnelType)<<56^c4)
-	return mix(h^c1, c2)
+	h = mix(h^c1, c2) &^ (1 << 63)
+	if swap {
+		h |= 1 << 63
+	}
+	return h
+}
+
+// reverseHash is hashKey(&r) for r = k.Reverse(), given h = hashKey(k).
+// Where the reverse swaps the endpoints, the two hashes differ in their
+// top bit alone, unless the endpoints are the same (then r is k); an
+// ICMP message's reverse changes its type, so its hash is computed.
+func reverseHash(k, r *Key, h uint64) uint64 {
+	switch {
+	case k.Proto == pcapio.ProtoICMP || k.Proto == pcapio.ProtoICMPv6:
+		return hashKey(r)
+	case k.Src == k.Dst && k.SrcPort == k.DstPort:
+		return h
+	}
+	return h ^ 1<<63
 }
 
 func (x *keyIndex) init() { x.slots = make([]uint64, 1<<16) }
@@ -184,7 +215,13 @@ func (t *Table) Prefetch(hashes []uint64) {
 	hashes = hashes[:min(len(hashes), most)]
 	mask := uint64(len(t.keys.slots) - 1)
 	for i, h := range hashes {
-		slots[i] = t.keys.slots[(h>>32)&mask]
+		j := (h >> 32) & mask
+		slots[i] = t.keys.slots[j]
+		// Both directions of a conversation share a home slot: the flow
+		// may be in the next one, which is nearly always in the same line.
+		if s := slots[i]; s != 0 && s>>32 != h>>32 {
+			slots[i] = t.keys.slots[(j+1)&mask]
+		}
 	}
 	var sum uint64
 	var conns [most]int32

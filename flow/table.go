@@ -460,7 +460,7 @@ func (t *Table) lookup(k *Key, h uint64, p *pcapio.Packet, ts int64) int32 {
 			// sequence number is a late retransmission and stays in it),
 			// unless the other direction already started a newer one (its
 			// SYN came first): then this packet belongs to that one.
-			if ri, rok := t.reverse(*k); rok {
+			if ri, rok := t.reverse(k, h); rok {
 				if rc := t.conn(t.Flow(ri).conn); rc.serial > c.serial {
 					return t.newFlow(*k, p, ts, t.Flow(ri).conn)
 				}
@@ -470,7 +470,7 @@ func (t *Table) lookup(k *Key, h uint64, p *pcapio.Packet, ts int64) int32 {
 		// Port reuse: a new connection on an ended one's key.
 	}
 	ci := int32(-1)
-	if ri, rok := t.reverse(*k); rok {
+	if ri, rok := t.reverse(k, h); rok {
 		rc := t.conn(t.Flow(ri).conn)
 		side := 1 - t.sideOf(rc, ri)
 		if rc.flows[side] < 0 && !(k.Proto == pcapio.ProtoTCP && rc.ended && p.TCPFlags&(pcapio.TCPSyn|pcapio.TCPAck) == pcapio.TCPSyn) {
@@ -482,9 +482,9 @@ func (t *Table) lookup(k *Key, h uint64, p *pcapio.Packet, ts int64) int32 {
 
 // reverse finds the current flow of the opposite direction: the exact
 // reverse key, else the same reverse key with or without VLAN tags.
-func (t *Table) reverse(k Key) (int32, bool) {
+func (t *Table) reverse(k *Key, h uint64) (int32, bool) {
 	r := k.Reverse()
-	if fi := t.get(&r); fi >= 0 {
+	if fi := t.getHashed(&r, reverseHash(k, &r, h)); fi >= 0 {
 		return fi, true
 	}
 	if r.NumVLAN > 0 {
