@@ -126,6 +126,7 @@ type Table struct {
 	conns    [][]conn
 	nconns   int32
 	freeC    []int32
+	ends     [2]Ended // endConn's, to OnEnd: a local escapes, 21 MB of garbage on the 2 GB real capture
 	nextID   uint64
 	serial   uint64 // connections made so far: orders them by age
 	live     int
@@ -719,7 +720,7 @@ func (t *Table) Snapshot(fi int32, out *Flow) { t.finish(fi, out) }
 // their slots freed.
 func (t *Table) endConn(ci int32) {
 	c := t.conn(ci)
-	var ends [2]Ended
+	ends := &t.ends
 	n := 0
 	for _, fi := range c.flows {
 		if fi >= 0 {

@@ -80,7 +80,7 @@ func (l *idList) emit(w *writer) error {
 	if l == nil || l.n == 0 {
 		return nil
 	}
-	ids := make([]uint64, 0, l.n)
+	ids := w.ids[:0]
 	prev := l.key.first
 	for b := l.buf; len(b) > 0; {
 		d, k := binary.Uvarint(b)
@@ -88,7 +88,9 @@ func (l *idList) emit(w *writer) error {
 		ids = append(ids, prev)
 		b = b[k:]
 	}
-	err := w.set(l.key.encode(), appendIDs(nil, l.key.first, ids))
+	w.ids = ids
+	w.val = appendIDs(w.val[:0], l.key.first, ids)
+	err := w.set(l.key.encode(), w.val)
 	l.n, l.buf = 0, l.buf[:0]
 	return err
 }
@@ -120,7 +122,8 @@ func (l *finalList) emit(w *writer, bitmap *[]uint64) error {
 		n := min(len(ids), maxListIDs)
 		k := l.key
 		k.first = ids[0]
-		if err := w.set(k.encode(), appendIDs(nil, ids[0], ids[:n])); err != nil {
+		w.val = appendIDs(w.val[:0], ids[0], ids[:n])
+		if err := w.set(k.encode(), w.val); err != nil {
 			return err
 		}
 		ids = ids[n:]
