@@ -139,8 +139,9 @@ func openedArchive(s *index.Store, dir string) *Archive {
 }
 
 // Warnings are what was said of the captures when they were read that
-// did not fail them: a capture cut off in its last record. (Damage is
-// Err.)
+// did not fail them (a capture cut off in its last record), and the
+// captures that grew since (*GrownError: still being written, their
+// bytes after the indexed ones in no answer). (Damage is Err.)
 func (a *Archive) Warnings() []string {
 	var out []string
 	if a.store == nil {
@@ -149,6 +150,29 @@ func (a *Archive) Warnings() []string {
 	for _, c := range a.r.Captures() {
 		if c.Warning != "" && !c.Damaged {
 			out = append(out, c.Warning)
+		}
+	}
+	for _, g := range a.Grown() {
+		out = append(out, g.Error())
+	}
+	return out
+}
+
+// Grown lists the captures of an index that grew after they were indexed
+// (they were still being written): it answers for the bytes it read of
+// them, and the rest are in no answer. A scan reads them whole.
+func (a *Archive) Grown() []*GrownError {
+	if a.store == nil {
+		return nil
+	}
+	var out []*GrownError
+	for i, c := range a.store.Captures() {
+		if n := a.store.Grown(i); n > 0 {
+			path, err := a.store.CapturePath(i)
+			if err != nil {
+				path = c.Path
+			}
+			out = append(out, &GrownError{Capture: path, OldSize: c.Size, NewSize: n})
 		}
 	}
 	return out
@@ -307,3 +331,8 @@ type CaptureErrors = index.CaptureErrors
 
 // StaleError reports a capture that changed after it was indexed.
 type StaleError = index.StaleError
+
+// GrownError describes a capture that grew after it was indexed (it was
+// still being written): a warning, since the index answers for the bytes
+// it read.
+type GrownError = index.GrownError

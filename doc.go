@@ -31,8 +31,9 @@
 //	}
 //
 // A filter that does not parse is a *[SyntaxError]; an index whose
-// capture changed is a *[StaleError]; other failures are the Err values
-// of this package, to be tested with errors.Is.
+// capture changed is a *[StaleError] (one that only grew is answered for
+// what was read of it: [Archive.Grown]); other failures are the Err
+// values of this package, to be tested with errors.Is.
 //
 // # Packets and streams
 //

@@ -228,8 +228,14 @@ func (b *builder) run(ctx context.Context, paths []string) error {
 		}
 		if known[abs] {
 			c := m.captures[slices.IndexFunc(m.captures, func(c CaptureInfo) bool { return c.Path == abs })]
-			if _, err := locateCapture(b.dir, &c); err != nil {
+			_, grown, err := locateCapture(b.dir, &c)
+			if err != nil {
 				return err
+			}
+			if grown > 0 {
+				// Said on every run and every query (Store.Grown): the
+				// bytes it gained are in no answer.
+				b.opts.warn(&GrownError{Capture: p, OldSize: c.Size, NewSize: grown})
 			}
 			b.res.Skipped = append(b.res.Skipped, p)
 			continue

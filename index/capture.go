@@ -61,23 +61,31 @@ func Identify(f *os.File) (size, mtime int64, id string, err error) {
 		return 0, 0, "", err
 	}
 	size, mtime = fi.Size(), fi.ModTime().UnixNano()
+	id, err = identity(f, size)
+	return size, mtime, id, err
+}
+
+// identity is the identity of f's first size bytes: Identify's of the
+// file as it was when it had that size, so that a capture that grew
+// since (still being written) can be told from one that changed.
+func identity(f io.ReaderAt, size int64) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d\n", size)
 	buf := make([]byte, identityBytes)
 	n, err := f.ReadAt(buf[:min(int64(len(buf)), size)], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, "", err
+		return "", err
 	}
 	h.Write(buf[:n])
 	if size > identityBytes {
 		tail := max(size-identityBytes, identityBytes)
 		n, err = f.ReadAt(buf[:size-tail], tail)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, 0, "", err
+			return "", err
 		}
 		h.Write(buf[:n])
 	}
-	return size, mtime, hex.EncodeToString(h.Sum(nil)[:16]), nil
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
 }
 
 // Discovery is what Discover found.

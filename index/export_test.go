@@ -78,3 +78,6 @@ func SetStoredVersion(dir, v string) error {
 	}
 	return db.Close()
 }
+
+// IdentityBytes is how much of each end of a capture its identity hashes.
+const IdentityBytes = identityBytes

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/index"
 	"github.com/pcapflow/pcapflow/internal/capgen"
@@ -190,7 +192,6 @@ func TestStaleCapture(t *testing.T) {
 		t.Fatalf("touched capture: %v", err)
 	}
 	cases := map[string][]byte{
-		"appended":  append(append([]byte(nil), data...), 0),
 		"truncated": data[:len(data)-1],
 		"rewritten": func() []byte { b := append([]byte(nil), data...); b[len(b)-5] ^= 0xff; return b }(),
 	}
@@ -214,6 +215,135 @@ func TestStaleCapture(t *testing.T) {
 	}
 	if _, err := st.CapturePath(0); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "c.pcap") {
 		t.Errorf("missing capture: %v", err)
+	}
+}
+
+// A capture that grew after it was indexed (tcpdump still writing it, a
+// sensor's cron indexing its directory) is not stale: the index answers
+// as before, for the bytes it read, and says that the capture grew.
+// Growth that rewrote what was indexed is stale, as is any other change.
+// An index run passes over the grown capture with that warning and adds
+// the captures that are new.
+func TestGrownCapture(t *testing.T) {
+	c := capgen.New(capgen.Start)
+	for i := range 400 {
+		f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: netip.MustParseAddr("10.9.0.1"),
+			Dst: netip.MustParseAddr("10.9.0.2"), Proto: layers.IPProtocolUDP, SrcPort: uint16(2000 + i%7), DstPort: 53,
+			Payload: []byte(capgen.Text(fmt.Sprint(i), 1000))}
+		c.Add(f.Bytes())
+	}
+	var full bytes.Buffer
+	if err := c.WritePcap(&full, capgen.PcapOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data := full.Bytes()
+	if len(data) < 3*index.IdentityBytes {
+		t.Fatalf("capture of %d bytes: too small to have an unhashed middle", len(data))
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "live.pcap")
+	cut := len(data) / 2 // mid-record, as a writer's buffered flush leaves it
+	os.WriteFile(p, data[:cut], 0o644)
+	idx := filepath.Join(dir, "idx")
+	st := build(t, idx, p)
+	before := jsonOf(t, st)
+	st.Close()
+
+	later := time.Now().Add(time.Hour)
+	check := func(b []byte) (*index.Store, error) {
+		t.Helper()
+		os.WriteFile(p, b, 0o644)
+		os.Chtimes(p, later, later)
+		st, err := index.Open(idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Check(); err != nil {
+			st.Close()
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := check(data)
+	if err != nil {
+		t.Fatalf("grown capture: %v", err)
+	}
+	if g := st.Grown(0); g != int64(len(data)) {
+		t.Errorf("Grown = %d, want %d", g, len(data))
+	}
+	if got := jsonOf(t, st); !bytes.Equal(got, before) {
+		t.Errorf("grown capture: the flows changed:\n%s\nwant\n%s", got, before)
+	}
+	if n := len(extractAll(t, st, []uint64{1, 2, 3})); n == 0 {
+		t.Error("grown capture: nothing extracted")
+	}
+	st.Close()
+
+	flip := func(at int) []byte {
+		b := append([]byte(nil), data...)
+		b[at] ^= 0xff
+		return b
+	}
+	for name, b := range map[string][]byte{
+		"grown, its head rewritten":                  flip(100),
+		"grown, the end of what was indexed changed": flip(cut - 10),
+		"shrunk":             data[:cut-1],
+		"grown from nothing": append(make([]byte, cut), data[cut:]...),
+	} {
+		var se *index.StaleError
+		if st, err := check(b); !errors.As(err, &se) {
+			if st != nil {
+				st.Close()
+			}
+			t.Errorf("%s: got %v, want a StaleError", name, err)
+		}
+	}
+
+	// A capture that grows while it is indexed is read up to the size it
+	// had when the run identified it: the index holds what that identity
+	// describes, and says the capture grew.
+	os.WriteFile(p, data[:cut], 0o644)
+	idx2 := filepath.Join(dir, "idx2")
+	index.SetKillPoint(func(point string) {
+		if point == "capture-identified" {
+			os.WriteFile(p, data, 0o644)
+		}
+	})
+	st = build(t, idx2, p)
+	index.SetKillPoint(func(string) {})
+	if got := jsonOf(t, st); !bytes.Equal(got, before) {
+		t.Errorf("grown while indexed: the flows are not those of the bytes identified:\n%s\nwant\n%s", got, before)
+	}
+	if err := st.Check(); err != nil {
+		t.Errorf("grown while indexed: %v", err)
+	}
+	if c := st.Captures()[0]; c.Size != int64(cut) || st.Grown(0) != int64(len(data)) {
+		t.Errorf("grown while indexed: size %d, grown to %d; want %d, %d", c.Size, st.Grown(0), cut, len(data))
+	}
+	st.Close()
+
+	// An index run over the grown capture and a new one adds the new one
+	// and warns about the grown one.
+	os.WriteFile(p, data, 0o644)
+	next := capgen.New(capgen.Start + 3600e9)
+	f := capgen.Frame{SrcMAC: capgen.MAC(1), DstMAC: capgen.MAC(2), Src: netip.MustParseAddr("10.9.0.3"),
+		Dst: netip.MustParseAddr("10.9.0.2"), Proto: layers.IPProtocolUDP, SrcPort: 3000, DstPort: 53, Payload: []byte("q")}
+	next.Add(f.Bytes())
+	var nb bytes.Buffer
+	next.WritePcap(&nb, capgen.PcapOptions{})
+	p2 := filepath.Join(dir, "next.pcap")
+	os.WriteFile(p2, nb.Bytes(), 0o644)
+	var warned []error
+	res, err := index.Build(context.Background(), idx, []string{p, p2}, index.Options{Warn: func(err error) { warned = append(warned, err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Added) != 1 || res.Added[0].Name != "next.pcap" || len(res.Skipped) != 1 {
+		t.Errorf("added %v, skipped %v: want next.pcap added, live.pcap skipped", res.Added, res.Skipped)
+	}
+	var ge *index.GrownError
+	if len(warned) != 1 || !errors.As(warned[0], &ge) || ge.OldSize != int64(cut) || ge.NewSize != int64(len(data)) {
+		t.Errorf("warnings %v: want one GrownError from %d to %d bytes", warned, cut, len(data))
 	}
 }
 

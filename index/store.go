@@ -30,9 +30,10 @@ type Store struct {
 	provLate   func() ([]uint64, error) // flows with N keys, ascending, decoded on first use
 	liveIDs    func() ([]uint64, error) // flows live at the commit, read on first use
 	pathMu     sync.Mutex
-	paths      []string    // located capture files, by capture index ("" until checked)
-	missing    []bool      // captures not found where they were (packets cannot be read)
-	windows    resumeCoder // decodes gzip checkpoints' windows (resume.go)
+	paths      []string      // located capture files, by capture index ("" until checked)
+	missing    []bool        // captures not found where they were (packets cannot be read)
+	grown      map[int]int64 // captures that grew since indexed: their size now (Grown)
+	windows    resumeCoder   // decodes gzip checkpoints' windows (resume.go)
 	// Interrupted is set when an index run died after this commit: what
 	// it wrote is ignored.
 	Interrupted bool
@@ -270,12 +271,28 @@ func (s *Store) CapturePath(i int) (string, error) {
 	if s.paths[i] != "" {
 		return s.paths[i], nil
 	}
-	p, err := locateCapture(s.dir, &s.meta.captures[i])
+	p, grown, err := locateCapture(s.dir, &s.meta.captures[i])
 	if err != nil {
 		return "", err
 	}
 	s.paths[i] = p
+	if grown > 0 {
+		if s.grown == nil {
+			s.grown = map[int]int64{}
+		}
+		s.grown[i] = grown
+	}
 	return p, nil
+}
+
+// Grown is the size of capture i if it grew after it was indexed (it was
+// still being written), and 0 otherwise, as CapturePath (or Check) found
+// it. The index answers for the bytes it read; the rest are in no
+// answer, since a capture cannot be added to once indexed.
+func (s *Store) Grown(i int) int64 {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	return s.grown[i]
 }
 
 // get reads a key's value (a copy); nil when it is absent.
@@ -536,9 +553,11 @@ func (s *Store) InCapture(ctx context.Context, i int) ([]uint64, error) {
 
 // locateCapture finds an indexed capture (by its absolute path, else by
 // its path relative to the index directory, for a moved archive) and
-// checks that it is unchanged.
-func locateCapture(dir string, c *CaptureInfo) (string, error) {
-	path := c.Path
+// checks that it is unchanged. A capture that only grew, its indexed
+// bytes as they were, is not stale: it is still being written, and the
+// index answers for what it read of it; grown is then its size now.
+func locateCapture(dir string, c *CaptureInfo) (path string, grown int64, err error) {
+	path = c.Path
 	f, err := os.Open(path)
 	if err != nil && c.RelPath != "" {
 		if f2, err2 := os.Open(filepath.Join(dir, c.RelPath)); err2 == nil {
@@ -546,24 +565,33 @@ func locateCapture(dir string, c *CaptureInfo) (string, error) {
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("capture %s indexed in %s: %w", c.Path, dir, err)
+		return "", 0, fmt.Errorf("capture %s indexed in %s: %w", c.Path, dir, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if st.Size() == c.Size && st.ModTime().UnixNano() == c.ModTime {
-		return path, nil
+		return path, 0, nil
+	}
+	if st.Size() > c.Size {
+		id, err := identity(f, c.Size)
+		if err != nil {
+			return "", 0, err
+		}
+		if id == c.Identity {
+			return path, st.Size(), nil
+		}
 	}
 	size, _, id, err := Identify(f)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if id != c.Identity {
-		return "", &StaleError{Index: dir, Capture: path, OldSize: c.Size, NewSize: size}
+		return "", 0, &StaleError{Index: dir, Capture: path, OldSize: c.Size, NewSize: size}
 	}
-	return path, nil
+	return path, 0, nil
 }
 
 // StaleError reports a capture that changed after it was indexed.
@@ -642,4 +670,19 @@ func (s *Store) Live(id uint64) bool {
 	}
 	_, ok := slices.BinarySearch(live, id)
 	return ok
+}
+
+// GrownError describes a capture that grew after it was indexed: a
+// warning, not a failure. The index answers for its first OldSize bytes;
+// the ones after are in no answer, because a capture is read once: it
+// cannot be added to, and what follows it in the archive may already be
+// indexed.
+type GrownError struct {
+	Capture          string
+	OldSize, NewSize int64
+}
+
+func (e *GrownError) Error() string {
+	return fmt.Sprintf("%s: grew from %d to %d bytes after it was indexed (it was still being written): the index answers for its first %d bytes, and the %d after them are in no answer",
+		e.Capture, e.OldSize, e.NewSize, e.OldSize, e.NewSize-e.OldSize)
 }

@@ -202,9 +202,14 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 			fail(fmt.Errorf("%s: %w", src.path, err))
 			return
 		}
+		killPoint("capture-identified")
 		// Read ahead of the decoder: on a cold page cache the disk then
 		// works while the packets already read are decoded and tracked.
-		rd = readahead.New(f)
+		// Read no further than the size Identify saw: of a capture still
+		// being written, the index then holds exactly the bytes its
+		// identity describes, and a later query tells the growth since
+		// from a change (locateCapture).
+		rd = &sizedReader{io.LimitReader(readahead.New(f), info.Size), info.Size}
 	}
 	r, err := pcapio.NewReaderBuffer(rd, src.path, s.spare)
 	s.spare = nil
@@ -305,6 +310,15 @@ func (s *captureStream) end(h *streamHead, b *decodedBatch, err error) {
 	b.events = append(b.events, streamEvent{at: b.n, ci: h.ci, info: h.info, err: err})
 	h.close()
 }
+
+// sizedReader is a file's reader limited to the size it had when it was
+// identified; pcapio.Reader takes its size from Size.
+type sizedReader struct {
+	io.Reader
+	n int64
+}
+
+func (r *sizedReader) Size() int64 { return r.n }
 
 // close closes h's reader and file as soon as it ends: an archive of
 // many captures must not hold every reader's buffer (1 MiB each, and a

@@ -139,7 +139,16 @@ func TestStaleIndexCLI(t *testing.T) {
 	runCLI(t, nil, "index", p)
 	b, _ := os.ReadFile(p)
 	for name, change := range map[string]func(){
-		"appended": func() { os.WriteFile(p, append(b, 0), 0o644) },
+		"rewritten": func() {
+			c := append([]byte(nil), b...)
+			c[len(c)-5] ^= 0xff
+			os.WriteFile(p, c, 0o644)
+		},
+		"grown, its end rewritten": func() {
+			c := append([]byte(nil), b...)
+			c[len(c)-5] ^= 0xff
+			os.WriteFile(p, append(c, 0), 0o644)
+		},
 		"replaced": func() {
 			other := capgen.Files()[1].Make() // same packets, other format
 			os.Remove(p)
@@ -152,6 +161,32 @@ func TestStaleIndexCLI(t *testing.T) {
 			t.Errorf("%s: %+v", name, r)
 		}
 		os.WriteFile(p, b, 0o644)
+	}
+}
+
+// A capture still being written when it was indexed, which then grew: a
+// query answers from the index for what it read, says so and how to read
+// it all; an index run over it (a sensor's cron line) passes over it
+// with the same warning instead of failing. --scan reads it whole.
+func TestGrownCaptureCLI(t *testing.T) {
+	p := basicCapture(t)
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, b[:len(b)*2/3], 0o644)
+	if r := runCLI(t, nil, "index", p); r.code != 0 {
+		t.Fatalf("index of the cut capture: %+v", r)
+	}
+	cut := runCLI(t, nil, "count", p)
+	os.WriteFile(p, b, 0o644)
+	r := runCLI(t, nil, "count", p)
+	if r.code != 0 || r.stdout != cut.stdout || !strings.Contains(r.stderr, "grew from") || !strings.Contains(r.stderr, "--scan") {
+		t.Errorf("count of the grown capture: %+v; want %q, a warning that it grew and what to do", r, cut.stdout)
+	}
+	whole := runCLI(t, nil, "count", "--scan", p)
+	if whole.code != 0 || whole.stdout == cut.stdout {
+		t.Errorf("count --scan: %+v, want more than the index's %q", whole, cut.stdout)
+	}
+	if r := runCLI(t, nil, "index", p); r.code != 0 || !strings.Contains(r.stderr, "grew from") || !strings.Contains(r.stderr, "nothing new") {
+		t.Errorf("index over the grown capture: %+v", r)
 	}
 }
 

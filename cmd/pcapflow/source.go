@@ -147,6 +147,10 @@ func openSource(ctx context.Context, e *env, cf *commonFlags, captures []string,
 		for _, w := range a.Warnings() {
 			e.warn(errors.New(w))
 		}
+		if g := a.Grown(); len(g) > 0 {
+			e.warn(fmt.Errorf("an index cannot add to a capture it holds: --scan reads %s whole; rebuild the index once %s complete (rm -r %s && pcapflow index ...)",
+				pluralInt(len(g), "it", "them"), pluralInt(len(g), "it is", "they are"), dir))
+		}
 		var ce pcapflow.CaptureErrors
 		if errors.As(a.Err(), &ce) {
 			for _, x := range ce {
