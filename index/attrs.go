@@ -299,7 +299,8 @@ func (l *pairList) flush(w *writer, next uint64) error {
 		for len(ids) > 0 {
 			k := min(len(ids), maxListIDs)
 			key := listKey{field: l.field, value: u16Value(uint16(v)), first: ids[0]}
-			if err := w.set(key.encode(), appendIDs(nil, ids[0], ids[:k])); err != nil {
+			w.val = appendIDs(w.val[:0], ids[0], ids[:k])
+			if err := w.set(key.encode(), w.val); err != nil {
 				return err
 			}
 			ids = ids[k:]

@@ -295,7 +295,8 @@ func (s *storeSink) chunk(id uint64, n uint32, b []byte) error {
 		return err
 	}
 	s.refs = refs
-	return s.w.set(chunkKey{id, n}.encode(), appendChunkBits(nil, refs))
+	s.w.val = appendChunkBits(s.w.val[:0], refs)
+	return s.w.set(chunkKey{id, n}.encode(), s.w.val)
 }
 
 func (s *storeSink) ended(flows []endedFlow) error {
@@ -375,7 +376,8 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 		return nil
 	}
 	return set.each(maxListIDs, func(ids []uint64) error {
-		return s.w.set(inCaptureKey{uint32(ci), ids[0]}.encode(), appendIDs(nil, ids[0], ids))
+		s.w.val = appendIDs(s.w.val[:0], ids[0], ids)
+		return s.w.set(inCaptureKey{uint32(ci), ids[0]}.encode(), s.w.val)
 	})
 }
 
