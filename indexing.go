@@ -2,6 +2,7 @@ package pcapflow
 
 import (
 	"context"
+	"time"
 
 	"github.com/pcapflow/pcapflow/index"
 )
@@ -23,6 +24,11 @@ type IndexOptions struct {
 	// MaxPackets, when positive, stops reading each capture after that
 	// many records.
 	MaxPackets int64
+	// Settle, when positive, leaves for a later run the new captures
+	// modified less than Settle ago (a writer may still be appending to
+	// them: an index cannot add to a capture it holds), and those after
+	// them in time order. They are listed in the result's Settling.
+	Settle time.Duration
 }
 
 // IndexResult reports what Index did: the captures added, those already
@@ -47,7 +53,7 @@ func Index(ctx context.Context, dir string, paths []string, o *IndexOptions) (*I
 	if o == nil {
 		o = &IndexOptions{}
 	}
-	opts := index.Options{Settings: o.Settings.index(), KeepSettings: o.KeepSettings, Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
+	opts := index.Options{Settings: o.Settings.index(), KeepSettings: o.KeepSettings, Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets, Settle: o.Settle}
 	return index.Build(ctx, dir, paths, opts)
 }
 
@@ -80,7 +86,7 @@ func OpenIndexer(dir string, o *IndexOptions) (*Indexer, error) {
 	if o == nil {
 		o = &IndexOptions{}
 	}
-	opts := index.Options{Settings: o.Settings.index(), KeepSettings: o.KeepSettings, Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets}
+	opts := index.Options{Settings: o.Settings.index(), KeepSettings: o.KeepSettings, Warn: o.Warn, Progress: o.Progress, MaxPackets: o.MaxPackets, Settle: o.Settle}
 	w, err := index.OpenWriter(dir, opts)
 	if err != nil {
 		return nil, err

@@ -675,3 +675,57 @@ func TestMirroredResponders(t *testing.T) {
 		}
 	}
 }
+
+// Options.Settle leaves the captures modified too recently for a later
+// run, and with them every new capture after them in time order (taken
+// now, one would make the one left older than the archive's end). The
+// runs together give the index of one run over all the captures.
+func TestSettle(t *testing.T) {
+	paths := shiftedCopies(t, capgen.Files()[0].Make(), 3, time.Hour)
+	old := time.Now().Add(-time.Hour)
+	for _, p := range paths {
+		os.Chtimes(p, old, old)
+	}
+	// The middle capture in time is still being written; the last one
+	// is not, but comes after it.
+	now := time.Now()
+	os.Chtimes(paths[1], now, now)
+	idx := filepath.Join(t.TempDir(), "idx")
+	opts := index.Options{Settle: time.Minute}
+	res, err := index.Build(context.Background(), idx, paths, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Added) != 1 || res.Added[0].Name != "copy0.pcap" || !slices.Equal(res.Settling, paths[1:]) {
+		t.Fatalf("first run: added %v, settling %v; want copy0.pcap added, the other two left", res.Added, res.Settling)
+	}
+	os.Chtimes(paths[1], old, old)
+	res, err = index.Build(context.Background(), idx, paths, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Added) != 2 || len(res.Settling) != 0 || len(res.Skipped) != 1 {
+		t.Fatalf("second run: added %v, settling %v, skipped %v; want the other two added", res.Added, res.Settling, res.Skipped)
+	}
+	st, err := index.Open(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mem, err := index.Scan(context.Background(), paths, index.ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := jsonOf(t, st), jsonOf(t, mem); !bytes.Equal(got, want) {
+		t.Errorf("two settled runs differ from a scan of all:\n%s\nwant\n%s", got, want)
+	}
+	// Nothing ready: nothing made.
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	os.Chtimes(paths[0], now, now)
+	if res, err := index.Build(context.Background(), fresh, paths[:1], opts); err != nil || len(res.Settling) != 1 {
+		t.Errorf("all settling: %v, %+v", err, res)
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("all settling: the index was made (%v)", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pcapflow/pcapflow/flow"
@@ -35,7 +36,10 @@ const SchemaVersion = "pcapflow-index/5"
 type BuildResult struct {
 	Added   []CaptureInfo // captures indexed by this run, in time order
 	Skipped []string      // captures already in the index
-	Errors  []error       // captures that could not be read (left out), or only in part (added up to the damage)
+	// Settling are the new captures left for a later run: modified less
+	// than Options.Settle ago, or after one that was (in time order).
+	Settling []string
+	Errors   []error // captures that could not be read (left out), or only in part (added up to the damage)
 	// NotCaptures are files in the directories given that are not
 	// captures (by their content); they were passed over.
 	NotCaptures []string
@@ -245,6 +249,18 @@ func (b *builder) run(ctx context.Context, paths []string) error {
 	}
 	srcs, _, errs := order(fresh, nil)
 	b.res.Errors = append(b.res.Errors, errs...)
+	if settle := b.opts.Settle; settle > 0 {
+		now := time.Now()
+		for i, src := range srcs {
+			if st, err := os.Stat(src.path); err == nil && now.Sub(st.ModTime()) < settle {
+				for _, s := range srcs[i:] {
+					b.res.Settling = append(b.res.Settling, s.path)
+				}
+				srcs = srcs[:i]
+				break
+			}
+		}
+	}
 	if m.gen > 0 {
 		for _, src := range srcs {
 			if !src.empty && src.first < m.clock {

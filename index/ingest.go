@@ -73,6 +73,13 @@ type Options struct {
 	Progress *Progress
 	// Stdin is read for the capture "-" (os.Stdin when nil).
 	Stdin io.Reader
+	// Settle, when positive, leaves for a later run the captures
+	// modified less than Settle before this one began: a writer may still
+	// be appending to them (a sensor's newest file), and an index cannot
+	// add to a capture it holds. With them wait the new captures after
+	// them in time order, which would otherwise make them older than the
+	// archive's end. They are listed in BuildResult.Settling.
+	Settle time.Duration
 	// MaxPackets, when positive, stops reading each capture after that
 	// many records (pcap_flow's --packet-max).
 	MaxPackets int64

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pcapflow/pcapflow"
@@ -37,6 +38,10 @@ options:
                     must be its own
   --close-timeout D a closed TCP connection (RST, or FIN each way) silent
                     for D ends (default 5s, Zeek's tcp_close_delay)
+  --settle D        leave for a later run the captures modified less than D
+                    ago (and those after them in time order): a sensor's
+                    newest file, still being written, waits until it is
+                    complete. For a cron line: index --settle 2m DIR
   --progress        show progress on stderr even when it is not a terminal
 `
 
@@ -46,6 +51,7 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("index", flag.ContinueOnError)
 	cf.register(fs)
 	fs.StringVar(&memLimit, "memory-limit", "260M", "")
+	settle := fs.Duration("settle", 0, "")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -96,11 +102,26 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 	}
 	// Without flow options, an index that exists goes on with its own
 	// (a sensor's cron line need not repeat them); given ones must match.
-	opts := &pcapflow.IndexOptions{Warn: e.warn, Settings: cf.settings(), KeepSettings: !cf.timeoutSet}
+	var grown atomic.Int32
+	warn := func(err error) {
+		var ge *pcapflow.GrownError
+		if errors.As(err, &ge) {
+			grown.Add(1)
+		}
+		e.warn(err)
+	}
+	if *settle < 0 {
+		return usagef("--settle %v: want a duration of 0 or more, such as 2m", *settle)
+	}
+	opts := &pcapflow.IndexOptions{Warn: warn, Settings: cf.settings(), KeepSettings: !cf.timeoutSet, Settle: *settle}
 	stop := e.startProgress(&cf, &opts.Progress)
 	start := time.Now()
 	res, err := pcapflow.Index(ctx, dir, rest, opts)
 	stop()
+	if grown.Load() > 0 {
+		e.warn(errors.New("an index cannot add to a capture it holds: index captures once they are complete (index --settle D, or serve --watch: docs/reliability.md)"))
+	}
+
 	// The summary tells what went in: nothing did when the run failed.
 	if res != nil && err == nil && len(res.Added) > 0 {
 		var flows, packets, nonIP uint64
@@ -126,6 +147,11 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintln(e.stderr)
 	}
+	if res != nil && err == nil && len(res.Settling) > 0 {
+		// Said on every run, so that a cron line's log shows what waits.
+		fmt.Fprintf(e.stderr, "left %d %s for a later run, modified less than %v ago or after one that was (such as %s)\n",
+			len(res.Settling), pluralInt(len(res.Settling), "capture", "captures"), *settle, res.Settling[0])
+	}
 	if res != nil && err == nil {
 		e.warnSkipped(res.NotCaptures)
 		if len(res.Added) == 0 && len(res.Errors) == 0 {
@@ -135,6 +161,9 @@ func runIndex(ctx context.Context, e *env, args []string) error {
 			if n := len(res.Skipped); n > 0 {
 				fmt.Fprintf(e.stderr, "nothing new for %s: %d %s already indexed\n", dir, n, pluralInt(n, "capture", "captures"))
 				return nil
+			}
+			if len(res.Settling) > 0 {
+				return nil // all of them wait, as said
 			}
 			return fmt.Errorf("no captures in %s: nothing to index", strings.Join(rest, " "))
 		}
