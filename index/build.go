@@ -606,7 +606,7 @@ func (c *liveCursor) readBlock(first uint64) error {
 		for _, ref := range tl.refs {
 			c.post.add(ref, &c.pool)
 		}
-		pb.put(i, appendEntry(nil, f, pb.base, peer), appendTail(nil, tl.chunks, c.post.appendChunk(nil, pb.ref)))
+		pb.put(i, appendEntry(nil, f, pb.base, peer), appendTail(nil, tl.chunks, c.post.view(&c.pool).appendChunk(nil, pb.ref)))
 	}
 	pb.changed = false // rebuilt as it was
 	c.sink.pending[first] = pb
@@ -719,7 +719,7 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 		var lf liveFlow
 		t.Snapshot(fi, &lf.f)
 		p := g.ps.slots.at(fi)
-		lf.chunks, lf.post = p.chunks, &p.postingBuf
+		lf.chunks, lf.post = p.chunks, p.view(&g.ps.pool)
 		return lf
 	}
 	var provLate []uint64

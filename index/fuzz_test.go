@@ -26,7 +26,7 @@ func FuzzRecords(f *testing.F) {
 	p.add(PacketRef{0, 101}, &pool)
 	p.add(PacketRef{0, 90}, &pool)
 	p.add(PacketRef{2, 7}, &pool)
-	f.Add(p.appendChunk(nil, PacketRef{}))
+	f.Add(p.view(&pool).appendChunk(nil, PacketRef{}))
 	refs := []PacketRef{{0, 100}, {0, 101}, {0, 90}, {2, 7}, {2, 5000}}
 	f.Add(appendChunkBits(nil, refs))
 	// The tails' records: a flow of a full chunk and 5 more, and one of 2.
@@ -42,7 +42,7 @@ func FuzzRecords(f *testing.F) {
 	var st storeSink
 	alone := fl
 	alone.Packets = 2*chunkMax + 4
-	sb, err := st.standalone(&alone, 2, &p)
+	sb, err := st.standalone(&alone, 2, p.view(&pool))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -219,7 +219,7 @@ func (ps *postings) add(fi int32, id uint64, r PacketRef, dst ingestSink) error 
 	if p.n < chunkMax {
 		return nil
 	}
-	b := p.appendChunk(nil, PacketRef{})
+	b := p.view(&ps.pool).appendChunk(nil, PacketRef{})
 	err := dst.chunk(id, p.chunks, b)
 	p.chunks++
 	p.reset()
@@ -229,7 +229,7 @@ func (ps *postings) add(fi int32, id uint64, r PacketRef, dst ingestSink) error 
 // ended is the postings of slot's flow f, which ended, for the sink.
 func (ps *postings) ended(slot int32, f *flow.Flow) endedFlow {
 	p := ps.slots.at(slot)
-	return endedFlow{f, p.chunks, &p.postingBuf}
+	return endedFlow{f, p.chunks, p.view(&ps.pool)}
 }
 
 // release frees the postings of slot, whose flow the sink has had.
@@ -308,7 +308,7 @@ func (g *ingest) post(fi int32, r PacketRef) {
 type endedFlow struct {
 	f      *flow.Flow
 	chunks uint32      // full chunks written
-	post   *postingBuf // the rest
+	post   postingView // the rest
 }
 
 // ended hands the flows of an ended connection to the sink.

@@ -38,48 +38,81 @@ type PacketRef struct {
 const chunkMax = 1024
 
 // postingBuf accumulates one flow's current chunk while a capture is
-// read.
+// read, in a buffer of its bufPool. It holds no pointer, so that the
+// collector need not scan the million of them a table may hold, nor
+// shade one as each packet is added (a write barrier a packet while it
+// marks).
 type postingBuf struct {
-	buf  []byte
-	n    int32
 	last PacketRef
+	h    bufHandle // the buffer, valid when has
+	len  uint32    // bytes used
+	n    int32     // packets
+	has  bool
 }
 
 // add appends one packet.
 func (p *postingBuf) add(r PacketRef, pool *bufPool) {
-	if p.buf == nil {
-		p.buf = pool.get(16)
+	if !p.has {
+		p.h, p.has = pool.get(16), true
 	}
-	if len(p.buf)+24 > cap(p.buf) {
-		p.buf = pool.grow(p.buf, len(p.buf)+24)
+	if int(p.len)+24 > p.h.size() {
+		p.h = pool.grow(p.h, int(p.len), int(p.len)+24)
 	}
+	b := pool.bytes(p.h)[:p.len]
 	switch {
 	case p.n == 0:
-		p.buf = binary.AppendUvarint(p.buf, uint64(r.Capture))
-		p.buf = binary.AppendUvarint(p.buf, uint64(r.Index))
+		b = binary.AppendUvarint(b, uint64(r.Capture))
+		b = binary.AppendUvarint(b, uint64(r.Index))
 	case r.Capture == p.last.Capture && r.Index > p.last.Index:
-		p.buf = binary.AppendUvarint(p.buf, uint64(r.Index-p.last.Index))
+		b = binary.AppendUvarint(b, uint64(r.Index-p.last.Index))
 	case r.Capture == p.last.Capture:
-		p.buf = append(p.buf, 0, 1)
-		p.buf = binary.AppendUvarint(p.buf, uint64(p.last.Index-r.Index))
+		b = append(b, 0, 1)
+		b = binary.AppendUvarint(b, uint64(p.last.Index-r.Index))
 	default:
-		p.buf = append(p.buf, 0, 0)
-		p.buf = binary.AppendVarint(p.buf, int64(r.Capture)-int64(p.last.Capture))
-		p.buf = binary.AppendUvarint(p.buf, uint64(r.Index))
+		b = append(b, 0, 0)
+		b = binary.AppendVarint(b, int64(r.Capture)-int64(p.last.Capture))
+		b = binary.AppendUvarint(b, uint64(r.Index))
 	}
+	p.len = uint32(len(b))
 	p.last = r
 	p.n++
 }
 
+// view is the buffer's contents, for reading, until the buffer next
+// changes.
+func (p *postingBuf) view(pool *bufPool) postingView {
+	if !p.has {
+		return postingView{}
+	}
+	return postingView{pool.bytes(p.h)[:p.len], p.n}
+}
+
+// reset empties the buffer for the next chunk.
+func (p *postingBuf) reset() { p.len, p.n = 0, 0 }
+
+// free returns the buffer's memory to the pool.
+func (p *postingBuf) free(pool *bufPool) {
+	if p.has {
+		pool.put(p.h)
+	}
+	*p = postingBuf{}
+}
+
+// postingView is a postingBuf's packets as bytes.
+type postingView struct {
+	b []byte
+	n int32
+}
+
 // appendChunk appends the buffer as an encoded chunk to dst, its first
 // packet relative to base.
-func (p *postingBuf) appendChunk(dst []byte, base PacketRef) []byte {
+func (p postingView) appendChunk(dst []byte, base PacketRef) []byte {
 	dst = binary.AppendUvarint(dst, uint64(p.n))
 	if p.n == 0 {
 		return dst
 	}
 	// The buffer holds the first packet written out.
-	b := p.buf
+	b := p.b
 	c, k1 := binary.Uvarint(b)
 	i, k2 := binary.Uvarint(b[k1:])
 	dst = binary.AppendVarint(dst, int64(c)-int64(base.Capture))
@@ -88,33 +121,12 @@ func (p *postingBuf) appendChunk(dst []byte, base PacketRef) []byte {
 }
 
 // appendRefs appends the buffer's packets to dst.
-func (p *postingBuf) appendRefs(dst []PacketRef) []PacketRef {
+func (p postingView) appendRefs(dst []PacketRef) []PacketRef {
 	out, err := decodeChunk(p.appendChunk(nil, PacketRef{}), PacketRef{}, dst)
 	if err != nil {
 		panic("index: a posting buffer does not decode: " + err.Error())
 	}
 	return out
-}
-
-// first is the buffer's first packet.
-func (p *postingBuf) first() PacketRef {
-	if p.n == 0 {
-		return PacketRef{}
-	}
-	c, k := binary.Uvarint(p.buf)
-	i, _ := binary.Uvarint(p.buf[k:])
-	return PacketRef{int32(c), int64(i)}
-}
-
-// reset empties the buffer for the next chunk.
-func (p *postingBuf) reset() { p.buf, p.n = p.buf[:0], 0 }
-
-// free returns the buffer's memory to the pool.
-func (p *postingBuf) free(pool *bufPool) {
-	if p.buf != nil {
-		pool.put(p.buf)
-	}
-	*p = postingBuf{}
 }
 
 // decodeChunk appends the refs of one encoded chunk, whose first packet
@@ -201,11 +213,25 @@ func decodeChunk(b []byte, base PacketRef, out []PacketRef) ([]PacketRef, error)
 
 // bufPool hands out byte buffers in power-of-two size classes and takes
 // them back, so that the posting buffers of millions of flows that come
-// and go cost no garbage and a few large allocations.
+// and go cost no garbage and a few large allocations. Buffers are named
+// by handles, not slices: a table of them holds no pointer.
 type bufPool struct {
-	free [16][][]byte // by class: cap 16 << class
-	slab []byte
+	slabs [][]byte        // carved into buffers; a buffer of over slabSize has one of its own
+	free  [16][]bufHandle // by class: 16 << class bytes
+	off   int             // where the next buffer is carved from the last slab
 }
+
+// bufHandle names a buffer of a bufPool: its slab, its offset in 16-byte
+// units, its size class.
+type bufHandle struct {
+	slab  uint32
+	off   uint16
+	class uint8
+}
+
+const slabSize = 1 << 20
+
+func (h bufHandle) size() int { return 16 << h.class }
 
 func sizeClass(n int) int {
 	c := 0
@@ -215,42 +241,47 @@ func sizeClass(n int) int {
 	return c
 }
 
-func (p *bufPool) get(n int) []byte {
+// bytes is the buffer h, empty, with its capacity.
+func (p *bufPool) bytes(h bufHandle) []byte {
+	off := int(h.off) << 4
+	return p.slabs[h.slab][off : off : off+h.size()]
+}
+
+// get returns a buffer of at least n bytes.
+func (p *bufPool) get(n int) bufHandle {
 	c := sizeClass(n)
 	if c >= len(p.free) {
-		return make([]byte, 0, n)
+		panic(fmt.Sprintf("index: a posting buffer of %d bytes", n))
 	}
 	if l := p.free[c]; len(l) > 0 {
-		b := l[len(l)-1]
+		h := l[len(l)-1]
 		p.free[c] = l[:len(l)-1]
-		return b[:0]
+		return h
 	}
 	size := 16 << c
 	if size > 4096 {
-		return make([]byte, 0, size)
+		p.slabs = append(p.slabs, make([]byte, size))
+		return bufHandle{slab: uint32(len(p.slabs) - 1), class: uint8(c)}
 	}
-	if len(p.slab) < size {
-		p.slab = make([]byte, 1<<20)
+	if len(p.slabs) == 0 || p.off+size > slabSize || len(p.slabs[len(p.slabs)-1]) != slabSize {
+		p.slabs = append(p.slabs, make([]byte, slabSize))
+		p.off = 0
 	}
-	b := p.slab[:0:size]
-	p.slab = p.slab[size:]
-	return b
+	h := bufHandle{slab: uint32(len(p.slabs) - 1), off: uint16(p.off >> 4), class: uint8(c)}
+	p.off += size
+	return h
 }
 
-func (p *bufPool) grow(b []byte, n int) []byte {
-	nb := p.get(max(n, 2*cap(b)))
-	nb = append(nb, b...)
-	p.put(b)
-	return nb
+// grow returns a buffer of at least n bytes holding the first used bytes
+// of h, and takes h back.
+func (p *bufPool) grow(h bufHandle, used, n int) bufHandle {
+	nh := p.get(max(n, 2*h.size()))
+	copy(p.bytes(nh)[:used], p.bytes(h)[:used])
+	p.put(h)
+	return nh
 }
 
-func (p *bufPool) put(b []byte) {
-	c := sizeClass(cap(b))
-	if 16<<c != cap(b) || c >= len(p.free) {
-		return // not one of ours
-	}
-	p.free[c] = append(p.free[c], b[:0])
-}
+func (p *bufPool) put(h bufHandle) { p.free[h.class] = append(p.free[h.class], h) }
 
 // A flow's postings in a block of tails (and with a flow stored alone):
 //

@@ -387,7 +387,7 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 //	the rest of its postings past its full chunks (a chunk, tailblock.go)
 //
 // How many full chunks it has follows from its record (tailSplit).
-func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post *postingBuf) ([]byte, error) {
+func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post postingView) ([]byte, error) {
 	refs, _ := decodeChunk(post.appendChunk(nil, PacketRef{}), PacketRef{}, nil)
 	return appendStandalone(f, chunks, refs)
 }
@@ -437,7 +437,7 @@ func splitStandaloneIn(b []byte, id uint64, rb *recordBlock) (f *flow.Flow, chun
 type liveFlow struct {
 	f      flow.Flow
 	chunks uint32
-	post   *postingBuf
+	post   postingView
 }
 
 // writeBlock writes block pb into w: the flows that ended and, in a
