@@ -216,7 +216,7 @@ func decodeChunk(b []byte, base PacketRef, out []PacketRef) ([]PacketRef, error)
 // and go cost no garbage and a few large allocations. Buffers are named
 // by handles, not slices: a table of them holds no pointer.
 type bufPool struct {
-	slabs [][]byte        // carved into buffers; a buffer of over slabSize has one of its own
+	slabs [][]byte        // slabSize each, carved into buffers of up to 4 KiB; a larger buffer has a slab of its own
 	free  [16][]bufHandle // by class: 16 << class bytes
 	off   int             // where the next buffer is carved from the last slab
 }
