@@ -518,6 +518,19 @@ func (s *Server) status(ctx context.Context, a *pcapflow.Archive, w http.Respons
 		caps = append(caps, x)
 	}
 	body := map[string]any{"flows": a.NumFlows(), "captures": caps, "settings": settingsJSON(a.Settings())}
+	// What the command line says on stderr before every answer: captures
+	// cut short, damaged (indexed up to the damage) or grown since they
+	// were indexed. Every answer stands on what was read of them.
+	warnings := a.Warnings()
+	var ce pcapflow.CaptureErrors
+	if errors.As(a.Err(), &ce) {
+		for _, e := range ce {
+			warnings = append(warnings, e.Error())
+		}
+	}
+	if len(warnings) > 0 {
+		body["warnings"] = warnings
+	}
 	if s.watch != nil {
 		body["watching"] = s.opts.Watch
 		st := s.watch.state()

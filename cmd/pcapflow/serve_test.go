@@ -303,6 +303,40 @@ func TestServeWatchKeepsSettings(t *testing.T) {
 	}
 }
 
+// /api/status lists what the command line warns of before each answer:
+// here a capture that grew after it was indexed (and so was cut in its
+// last record when it was read).
+func TestServeStatusWarnings(t *testing.T) {
+	p := basicCapture(t)
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, b[:len(b)*2/3], 0o644)
+	idx := filepath.Join(t.TempDir(), "idx")
+	runCLI(t, nil, "index", "-i", idx, p)
+	status := func() []string {
+		t.Helper()
+		srv, err := serve.New(serve.Options{Index: idx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		hs := httptest.NewServer(srv)
+		defer hs.Close()
+		_, _, body := get(t, hs.URL, "/api/status", "")
+		var st struct{ Warnings []string }
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatalf("status: %v: %s", err, body)
+		}
+		return st.Warnings
+	}
+	if w := status(); len(w) != 1 || !strings.Contains(w[0], "middle of a record") {
+		t.Errorf("cut capture: warnings %q, want the cut", w)
+	}
+	os.WriteFile(p, b, 0o644)
+	if w := status(); len(w) != 2 || !strings.Contains(w[1], "grew from") {
+		t.Errorf("grown capture: warnings %q, want the cut and the growth", w)
+	}
+}
+
 // watchServer serves index idx over HTTP, watching directory watch, until
 // the test ends.
 func watchServer(t *testing.T, idx, watch string) *httptest.Server {
