@@ -400,7 +400,21 @@ func TestServePage(t *testing.T) {
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	args := []string{"testdata/page_test.js", hs.URL, flow1}
+	// A capture indexed while still being written, then grown.
+	grownCap := basicCapture(t)
+	whole, _ := os.ReadFile(grownCap)
+	os.WriteFile(grownCap, whole[:len(whole)*2/3], 0o644)
+	grownIdx := filepath.Join(t.TempDir(), "grown")
+	runCLI(t, nil, "index", "-i", grownIdx, grownCap)
+	os.WriteFile(grownCap, whole, 0o644)
+	grownSrv, err := serve.New(serve.Options{Index: grownIdx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer grownSrv.Close()
+	grownHS := httptest.NewServer(grownSrv)
+	defer grownHS.Close()
+	args := []string{"testdata/page_test.js", hs.URL, flow1, grownHS.URL}
 	if d := os.Getenv("PCAPFLOW_SCREENSHOTS"); d != "" {
 		args = append(args, d)
 	}

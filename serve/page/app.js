@@ -434,7 +434,18 @@ document.addEventListener("keydown", (e) => {
   }
 });
 
+// What the command line warns of before every answer (captures cut
+// short, damaged, grown since they were indexed), once, above the table.
+async function warnings() {
+  let st;
+  try { st = await (await api("api/status", {})).json(); } catch (e) { return; }
+  const ul = $("warnings");
+  ul.replaceChildren(...(st.warnings || []).map((w) => { const li = document.createElement("li"); li.textContent = w; return li; }));
+  ul.hidden = !ul.children.length;
+}
+
 readState();
 $("q").value = state.q;
 $("bidir").checked = state.bidir;
 run(false);
+warnings();

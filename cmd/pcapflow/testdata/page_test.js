@@ -1,11 +1,13 @@
 // Drives the page in Chromium (playwright-core): run by TestServePage.
-//   node page_test.js BASE_URL EXPECTED_FLOW1_PCAP [SCREENSHOT_DIR]
+//   node page_test.js BASE_URL EXPECTED_FLOW1_PCAP GROWN_BASE_URL [SCREENSHOT_DIR]
+// GROWN_BASE_URL serves an index of a capture that grew after it was
+// indexed: the page shows the warnings the command line prints.
 // Exits 1 with a message at the first check that fails.
 const { chromium } = require("playwright-core");
 const fs = require("fs");
 const path = require("path");
 
-const [base, flow1Pcap, shots] = process.argv.slice(2);
+const [base, flow1Pcap, grownBase, shots] = process.argv.slice(2);
 function check(ok, msg) {
   if (!ok) { console.error("FAIL: " + msg); process.exit(1); }
 }
@@ -26,6 +28,7 @@ function check(ok, msg) {
   check(ids[0] === "2", "sorted by bytes, reversed: first flow " + ids[0] + ", want 2");
   const summary = await page.textContent("#summary");
   check(summary.startsWith("10 flows, 46 packets"), "summary: " + summary);
+  check(await page.isHidden("#warnings"), "warnings shown for a capture with none");
   // The timeline comes from its own request, after the table's: wait
   // for its bars rather than look once (a loaded machine drew the table
   // first and failed here).
@@ -77,6 +80,14 @@ function check(ok, msg) {
   const got = fs.readFileSync(await dl.path());
   const want = fs.readFileSync(flow1Pcap);
   check(Buffer.compare(got, want) === 0, "downloaded pcap: " + got.length + " bytes, want " + want.length);
+
+  // Captures to warn about: the list above the table says what the
+  // command line says (a record cut short, the capture grown since).
+  await page.goto(grownBase + "/");
+  await page.waitForSelector("#warnings:not([hidden])");
+  const warned = await page.textContent("#warnings");
+  check(warned.includes("grew from") && warned.includes("middle of a record"), "warnings: " + warned);
+  if (shots) await page.screenshot({ path: path.join(shots, "serve-warnings.png") });
 
   await browser.close();
   console.log("ok");
