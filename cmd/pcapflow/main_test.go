@@ -40,6 +40,18 @@ func basicCapture(t *testing.T) string {
 	return p
 }
 
+// cutCapture is basicCapture cut two thirds in, mid-record, as a capture
+// still being written is; whole is all of it, to grow it with.
+func cutCapture(t *testing.T) (path string, whole []byte) {
+	t.Helper()
+	path = basicCapture(t)
+	whole, _ = os.ReadFile(path)
+	if err := os.WriteFile(path, whole[:len(whole)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, whole
+}
+
 func countRecords(t *testing.T, path string) int {
 	t.Helper()
 	f, err := os.Open(path)

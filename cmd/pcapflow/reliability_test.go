@@ -170,9 +170,7 @@ func TestStaleIndexCLI(t *testing.T) {
 // it all; an index run over it (a sensor's cron line) passes over it
 // with the same warning instead of failing. --scan reads it whole.
 func TestGrownCaptureCLI(t *testing.T) {
-	p := basicCapture(t)
-	b, _ := os.ReadFile(p)
-	os.WriteFile(p, b[:len(b)*2/3], 0o644)
+	p, b := cutCapture(t)
 	if r := runCLI(t, nil, "index", p); r.code != 0 {
 		t.Fatalf("index of the cut capture: %+v", r)
 	}

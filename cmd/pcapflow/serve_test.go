@@ -307,20 +307,12 @@ func TestServeWatchKeepsSettings(t *testing.T) {
 // here a capture that grew after it was indexed (and so was cut in its
 // last record when it was read).
 func TestServeStatusWarnings(t *testing.T) {
-	p := basicCapture(t)
-	b, _ := os.ReadFile(p)
-	os.WriteFile(p, b[:len(b)*2/3], 0o644)
+	p, whole := cutCapture(t)
 	idx := filepath.Join(t.TempDir(), "idx")
 	runCLI(t, nil, "index", "-i", idx, p)
 	status := func() []string {
 		t.Helper()
-		srv, err := serve.New(serve.Options{Index: idx})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
+		hs := testServer(t, serve.Options{Index: idx})
 		_, _, body := get(t, hs.URL, "/api/status", "")
 		var st struct{ Warnings []string }
 		if err := json.Unmarshal(body, &st); err != nil {
@@ -331,7 +323,7 @@ func TestServeStatusWarnings(t *testing.T) {
 	if w := status(); len(w) != 1 || !strings.Contains(w[0], "middle of a record") {
 		t.Errorf("cut capture: warnings %q, want the cut", w)
 	}
-	os.WriteFile(p, b, 0o644)
+	os.WriteFile(p, whole, 0o644)
 	if w := status(); len(w) != 2 || !strings.Contains(w[1], "grew from") {
 		t.Errorf("grown capture: warnings %q, want the cut and the growth", w)
 	}
@@ -341,7 +333,13 @@ func TestServeStatusWarnings(t *testing.T) {
 // the test ends.
 func watchServer(t *testing.T, idx, watch string) *httptest.Server {
 	t.Helper()
-	srv, err := serve.New(serve.Options{Index: idx, Watch: watch, Settle: 100 * time.Millisecond})
+	return testServer(t, serve.Options{Index: idx, Watch: watch, Settle: 100 * time.Millisecond})
+}
+
+// testServer serves what o says over HTTP until the test ends.
+func testServer(t *testing.T, o serve.Options) *httptest.Server {
+	t.Helper()
+	srv, err := serve.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,27 +391,13 @@ func TestServePage(t *testing.T) {
 	runCLI(t, nil, "index", "-i", idx, p)
 	flow1 := filepath.Join(t.TempDir(), "flow1.pcap")
 	runCLI(t, nil, "extract", "-i", idx, "-w", flow1, "flow", "1")
-	srv, err := serve.New(serve.Options{Index: idx})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	hs := testServer(t, serve.Options{Index: idx})
 	// A capture indexed while still being written, then grown.
-	grownCap := basicCapture(t)
-	whole, _ := os.ReadFile(grownCap)
-	os.WriteFile(grownCap, whole[:len(whole)*2/3], 0o644)
+	grownCap, whole := cutCapture(t)
 	grownIdx := filepath.Join(t.TempDir(), "grown")
 	runCLI(t, nil, "index", "-i", grownIdx, grownCap)
 	os.WriteFile(grownCap, whole, 0o644)
-	grownSrv, err := serve.New(serve.Options{Index: grownIdx})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer grownSrv.Close()
-	grownHS := httptest.NewServer(grownSrv)
-	defer grownHS.Close()
+	grownHS := testServer(t, serve.Options{Index: grownIdx})
 	args := []string{"testdata/page_test.js", hs.URL, flow1, grownHS.URL}
 	if d := os.Getenv("PCAPFLOW_SCREENSHOTS"); d != "" {
 		args = append(args, d)
