@@ -89,8 +89,7 @@ func (l *idList) emit(w *writer) error {
 		b = b[k:]
 	}
 	w.ids = ids
-	w.val = appendIDs(w.val[:0], l.key.first, ids)
-	err := w.set(l.key.encode(), w.val)
+	err := w.setIDs(l.key.encode(), l.key.first, ids)
 	l.n, l.buf = 0, l.buf[:0]
 	return err
 }
@@ -122,8 +121,7 @@ func (l *finalList) emit(w *writer, bitmap *[]uint64) error {
 		n := min(len(ids), maxListIDs)
 		k := l.key
 		k.first = ids[0]
-		w.val = appendIDs(w.val[:0], ids[0], ids[:n])
-		if err := w.set(k.encode(), w.val); err != nil {
+		if err := w.setIDs(k.encode(), ids[0], ids[:n]); err != nil {
 			return err
 		}
 		ids = ids[n:]
@@ -299,8 +297,7 @@ func (l *pairList) flush(w *writer, next uint64) error {
 		for len(ids) > 0 {
 			k := min(len(ids), maxListIDs)
 			key := listKey{field: l.field, value: u16Value(uint16(v)), first: ids[0]}
-			w.val = appendIDs(w.val[:0], ids[0], ids[:k])
-			if err := w.set(key.encode(), w.val); err != nil {
+			if err := w.setIDs(key.encode(), ids[0], ids[:k]); err != nil {
 				return err
 			}
 			ids = ids[k:]

@@ -73,6 +73,13 @@ func (w *writer) fail(err error) {
 	}
 }
 
+// setIDs sets k to the list of ids (from first), encoded in the writer's
+// value space.
+func (w *writer) setIDs(k []byte, first uint64, ids []uint64) error {
+	w.val = appendIDs(w.val[:0], first, ids)
+	return w.set(k, w.val)
+}
+
 func (w *writer) set(k, v []byte) error {
 	if w.err != nil {
 		return w.err
@@ -376,8 +383,7 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 		return nil
 	}
 	return set.each(maxListIDs, func(ids []uint64) error {
-		s.w.val = appendIDs(s.w.val[:0], ids[0], ids)
-		return s.w.set(inCaptureKey{uint32(ci), ids[0]}.encode(), s.w.val)
+		return s.w.setIDs(inCaptureKey{uint32(ci), ids[0]}.encode(), ids[0], ids)
 	})
 }
 
