@@ -575,21 +575,21 @@ func locateCapture(dir string, c *CaptureInfo) (path string, grown int64, err er
 	if st.Size() == c.Size && st.ModTime().UnixNano() == c.ModTime {
 		return path, 0, nil
 	}
-	if st.Size() > c.Size {
-		id, err := identity(f, c.Size)
-		if err != nil {
-			return "", 0, err
-		}
-		if id == c.Identity {
-			return path, st.Size(), nil
-		}
+	// The identity hashes the size, so a capture of another size differs:
+	// only one that grew is hashed, as it was at the size indexed.
+	size := st.Size()
+	if size < c.Size {
+		return "", 0, &StaleError{Index: dir, Capture: path, OldSize: c.Size, NewSize: size}
 	}
-	size, _, id, err := Identify(f)
+	id, err := identity(f, c.Size)
 	if err != nil {
 		return "", 0, err
 	}
 	if id != c.Identity {
 		return "", 0, &StaleError{Index: dir, Capture: path, OldSize: c.Size, NewSize: size}
+	}
+	if size > c.Size {
+		return path, size, nil
 	}
 	return path, 0, nil
 }
