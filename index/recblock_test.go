@@ -196,11 +196,11 @@ func TestSealAfterFollowsTimeouts(t *testing.T) {
 		s    Settings
 		want time.Duration
 	}{
-		{Settings{}, 15 * time.Second},
-		{Settings{CloseTimeout: time.Minute}, 70 * time.Second},
-		{Settings{CloseTimeout: 10 * time.Second}, 20 * time.Second},
-		{Settings{IdleTimeout: 2 * time.Second}, 12 * time.Second},
-		{Settings{IdleTimeout: -1}, 15 * time.Second}, // no timeouts: blocks seal as with the defaults
+		{Settings{}, 5*time.Second + sealLife},
+		{Settings{CloseTimeout: time.Minute}, time.Minute + sealLife},
+		{Settings{CloseTimeout: 10 * time.Second}, 10*time.Second + sealLife},
+		{Settings{IdleTimeout: 2 * time.Second}, 2*time.Second + sealLife},
+		{Settings{IdleTimeout: -1}, 5*time.Second + sealLife}, // no timeouts: blocks seal as with the defaults
 	} {
 		if got := time.Duration(tc.s.sealAfter()); got != tc.want {
 			t.Errorf("%+v: seal after %v, want %v", tc.s, got, tc.want)
