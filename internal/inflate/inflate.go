@@ -12,6 +12,7 @@
 package inflate
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -361,6 +362,18 @@ func (d *Decoder) huffBlock() error {
 	wp := d.wp
 	defer func() { d.outPos += int64(wp - d.wp); d.wp = wp }()
 	for len(hist)-wp >= maxMatch {
+		if len(hist)-wp >= maxMatch+8 && d.iw-d.ip >= fastIn {
+			d.outPos += int64(wp - d.wp)
+			d.wp = wp
+			ended := d.fast()
+			wp = d.wp
+			if ended {
+				return nil
+			}
+			if len(hist)-wp < maxMatch {
+				break
+			}
+		}
 		sym, err := d.symbol(d.lit)
 		if err != nil {
 			return err
@@ -413,6 +426,121 @@ func (d *Decoder) huffBlock() error {
 		}
 	}
 	return nil
+}
+
+// fastIn is the compressed input fast needs in the buffer for a symbol:
+// a refill reads 8 bytes and a length and distance with their extra
+// bits take at most 48 bits, which one refill to 56 or more bits holds.
+const fastIn = 16
+
+// fast is huffBlock's loop for when the input buffer holds at least
+// fastIn bytes and hist has room for a match and a word beyond: the bit
+// buffer is refilled once a symbol without a check, the state is in
+// locals, and a match farther back than a word is copied a word at a
+// time (overrunning its end into free space). It reports whether the
+// block ended. Anything it does not expect (an invalid code, a distance
+// out of reach) it leaves, undecoded, to huffBlock's careful loop, which
+// reports it.
+func (d *Decoder) fast() bool {
+	hist := d.hist
+	buf := d.buf[:d.iw]
+	bits, nb, ip, wp := d.bits, d.nb, d.ip, d.wp
+	lit, dst := d.lit.table, d.dist.table
+	lb, db := d.lit.bits, d.dist.bits
+	lmask, dmask := uint64(1)<<lb-1, uint64(1)<<db-1
+	floor := d.floor
+	ended := false
+	for len(hist)-wp >= maxMatch+8 && len(buf)-ip >= fastIn {
+		bits |= le64(buf[ip:]) << nb
+		ip += int(63-nb) >> 3
+		nb |= 56
+		// Undo point: the symbol starts here.
+		sbits, snb := bits, nb
+		e := lit[bits&lmask]
+		n := uint(e & 0xff)
+		if e&linkFlag != 0 {
+			e = lit[int(e>>16)+int(bits>>lb)&(1<<n-1)]
+			if e&0xff == 0 {
+				break
+			}
+			n = uint(e&0xff) + lb
+		} else if n == 0 {
+			break
+		}
+		bits >>= n
+		nb -= n
+		sym := int(e >> 16)
+		if sym < 256 {
+			hist[wp] = byte(sym)
+			wp++
+			continue
+		}
+		if sym == 256 {
+			ended = true
+			break
+		}
+		sym -= 257
+		if sym >= 29 {
+			bits, nb = sbits, snb
+			break
+		}
+		x := uint(lenExtra[sym])
+		length := int(lenBase[sym]) + int(bits&(1<<x-1))
+		bits >>= x
+		nb -= x
+		e = dst[bits&dmask]
+		n = uint(e & 0xff)
+		if e&linkFlag != 0 {
+			e = dst[int(e>>16)+int(bits>>db)&(1<<n-1)]
+			if e&0xff == 0 {
+				bits, nb = sbits, snb
+				break
+			}
+			n = uint(e&0xff) + db
+		} else if n == 0 {
+			bits, nb = sbits, snb
+			break
+		}
+		ds := int(e >> 16)
+		if ds >= 30 {
+			bits, nb = sbits, snb
+			break
+		}
+		bits >>= n
+		nb -= n
+		x = uint(distExtra[ds])
+		dist := int(distBase[ds]) + int(bits&(1<<x-1))
+		if dist > wp-floor {
+			bits, nb = sbits, snb
+			break
+		}
+		bits >>= x
+		nb -= x
+		from := wp - dist
+		if dist >= 8 {
+			for i := 0; i < length; i += 8 {
+				binary.LittleEndian.PutUint64(hist[wp+i:], binary.LittleEndian.Uint64(hist[from+i:]))
+			}
+		} else {
+			// A run of period dist: its first word byte by byte, then
+			// that word at every multiple of dist up to a word apart.
+			for i := range 8 {
+				hist[wp+i] = hist[from+i]
+			}
+			pat := binary.LittleEndian.Uint64(hist[wp:])
+			step := 8 / dist * dist
+			for i := step; i < length; i += step {
+				binary.LittleEndian.PutUint64(hist[wp+i:], pat)
+			}
+		}
+		wp += length
+	}
+	d.outPos += int64(wp - d.wp)
+	d.bits, d.nb, d.ip, d.wp = bits, nb, ip, wp
+	if ended {
+		d.inBlock = false
+	}
+	return ended
 }
 
 // huffman is a canonical Huffman code as lookup tables: the first
