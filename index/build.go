@@ -333,6 +333,9 @@ func (b *builder) ingest(ctx context.Context, srcs []source) error {
 	m := &b.meta
 	gen := m.gen + 1
 	sink := newStoreSink(&b.w, gen, m.nextID, b.opts.Settings)
+	if b.opts.endFlush > 0 {
+		sink.end.flushAt = b.opts.endFlush
+	}
 	// The store's side of the work runs in its own goroutine.
 	as := newAsyncSink(sink)
 	g := newIngest(b.opts, as, m.nextID)

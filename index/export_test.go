@@ -23,6 +23,10 @@ func SetMemTable(o *Options, n int) { o.memtable = n }
 // capture gets many.
 func SetGzipEvery(o *Options, n int64) { o.gzEvery = n }
 
+// SetEndFlush makes Build write the final-value lists every n IDs, so
+// that a small capture goes through the flushes a large one does.
+func SetEndFlush(o *Options, n int) { o.endFlush = n }
+
 // ResumePoints lists capture i's gzip checkpoints.
 func ResumePoints(s *Store, i int) ([]pcapio.GzipCheckpoint, error) {
 	var out []pcapio.GzipCheckpoint

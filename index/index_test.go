@@ -483,3 +483,57 @@ func TestEveryFieldStoreAndScan(t *testing.T) {
 		}
 	}
 }
+
+// The final-value lists (first and last time by minute, packets and
+// bytes by bit length) are written every so many IDs and the minutes'
+// lists dropped then (so that their memory does not follow the archive's
+// span): written every 16 flows, each flow is still found by its first
+// and last time, packets and bytes, as in a store that wrote them once.
+func TestFinalListsAcrossFlushes(t *testing.T) {
+	paths := testCaptures(t)
+	dir := t.TempDir()
+	o := index.Options{}
+	index.SetEndFlush(&o, 64)
+	if _, err := index.Build(context.Background(), filepath.Join(dir, "small"), paths, o); err != nil {
+		t.Fatal(err)
+	}
+	small, err := index.Open(filepath.Join(dir, "small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	whole := build(t, filepath.Join(dir, "whole"), paths...)
+	ctx := context.Background()
+	var flows []flow.Flow
+	whole.Flows(ctx, nil, func(f *flow.Flow) error { flows = append(flows, *f); return nil })
+	if len(flows) < 300 {
+		t.Fatalf("%d flows: too few to cross many flushes", len(flows))
+	}
+	checked := 0
+	for i := 0; i < len(flows); i += 1 + len(flows)/300 {
+		f := &flows[i]
+		for _, l := range []index.Lookup{
+			{Field: index.FieldFirst, Lo: uint64(f.First), Hi: uint64(f.First)},
+			{Field: index.FieldLast, Lo: uint64(f.Last), Hi: uint64(f.Last)},
+			{Field: index.FieldPackets, Lo: f.Packets, Hi: f.Packets},
+			{Field: index.FieldBytes, Lo: f.Bytes, Hi: f.Bytes},
+		} {
+			got, _, err := small.Lookup(ctx, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(got, f.ID) {
+				t.Fatalf("flow %d not found by %v in the store that flushed every 16 flows", f.ID, l.Field)
+			}
+			want, _, err := whole.Lookup(ctx, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("%v of flow %d: %d IDs, %d in the store that flushed once", l.Field, f.ID, len(got), len(want))
+			}
+			checked++
+		}
+	}
+	t.Logf("%d lookups of %d flows", checked, len(flows))
+}

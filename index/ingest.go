@@ -89,6 +89,7 @@ type Options struct {
 	fs       vfs.FS // the store's file system (tests inject faults); nil: the OS's
 	memtable int    // the store's memtable size (tests); 0: the default
 	gzEvery  int64  // gzip checkpoint spacing (tests); 0: GzipEvery
+	endFlush int    // IDs the final-value lists hold before they are written (tests); 0: endFlush
 }
 
 func (o *Options) stdin() io.Reader {
