@@ -190,7 +190,18 @@ type startAttrs struct {
 	tunnelID map[uint32]*idList
 	paired   *idList
 	prev     prevFlow
+	// The IDs the lists in the maps (VLANs, MACs, tunnel IDs) held when
+	// last counted, and those added since: see trimMapped.
+	heldBase, held int
+	mappedAt       int // mappedFlush (tests lower it)
 }
+
+// mappedFlush bounds the IDs the lists of the maps hold before they are
+// all written. Each list writes itself at maxListIDs, so the lists of a
+// few values (a gateway's MAC) stay small; but a run over an archive
+// whose flows spread over many MACs (a large LAN) held every one of
+// their IDs to its end.
+const mappedFlush = 1 << 20
 
 type v6pair struct {
 	hi, lo uint64
@@ -201,7 +212,8 @@ func newStartAttrs(w *writer, firstID uint64) *startAttrs {
 	a := &startAttrs{w: w, segment: firstID,
 		ports:     [2]pairList{{field: FieldSrcPort, base: firstID}, {field: FieldDstPort, base: firstID}},
 		community: pairList{field: FieldCommunity, base: firstID},
-		vlan:      map[uint16]*idList{}, mac: [2]map[[6]byte]*idList{{}, {}}, tunnelID: map[uint32]*idList{}}
+		vlan:      map[uint16]*idList{}, mac: [2]map[[6]byte]*idList{{}, {}}, tunnelID: map[uint32]*idList{},
+		mappedAt: mappedFlush}
 	a.ports[0].tmp, a.ports[1].tmp, a.community.tmp = &a.scratch, &a.scratch, &a.scratch
 	return a
 }
@@ -336,7 +348,60 @@ func (a *startAttrs) add(f *flow.Flow) error {
 	if err != nil {
 		return err
 	}
-	return a.addRest(w, f)
+	if err := a.addRest(w, f); err != nil {
+		return err
+	}
+	if a.heldBase+a.held >= a.mappedAt {
+		return a.trimMapped()
+	}
+	return nil
+}
+
+// trimMapped counts what the lists of the maps hold and, when that is
+// half their bound (mappedFlush) or more, writes them and drops them,
+// their space with them; a value that goes on gets a new list. Counted
+// only every half bound of adds or more, the lists' lengths are summed
+// for at most two adds each.
+func (a *startAttrs) trimMapped() error {
+	lists := a.mapped()
+	held := 0
+	for _, l := range lists {
+		held += l.n
+	}
+	a.held = 0
+	if held < a.mappedAt/2 {
+		a.heldBase = held
+		return nil
+	}
+	for _, l := range lists {
+		if err := l.emit(a.w); err != nil {
+			return err
+		}
+	}
+	clear(a.vlan)
+	clear(a.mac[0])
+	clear(a.mac[1])
+	clear(a.tunnelID)
+	a.macLast = [2]*idList{}
+	a.heldBase = 0
+	return nil
+}
+
+// mapped lists the lists of the maps.
+func (a *startAttrs) mapped() []*idList {
+	var lists []*idList
+	for _, l := range a.vlan {
+		lists = append(lists, l)
+	}
+	for _, m := range a.mac {
+		for _, l := range m {
+			lists = append(lists, l)
+		}
+	}
+	for _, l := range a.tunnelID {
+		lists = append(lists, l)
+	}
+	return lists
 }
 
 // prevFlow is what startAttrs.mirrors needs of the flow added last.
@@ -381,11 +446,13 @@ func (a *startAttrs) addOwn(w *writer, f *flow.Flow) error {
 		if err := a.macList(0, &f.SrcMAC).add(w, f.ID); err != nil {
 			return err
 		}
+		a.held++
 	}
 	if f.HasDstMAC {
 		if err := a.macList(1, &f.DstMAC).add(w, f.ID); err != nil {
 			return err
 		}
+		a.held++
 	}
 	return nil
 }
@@ -407,6 +474,7 @@ func (a *startAttrs) addRest(w *writer, f *flow.Flow) error {
 				return err
 			}
 			a.vlan[v] = l
+			a.held++
 		}
 	}
 	if tt := k.TunnelType; tt != 0 {
@@ -418,6 +486,7 @@ func (a *startAttrs) addRest(w *writer, f *flow.Flow) error {
 			return err
 		}
 		a.tunnelID[k.TunnelID] = l
+		a.held++
 	}
 	// A connection's flows share a Community ID: the list holds the
 	// flow that starts it (whose peer, if it comes, comes later), and a
@@ -490,17 +559,7 @@ func (a *startAttrs) flush(nextID uint64) error {
 	var lists []*idList
 	lists = append(lists, a.proto[:]...)
 	lists = append(lists, a.tunnel[:]...)
-	for _, l := range a.vlan {
-		lists = append(lists, l)
-	}
-	for _, m := range a.mac {
-		for _, l := range m {
-			lists = append(lists, l)
-		}
-	}
-	for _, l := range a.tunnelID {
-		lists = append(lists, l)
-	}
+	lists = append(lists, a.mapped()...)
 	lists = append(lists, a.paired)
 	for _, l := range lists {
 		if err := l.emit(a.w); err != nil {

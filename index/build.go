@@ -336,6 +336,9 @@ func (b *builder) ingest(ctx context.Context, srcs []source) error {
 	if b.opts.endFlush > 0 {
 		sink.end.flushAt = b.opts.endFlush
 	}
+	if b.opts.mapFlush > 0 {
+		sink.start.mappedAt = b.opts.mapFlush
+	}
 	// The store's side of the work runs in its own goroutine.
 	as := newAsyncSink(sink)
 	g := newIngest(b.opts, as, m.nextID)

@@ -27,6 +27,10 @@ func SetGzipEvery(o *Options, n int64) { o.gzEvery = n }
 // that a small capture goes through the flushes a large one does.
 func SetEndFlush(o *Options, n int) { o.endFlush = n }
 
+// SetMappedFlush makes Build write the lists of VLANs, MACs and tunnel
+// IDs once they hold n IDs.
+func SetMappedFlush(o *Options, n int) { o.mapFlush = n }
+
 // ResumePoints lists capture i's gzip checkpoints.
 func ResumePoints(s *Store, i int) ([]pcapio.GzipCheckpoint, error) {
 	var out []pcapio.GzipCheckpoint

@@ -537,3 +537,66 @@ func TestFinalListsAcrossFlushes(t *testing.T) {
 	}
 	t.Logf("%d lookups of %d flows", checked, len(flows))
 }
+
+// The lists of VLANs, MACs and tunnel IDs are written and dropped once
+// they hold so many IDs (so that a LAN of many MACs does not hold every
+// ID to the run's end): written every 64 IDs, each flow is still found
+// by its MACs, VLANs and tunnel ID, as in a store that wrote them once.
+func TestMappedListsAcrossFlushes(t *testing.T) {
+	paths := testCaptures(t)
+	dir := t.TempDir()
+	o := index.Options{}
+	index.SetMappedFlush(&o, 64)
+	if _, err := index.Build(context.Background(), filepath.Join(dir, "small"), paths, o); err != nil {
+		t.Fatal(err)
+	}
+	small, err := index.Open(filepath.Join(dir, "small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	whole := build(t, filepath.Join(dir, "whole"), paths...)
+	ctx := context.Background()
+	var flows []flow.Flow
+	whole.Flows(ctx, nil, func(f *flow.Flow) error { flows = append(flows, *f); return nil })
+	kinds := map[index.Field]int{}
+	for i := range flows {
+		f := &flows[i]
+		var ls []index.Lookup
+		if f.HasSrcMAC {
+			ls = append(ls, index.Lookup{Field: index.FieldSrcMAC, MAC: f.SrcMAC})
+		}
+		if f.HasDstMAC {
+			ls = append(ls, index.Lookup{Field: index.FieldDstMAC, MAC: f.DstMAC})
+		}
+		for _, v := range f.Key.VLANs() {
+			ls = append(ls, index.Lookup{Field: index.FieldVLAN, Lo: uint64(v), Hi: uint64(v)})
+		}
+		if f.Key.TunnelType != 0 {
+			ls = append(ls, index.Lookup{Field: index.FieldTunnelID, Lo: uint64(f.Key.TunnelID), Hi: uint64(f.Key.TunnelID)})
+		}
+		for _, l := range ls {
+			got, _, err := small.Lookup(ctx, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(got, f.ID) {
+				t.Fatalf("flow %d not found by %v in the store that wrote the lists every 64 IDs", f.ID, l.Field)
+			}
+			want, _, err := whole.Lookup(ctx, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("%v of flow %d: %d IDs, %d in the store that wrote them once", l.Field, f.ID, len(got), len(want))
+			}
+			kinds[l.Field]++
+		}
+	}
+	t.Logf("lookups by field: %v", kinds)
+	for _, f := range []index.Field{index.FieldSrcMAC, index.FieldDstMAC, index.FieldVLAN} {
+		if kinds[f] < 20 {
+			t.Errorf("only %d lookups by %v: the captures test too little", kinds[f], f)
+		}
+	}
+}

@@ -90,6 +90,7 @@ type Options struct {
 	memtable int    // the store's memtable size (tests); 0: the default
 	gzEvery  int64  // gzip checkpoint spacing (tests); 0: GzipEvery
 	endFlush int    // IDs the final-value lists hold before they are written (tests); 0: endFlush
+	mapFlush int    // and the lists of VLANs, MACs and tunnel IDs (tests); 0: mappedFlush
 }
 
 func (o *Options) stdin() io.Reader {
