@@ -248,8 +248,9 @@ func (s *captureStream) open(h *streamHead, b *decodedBatch) {
 	// Not zstd, whose decoder is several times faster: 3.22 against 3.27
 	// s, nothing to gain on two cores for the copy. Captures whose times
 	// overlap are open at once; a few of them decompress ahead, so that
-	// many open do not each hold its buffers. Not from a pipe (stdin): h.close
-	// stops the goroutine and waits for its read, which a pipe may not end.
+	// many open do not each hold its buffers. Not from a pipe (stdin):
+	// h.close stops the goroutine and waits for its read, which a pipe
+	// may never end.
 	if info.Compression == "gzip" && h.file != nil && s.aheads < maxAhead {
 		r.DecompressAhead()
 		s.aheads++

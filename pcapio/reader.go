@@ -217,9 +217,9 @@ func (x *Reader) GzipCheckpoints(every int64, fn func(GzipCheckpoint)) {
 // DecompressAhead makes the reader of a compressed capture decompress
 // in a goroutine of its own, a few MiB ahead of Next, so that
 // decompressing and decoding use two cores (the 2 GB real capture's
-// gzip -1 indexed in 5.7 s instead of 6.2 on two cores; docs/BENCHMARKS.md),
-// for 4 MiB of buffers.
-// Checkpoints (GzipCheckpoints, which must be asked for first) are still
+// gzip -1 indexed in 5.7 s instead of 6.2 on two cores, for 4 MiB of
+// buffers; docs/BENCHMARKS.md). Checkpoints (GzipCheckpoints, which
+// must be asked for first) are still
 // passed on the goroutine that calls Next, when the output that follows
 // them is read. Call it before the first Next; the reader must then be
 // closed (Close), which stops the goroutine and waits for the read it is
