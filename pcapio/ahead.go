@@ -89,14 +89,20 @@ func newAhead(src io.Reader, gz interface {
 }
 
 // readFull is io.ReadFull keeping the reader's own error (io.EOF at
-// the end, whatever was read before it).
+// the end, whatever was read before it), and giving up, as bufio does,
+// on a reader that returns nothing and no error a hundred times.
 func readFull(r io.Reader, b []byte) (int, error) {
-	n := 0
+	n, empty := 0, 0
 	for n < len(b) {
 		m, err := r.Read(b[n:])
 		n += m
 		if err != nil {
 			return n, err
+		}
+		if m > 0 {
+			empty = 0
+		} else if empty++; empty == 100 {
+			return n, io.ErrNoProgress
 		}
 	}
 	return n, nil
