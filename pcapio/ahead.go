@@ -5,6 +5,8 @@ import (
 	"io"
 	"slices"
 	"sync"
+
+	"github.com/pcapflow/pcapflow/internal/inflate"
 )
 
 // aheadChunks and aheadChunk are the decompressed output a reader that
@@ -46,9 +48,7 @@ type aheadOut struct {
 
 // newAhead starts decompressing src. If gz is not nil, it is src's gzip
 // reader, and its checkpoints (every bytes apart) go to onCk.
-func newAhead(src io.Reader, gz interface {
-	Checkpoints(int64, func(GzipCheckpoint))
-}, every int64, onCk func(GzipCheckpoint)) *ahead {
+func newAhead(src io.Reader, gz *inflate.GzipReader, every int64, onCk func(GzipCheckpoint)) *ahead {
 	a := &ahead{full: make(chan aheadOut, aheadChunks), free: make(chan []byte, aheadChunks+2), done: make(chan struct{}), onCk: onCk}
 	for range cap(a.free) {
 		a.free <- make([]byte, aheadChunk)

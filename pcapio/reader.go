@@ -219,23 +219,17 @@ func (x *Reader) GzipCheckpoints(every int64, fn func(GzipCheckpoint)) {
 // decompressing and decoding use two cores (the 2 GB real capture's
 // gzip -1 indexed in 5.7 s instead of 6.2 on two cores, for 4 MiB of
 // buffers; docs/BENCHMARKS.md). Checkpoints (GzipCheckpoints, which
-// must be asked for first) are still
-// passed on the goroutine that calls Next, when the output that follows
-// them is read. Call it before the first Next; the reader must then be
-// closed (Close), which stops the goroutine and waits for the read it is
-// in: a source whose reads may block indefinitely (a pipe) should not
-// decompress ahead. Plain captures ignore it.
+// must be asked for first) are still passed on the goroutine that calls
+// Next, when the output that follows them is read. Call it before the
+// first Next; the reader must then be closed (Close), which stops the
+// goroutine and waits for the read it is in: a source whose reads may
+// block indefinitely (a pipe) should not decompress ahead. Plain
+// captures ignore it.
 func (x *Reader) DecompressAhead() {
 	if x.compressed == "" || x.ahead != nil {
 		return
 	}
-	var gz interface {
-		Checkpoints(int64, func(GzipCheckpoint))
-	}
-	if x.gz != nil {
-		gz = x.gz
-	}
-	a := newAhead(x.src, gz, x.ckEvery, x.ckFn)
+	a := newAhead(x.src, x.gz, x.ckEvery, x.ckFn)
 	x.ahead, x.src = a, a
 }
 
