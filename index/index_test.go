@@ -490,22 +490,7 @@ func TestEveryFieldStoreAndScan(t *testing.T) {
 // span): written every 16 flows, each flow is still found by its first
 // and last time, packets and bytes, as in a store that wrote them once.
 func TestFinalListsAcrossFlushes(t *testing.T) {
-	paths := flushCaptures(t)
-	dir := t.TempDir()
-	o := index.Options{}
-	index.SetEndFlush(&o, 64)
-	if _, err := index.Build(context.Background(), filepath.Join(dir, "small"), paths, o); err != nil {
-		t.Fatal(err)
-	}
-	small, err := index.Open(filepath.Join(dir, "small"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer small.Close()
-	whole := build(t, filepath.Join(dir, "whole"), paths...)
-	ctx := context.Background()
-	var flows []flow.Flow
-	whole.Flows(ctx, nil, func(f *flow.Flow) error { flows = append(flows, *f); return nil })
+	small, whole, flows := flushedStores(t, func(o *index.Options) { index.SetEndFlush(o, 64) })
 	if len(flows) < 1000 {
 		t.Fatalf("%d flows: too few to cross many flushes", len(flows))
 	}
@@ -518,20 +503,7 @@ func TestFinalListsAcrossFlushes(t *testing.T) {
 			{Field: index.FieldPackets, Lo: f.Packets, Hi: f.Packets},
 			{Field: index.FieldBytes, Lo: f.Bytes, Hi: f.Bytes},
 		} {
-			got, _, err := small.Lookup(ctx, l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Contains(got, f.ID) {
-				t.Fatalf("flow %d not found by %v in the store that flushed every 16 flows", f.ID, l.Field)
-			}
-			want, _, err := whole.Lookup(ctx, l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("%v of flow %d: %d IDs, %d in the store that flushed once", l.Field, f.ID, len(got), len(want))
-			}
+			sameLookup(t, small, whole, l, f.ID)
 			checked++
 		}
 	}
@@ -543,22 +515,7 @@ func TestFinalListsAcrossFlushes(t *testing.T) {
 // ID to the run's end): written every 64 IDs, each flow is still found
 // by its MACs, VLANs and tunnel ID, as in a store that wrote them once.
 func TestMappedListsAcrossFlushes(t *testing.T) {
-	paths := flushCaptures(t)
-	dir := t.TempDir()
-	o := index.Options{}
-	index.SetMappedFlush(&o, 64)
-	if _, err := index.Build(context.Background(), filepath.Join(dir, "small"), paths, o); err != nil {
-		t.Fatal(err)
-	}
-	small, err := index.Open(filepath.Join(dir, "small"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer small.Close()
-	whole := build(t, filepath.Join(dir, "whole"), paths...)
-	ctx := context.Background()
-	var flows []flow.Flow
-	whole.Flows(ctx, nil, func(f *flow.Flow) error { flows = append(flows, *f); return nil })
+	small, whole, flows := flushedStores(t, func(o *index.Options) { index.SetMappedFlush(o, 64) })
 	kinds := map[index.Field]int{}
 	for i := range flows {
 		f := &flows[i]
@@ -576,20 +533,7 @@ func TestMappedListsAcrossFlushes(t *testing.T) {
 			ls = append(ls, index.Lookup{Field: index.FieldTunnelID, Lo: uint64(f.Key.TunnelID), Hi: uint64(f.Key.TunnelID)})
 		}
 		for _, l := range ls {
-			got, _, err := small.Lookup(ctx, l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Contains(got, f.ID) {
-				t.Fatalf("flow %d not found by %v in the store that wrote the lists every 64 IDs", f.ID, l.Field)
-			}
-			want, _, err := whole.Lookup(ctx, l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("%v of flow %d: %d IDs, %d in the store that wrote them once", l.Field, f.ID, len(got), len(want))
-			}
+			sameLookup(t, small, whole, l, f.ID)
 			kinds[l.Field]++
 		}
 	}
@@ -598,6 +542,48 @@ func TestMappedListsAcrossFlushes(t *testing.T) {
 		if kinds[f] < least {
 			t.Errorf("only %d lookups by %v: the captures test too little", kinds[f], f)
 		}
+	}
+}
+
+// flushedStores indexes flushCaptures twice: small with set's options
+// (lists written early), whole with the defaults; flows are whole's.
+func flushedStores(t *testing.T, set func(*index.Options)) (small, whole *index.Store, flows []flow.Flow) {
+	t.Helper()
+	paths := flushCaptures(t)
+	dir := t.TempDir()
+	var o index.Options
+	set(&o)
+	if _, err := index.Build(context.Background(), filepath.Join(dir, "small"), paths, o); err != nil {
+		t.Fatal(err)
+	}
+	small, err := index.Open(filepath.Join(dir, "small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { small.Close() })
+	whole = build(t, filepath.Join(dir, "whole"), paths...)
+	whole.Flows(context.Background(), nil, func(f *flow.Flow) error { flows = append(flows, *f); return nil })
+	return small, whole, flows
+}
+
+// sameLookup checks that small finds flow id by l, and exactly what
+// whole finds.
+func sameLookup(t *testing.T, small, whole *index.Store, l index.Lookup, id uint64) {
+	t.Helper()
+	ctx := context.Background()
+	got, _, err := small.Lookup(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, id) {
+		t.Fatalf("flow %d not found by %v in the store that wrote its lists early", id, l.Field)
+	}
+	want, _, err := whole.Lookup(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%v of flow %d: %d IDs, %d in the store that wrote them once", l.Field, id, len(got), len(want))
 	}
 }
 

@@ -143,7 +143,7 @@ func (s Settings) sealAfter() int64 {
 // the third largest thing in memory on the 2 GB real capture of the
 // eleventh session (35 MB at the peak, sealing at 15 s); at 7 s the run
 // peaks at 284 MB instead of 305 and takes 2.99 s instead of 3.24 (less
-// to collect near the heap limit), for an index 0.2% larger: flows that
+// to collect near the heap limit), for an index 0.06% larger: flows that
 // outlive their sealed block are stored alone (N, L keys), about 30
 // bytes each instead of 4 (six alternating runs; 1 s gained nothing more
 // and stored 900 flows alone).
