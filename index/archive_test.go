@@ -550,11 +550,11 @@ func TestOldSchemaRefused(t *testing.T) {
 	paths := writeParts(t, rotation(), []int{40}, false)
 	idx := filepath.Join(t.TempDir(), "old")
 	build(t, idx, paths[0]).Close()
-	if err := index.SetStoredVersion(idx, "pcapflow-index/4"); err != nil {
+	if err := index.SetStoredVersion(idx, "pcapflow-index/5"); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		if _, err := index.Open(idx); !errors.Is(err, index.ErrSchema) || !strings.Contains(err.Error(), "pcapflow-index/4") || !strings.Contains(err.Error(), index.SchemaVersion) {
+		if _, err := index.Open(idx); !errors.Is(err, index.ErrSchema) || !strings.Contains(err.Error(), "pcapflow-index/5") || !strings.Contains(err.Error(), index.SchemaVersion) {
 			t.Fatalf("open: %v, want %v naming both versions", err, index.ErrSchema)
 		}
 		if _, err := index.Build(context.Background(), idx, paths[1:], index.Options{}); !errors.Is(err, index.ErrSchema) {

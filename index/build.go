@@ -30,7 +30,11 @@ var verifyUnchanged bool
 // before them are listed only in the paired list (startAttrs.add), ID
 // lists may be stored as the IDs they lack (listGaps), offsets are kept
 // every 128 records.
-const SchemaVersion = "pcapflow-index/5"
+//
+// Schema 6 (issue 16, twelfth session): flows that outlive their block
+// are stored in groups of a span of IDs (L keys, storeSink.flushLate),
+// not a key each.
+const SchemaVersion = "pcapflow-index/6"
 
 // BuildResult reports what Build did.
 type BuildResult struct {
@@ -335,6 +339,9 @@ func (b *builder) ingest(ctx context.Context, srcs []source) error {
 	sink := newStoreSink(&b.w, gen, m.nextID, b.opts.Settings)
 	if b.opts.endFlush > 0 {
 		sink.end.flushAt = b.opts.endFlush
+	}
+	if b.opts.lateFlush > 0 {
+		sink.lateFlushAt = b.opts.lateFlush
 	}
 	if b.opts.mapFlush > 0 {
 		sink.start.mappedAt = b.opts.mapFlush
@@ -683,6 +690,9 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 		stateC <- encoded{v, err}
 	}()
 	// The lists and blocks of flows that started or ended, as new keys.
+	if err := sink.flushLate(); err != nil {
+		return err
+	}
 	if err := sink.start.flush(t.NextID()); err != nil {
 		return err
 	}
@@ -879,7 +889,12 @@ func (b *builder) recover() error {
 	for _, tag := range []byte{tagFlows, tagTails} {
 		w.deleteRange(blockKey{tag, blockOf(next) + flowBlock}.encode(), []byte{tag + 1})
 	}
-	w.deleteRange(lateKey{tagLate, next}.encode(), []byte{tagLate + 1})
+	// Groups of flows stored late by the run are new: those of the spans
+	// past the committed flows, and those of the run's generation where
+	// they may be (beside committed ones: the span of the first new ID,
+	// of blocks that were provisional, of flows stored alone while live).
+	lateSpans := map[uint64]bool{lateSpanOf(next): true}
+	w.deleteRange(lateBlock(lateSpanOf(next)+lateSpan), []byte{tagLate + 1})
 	w.deleteRange(chunkKey{next, 0}.encode(), []byte{tagChunk + 1})
 	w.deleteRange(checkpointKey{uint32(len(m.captures)), 0}.encode(), []byte{tagCheckpoint + 1})
 	w.deleteRange(resumeKey{uint32(len(m.captures)), 0}.encode(), []byte{tagResume + 1})
@@ -890,23 +905,25 @@ func (b *builder) recover() error {
 	for _, first := range restoredBlocks(b.db) {
 		w.delete(blockKey{tagFlows, first}.encode())
 		w.delete(blockKey{tagTails, first}.encode())
-		w.deleteRange(lateKey{tagLate, first}.encode(), lateKey{tagLate, first + flowBlock}.encode())
+		lateSpans[lateSpanOf(first)] = true
 	}
 	if !m.hasBlock(b.db, blockOf(next)) {
 		for _, tag := range []byte{tagFlows, tagTails} {
 			w.delete(blockKey{tag, blockOf(next)}.encode())
 		}
 	}
-	// Flows stored alone: an L beside an N is new.
 	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLateProv}, UpperBound: []byte{tagLateProv + 1}})
 	if err != nil {
 		return err
 	}
 	for it.First(); it.Valid(); it.Next() {
-		w.delete(lateKey{tagLate, binary.BigEndian.Uint64(it.Key()[1:])}.encode())
+		lateSpans[lateSpanOf(binary.BigEndian.Uint64(it.Key()[1:]))] = true
 	}
 	if err := it.Close(); err != nil {
 		return err
+	}
+	for span := range lateSpans {
+		w.deleteRange(lateFrom(span, m.gen+1), lateBlock(span+1))
 	}
 	// Posting chunks of live flows beyond the committed count.
 	if err := b.dropLiveChunks(w); err != nil {

@@ -31,6 +31,40 @@ func SetEndFlush(o *Options, n int) { o.endFlush = n }
 // IDs once they hold n IDs.
 func SetMappedFlush(o *Options, n int) { o.mapFlush = n }
 
+// SetLateFlush makes Build write the groups of flows stored late once
+// it holds n such flows.
+func SetLateFlush(o *Options, n int) { o.lateFlush = n }
+
+// StoredLate is how many flows s stores in groups of flows that outlived
+// their blocks (L keys), in how many groups, and how many flows it stores
+// alone while live (N keys).
+func StoredLate(s *Store) (flows, groups, alone int) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLate}, UpperBound: []byte{tagLateProv + 1}})
+	if err != nil {
+		return -1, -1, -1
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		switch it.Key()[0] {
+		case tagLateProv:
+			alone++
+			continue
+		case tagMeta: // between L and N
+			continue
+		}
+		k, err := decodeLateGroupKey(it.Key())
+		var rb recordBlock
+		var tb tailBlock
+		ids, _, derr := decodeLate(it.Value(), k.span, 0, nil, &rb, &tb)
+		if err != nil || derr != nil {
+			return -1, -1, -1
+		}
+		flows += len(ids)
+		groups++
+	}
+	return flows, groups, alone
+}
+
 // ResumePoints lists capture i's gzip checkpoints.
 func ResumePoints(s *Store, i int) ([]pcapio.GzipCheckpoint, error) {
 	var out []pcapio.GzipCheckpoint

@@ -9,7 +9,7 @@ import (
 
 // FuzzRecords feeds arbitrary bytes to every decoder of stored values:
 // flow record blocks (final and provisional), posting chunks and tails,
-// flows stored alone, ID lists, address blocks and keys. A corrupt index
+// flows stored alone or late, ID lists, address blocks and keys. A corrupt index
 // must give errors, never panics or runaway allocation.
 func FuzzRecords(f *testing.F) {
 	fl := flow.Flow{ID: 1, Peer: 2, Packets: 3, Bytes: 300, First: 1e18, Last: 1e18 + 5e6}
@@ -47,6 +47,23 @@ func FuzzRecords(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(sb)
+	// A group of flows stored late: a conversation and a flow whose peer
+	// is outside the group.
+	late := []heldLate{{f: fl, start: 0, end: 3}, {f: fl2, start: 3, end: 5}, {f: fl, start: 5, end: 5}}
+	late[0].f.ID, late[0].f.Peer, late[0].f.Packets = 4100, 4101, 3
+	late[1].f.ID, late[1].f.Peer, late[1].f.Packets = 4101, 4100, 2
+	late[2].f.ID, late[2].f.Peer, late[2].f.Packets = 4200, 9, 0
+	lb, err := st.appendLate(nil, 4097, late, refs)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var lrb recordBlock
+	var ltb tailBlock
+	if ids, ok, err := decodeLate(lb, 4097, 4101, nil, &lrb, &ltb); err != nil || !ok || len(ids) != 3 ||
+		lrb.flows[1].ID != 4101 || lrb.flows[1].Peer != 4100 || lrb.flows[2].Peer != 9 || len(ltb.tails[0].refs) != 3 {
+		f.Fatalf("the group decodes as %v %v %v: %+v", ids, ok, err, lrb.flows[:3])
+	}
+	f.Add(lb)
 	f.Add(appendIDs(nil, 5, []uint64{5, 7, 100}))
 	f.Add(appendIDs(nil, 5, []uint64{5, 3000, 7000, 9000, 12000, 20000, 21000}))
 	f.Add(appendIDs(nil, 5, append(seq(5, 300), seq(302, 600)...)))
@@ -69,6 +86,9 @@ func FuzzRecords(f *testing.F) {
 			t.Fatalf("%d IDs from %d bytes", len(ids), len(b))
 		}
 		splitStandalone(b, 1)
+		if ids, _, err := decodeLate(b, 1, 0, nil, &rb, &tb); err == nil && len(ids) > len(b) {
+			t.Fatalf("%d IDs from %d bytes", len(ids), len(b))
+		}
 		splitTail(b)
 		decodeListKey(b, 2)
 		decodeAddrKey(b)

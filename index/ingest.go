@@ -86,11 +86,12 @@ type Options struct {
 	// Decode, when set, overrides the decoder options of Settings.
 	Decode *pcapio.DecodeOptions
 
-	fs       vfs.FS // the store's file system (tests inject faults); nil: the OS's
-	memtable int    // the store's memtable size (tests); 0: the default
-	gzEvery  int64  // gzip checkpoint spacing (tests); 0: GzipEvery
-	endFlush int    // IDs the final-value lists hold before they are written (tests); 0: endFlush
-	mapFlush int    // and the lists of VLANs, MACs and tunnel IDs (tests); 0: mappedFlush
+	fs        vfs.FS // the store's file system (tests inject faults); nil: the OS's
+	memtable  int    // the store's memtable size (tests); 0: the default
+	gzEvery   int64  // gzip checkpoint spacing (tests); 0: GzipEvery
+	endFlush  int    // IDs the final-value lists hold before they are written (tests); 0: endFlush
+	mapFlush  int    // and the lists of VLANs, MACs and tunnel IDs (tests); 0: mappedFlush
+	lateFlush int    // flows stored late held before their groups are written (tests); 0: lateFlush
 }
 
 func (o *Options) stdin() io.Reader {

@@ -327,28 +327,81 @@ func (s *Store) blockValue(first uint64, tails bool) (v []byte, prov bool, err e
 	return v, prov, err
 }
 
-// lateValue reads a flow stored alone (L or N).
-func (s *Store) lateValue(id uint64) ([]byte, error) {
-	late, err := s.provLate()
+// lateReader finds the flows missing from their blocks: those stored
+// late (L groups) or alone while live (N). It keeps the group it read
+// last: flows are asked for in ID order, and a group holds the late
+// flows of a span of IDs.
+type lateReader struct {
+	s    *Store
+	span uint64   // the span of the group held; 0: none
+	ids  []uint64 // its flows
+	rb   recordBlock
+	tb   tailBlock
+	one  recordBlock // a flow stored alone
+}
+
+// flow returns flow id's record, its full chunk count and the rest of
+// its postings, valid until the next call.
+func (l *lateReader) flow(id uint64) (*flow.Flow, uint32, []PacketRef, error) {
+	late, err := l.s.provLate()
 	if err != nil {
-		return nil, err
+		return nil, 0, nil, err
 	}
-	tag := byte(tagLate)
 	if _, ok := slices.BinarySearch(late, id); ok {
-		tag = tagLateProv
+		v, err := l.s.get(lateKey{tagLateProv, id}.encode())
+		if err == nil && v == nil {
+			err = fmt.Errorf("flow %d: %w: not stored", id, errCorrupt)
+		}
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		return splitStandaloneIn(v, id, &l.one)
 	}
-	v, err := s.get(lateKey{tag, id}.encode())
-	if err == nil && v == nil {
-		err = fmt.Errorf("%s: flow %d: %w: not stored", s.dir, id, errCorrupt)
+	span := lateSpanOf(id)
+	i, ok := slices.BinarySearch(l.ids, id)
+	if l.span != span || !ok {
+		if i, err = l.find(span, id); err != nil {
+			return nil, 0, nil, err
+		}
 	}
-	return v, err
+	t := &l.tb.tails[i]
+	return &l.rb.flows[i], t.chunks, t.refs, nil
+}
+
+// find reads the group of span span that holds flow id, and returns its
+// position in the group.
+func (l *lateReader) find(span, id uint64) (int, error) {
+	l.span, l.ids = 0, l.ids[:0]
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: lateBlock(span), UpperBound: lateBlock(span + 1)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		ids, ok, err := decodeLate(it.Value(), span, id, l.ids, &l.rb, &l.tb)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", FormatKey(it.Key()), err)
+		}
+		l.ids = ids
+		if ok {
+			l.span = span
+			i, _ := slices.BinarySearch(ids, id)
+			return i, nil
+		}
+	}
+	if err := it.Error(); err != nil {
+		return 0, err
+	}
+	l.ids = l.ids[:0]
+	return 0, fmt.Errorf("flow %d: %w: not stored", id, errCorrupt)
 }
 
 // blockReader decodes the flows of blocks as they are asked for.
 type blockReader struct {
-	s  *Store
-	rb recordBlock
-	ok bool // rb holds a block
+	s    *Store
+	rb   recordBlock
+	ok   bool // rb holds a block
+	late *lateReader
 }
 
 // flow returns flow id's record.
@@ -367,12 +420,11 @@ func (b *blockReader) flow(id uint64) (*flow.Flow, error) {
 	if b.rb.has(id) {
 		return &b.rb.flows[id-first], nil
 	}
-	// Not in its block: stored alone.
-	v, err := b.s.lateValue(id)
-	if err != nil {
-		return nil, err
+	// Not in its block: stored late or alone.
+	if b.late == nil {
+		b.late = &lateReader{s: b.s}
 	}
-	f, _, _, err := splitStandalone(v, id)
+	f, _, _, err := b.late.flow(id)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.s.dir, err)
 	}
@@ -419,6 +471,7 @@ type tailReader struct {
 	ok    bool
 	rb    recordBlock
 	tb    tailBlock
+	late  *lateReader
 }
 
 // tail returns flow id's full chunk count and the rest of its postings.
@@ -443,11 +496,13 @@ func (t *tailReader) tail(id uint64) (uint32, []PacketRef, error) {
 		t.first, t.ok = first, true
 	}
 	if !t.rb.has(id) {
-		v, err := t.s.lateValue(id)
-		if err != nil {
-			return 0, nil, err
+		if t.late == nil {
+			t.late = &lateReader{s: t.s}
 		}
-		_, chunks, refs, err := splitStandalone(v, id)
+		_, chunks, refs, err := t.late.flow(id)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", t.s.dir, err)
+		}
 		return chunks, refs, err
 	}
 	tl := t.tb.tails[id-first]

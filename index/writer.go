@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/pcapflow/pcapflow/flow"
+	"github.com/pcapflow/pcapflow/internal/varint"
 )
 
 // batchSize is how much a write batch collects before it is committed.
@@ -192,37 +194,42 @@ func (pb *pendingBlock) tail(i uint64) []byte {
 // connections end: every write during a run is a new key, so that until
 // the run commits the index answers what it answered before.
 type storeSink struct {
-	w         *writer
-	gen       uint32 // this run
-	base      uint64 // the first ID of this run
-	sealAfter int64  // Settings.sealAfter
-	pending   map[uint64]*pendingBlock
-	near      [1 << 12]*pendingBlock // pending, by block number mod 4096: see look
-	queue     []uint64               // firsts of pending blocks, ascending (some may be done)
-	restoredG map[uint64]bool        // blocks with provisional keys at the run's start
-	restoredN map[uint64][]byte      // flows with an N key at the run's start, and its value
-	kept      int                    // provisional values not written again, being unchanged
-	start     *startAttrs
-	end       *endAttrs
-	inCap     map[int]*idSet
-	caps      map[int]*CaptureInfo // read in this run
-	created   uint64               // IDs below have started
-	free      []*pendingBlock
-	rec, tail []byte // scratch
-	buf       []byte
-	refs      []PacketRef
-	dec       entryDecoder
-	flows     [flowBlock]flow.Flow
-	ptrs      []*flow.Flow
-	tails     []tailOf
-	arena     []PacketRef
+	w           *writer
+	gen         uint32 // this run
+	base        uint64 // the first ID of this run
+	sealAfter   int64  // Settings.sealAfter
+	pending     map[uint64]*pendingBlock
+	near        [1 << 12]*pendingBlock // pending, by block number mod 4096: see look
+	queue       []uint64               // firsts of pending blocks, ascending (some may be done)
+	restoredG   map[uint64]bool        // blocks with provisional keys at the run's start
+	restoredN   map[uint64][]byte      // flows with an N key at the run's start, and its value
+	late        []heldLate             // flows that outlived their block, to be written (flushLate)
+	lateRefs    []PacketRef            // their tails
+	lateFlushAt int                    // lateFlush, or a test's
+	lateN       uint32                 // groups written
+	kept        int                    // provisional values not written again, being unchanged
+	start       *startAttrs
+	end         *endAttrs
+	inCap       map[int]*idSet
+	caps        map[int]*CaptureInfo // read in this run
+	created     uint64               // IDs below have started
+	free        []*pendingBlock
+	rec, tail   []byte // scratch
+	buf         []byte
+	refs        []PacketRef
+	dec         entryDecoder
+	flows       [flowBlock]flow.Flow
+	ptrs        []*flow.Flow
+	tails       []tailOf
+	arena       []PacketRef
 }
 
 func newStoreSink(w *writer, gen uint32, base uint64, set Settings) *storeSink {
 	return &storeSink{
 		w: w, gen: gen, base: base, created: base, sealAfter: set.sealAfter(),
 		pending: map[uint64]*pendingBlock{}, restoredG: map[uint64]bool{}, restoredN: map[uint64][]byte{},
-		start: newStartAttrs(w, base), end: newEndAttrs(w, gen),
+		lateFlushAt: lateFlush,
+		start:       newStartAttrs(w, base), end: newEndAttrs(w, gen),
 		inCap: map[int]*idSet{}, caps: map[int]*CaptureInfo{},
 	}
 }
@@ -324,12 +331,9 @@ func (s *storeSink) ended(flows []endedFlow) error {
 		first := blockOf(f.ID)
 		pb := s.look(first)
 		if pb == nil {
-			// Its block was written without it: it is stored alone.
-			v, err := s.standalone(f, e.chunks, e.post)
-			if err != nil {
-				return err
-			}
-			if err := s.w.set(lateKey{tagLate, f.ID}.encode(), v); err != nil {
+			// Its block was written without it: it waits with the other
+			// flows that outlived theirs (flushLate).
+			if err := s.holdLate(e); err != nil {
 				return err
 			}
 			continue
@@ -351,6 +355,172 @@ func (s *storeSink) ended(flows []endedFlow) error {
 		}
 	}
 	return nil
+}
+
+// Flows that outlive their block (written 7 s after it began without
+// them) are stored in groups of up to 64 (L keys, lateGroupKey): stored
+// alone, each took about 30 bytes on disk, against 4 in a block. They
+// are the long flows, UDP ones above all (each lives out the idle
+// timeout), few in most blocks, so a group gathers those of a span of
+// lateSpan IDs that ended between two flushes; flows that start close
+// together and live as long end close together, so they share a group
+// whatever the flow rate.
+const (
+	lateFlush = 4096    // flows held before they are written
+	lateSpan  = 1 << 12 // IDs a group's flows come from
+)
+
+// lateSpanOf is the first ID of the span that holds flow id.
+func lateSpanOf(id uint64) uint64 { return (id-1)/lateSpan*lateSpan + 1 }
+
+// lateVirtual is the first ID a group's record block is written with:
+// its flows are numbered lateVirtual, lateVirtual+1, ... in ID order, a
+// range no flow ID reaches, so that a peer or outer flow in the group is
+// told from one outside it (kept as its real ID) after decoding.
+const lateVirtual = 1 << 62
+
+// heldLate is a flow stored late that waits for flushLate.
+type heldLate struct {
+	f          flow.Flow
+	chunks     uint32
+	start, end int // its tail's refs in lateRefs
+}
+
+// holdLate keeps an ended flow whose block was written, writing the
+// held flows once there are lateFlushAt of them.
+func (s *storeSink) holdLate(e endedFlow) error {
+	start := len(s.lateRefs)
+	s.lateRefs = e.post.appendRefs(s.lateRefs)
+	s.late = append(s.late, heldLate{f: *e.f, chunks: e.chunks, start: start, end: len(s.lateRefs)})
+	if len(s.late) >= s.lateFlushAt {
+		return s.flushLate()
+	}
+	return nil
+}
+
+// flushLate writes the held flows, in groups of up to 64 of one span, in
+// ID order.
+func (s *storeSink) flushLate() error {
+	slices.SortFunc(s.late, func(a, b heldLate) int { return cmp.Compare(a.f.ID, b.f.ID) })
+	for i := 0; i < len(s.late); {
+		span := lateSpanOf(s.late[i].f.ID)
+		j := i + 1
+		for j < len(s.late) && j-i < flowBlock && lateSpanOf(s.late[j].f.ID) == span {
+			j++
+		}
+		if err := s.writeLate(span, s.late[i:j]); err != nil {
+			return err
+		}
+		i = j
+	}
+	s.late, s.lateRefs = s.late[:0], s.lateRefs[:0]
+	return nil
+}
+
+// writeLate writes a group of flows stored late, of span span:
+//
+//	uvarint(n) uvarint(first ID - span) uvarint(ID step)*(n-1)
+//	uvarint(len(record block)) record block tail block
+//
+// the record block (recblock.go) written with the IDs lateVirtual.. and
+// the tail block (tailblock.go) of its flows.
+func (s *storeSink) writeLate(span uint64, group []heldLate) error {
+	var err error
+	if s.buf, err = s.appendLate(s.buf[:0], span, group, s.lateRefs); err != nil {
+		return err
+	}
+	s.lateN++
+	return s.w.set(lateGroupKey{span, s.gen, s.lateN}.encode(), s.buf)
+}
+
+// appendLate encodes a group (see writeLate) whose tails are in refs.
+func (s *storeSink) appendLate(dst []byte, span uint64, group []heldLate, refs []PacketRef) ([]byte, error) {
+	virtual := func(id uint64) uint64 {
+		if i, ok := slices.BinarySearchFunc(group, id, func(h heldLate, id uint64) int { return cmp.Compare(h.f.ID, id) }); ok {
+			return lateVirtual + uint64(i)
+		}
+		return id
+	}
+	s.ptrs, s.tails = s.ptrs[:0], s.tails[:0]
+	dst = binary.AppendUvarint(dst, uint64(len(group)))
+	prev := span
+	for i := range group {
+		h := &group[i]
+		dst = binary.AppendUvarint(dst, h.f.ID-prev)
+		prev = h.f.ID
+		f := &s.flows[i]
+		*f = h.f
+		f.ID = lateVirtual + uint64(i)
+		if f.Peer != 0 {
+			f.Peer = virtual(f.Peer)
+		}
+		if f.Outer != 0 {
+			f.Outer = virtual(f.Outer)
+		}
+		s.ptrs = append(s.ptrs, f)
+		s.tails = append(s.tails, tailOf{h.chunks, refs[h.start:h.end:h.end]})
+	}
+	s.rec = appendRecordBlock(s.rec[:0], lateVirtual, s.ptrs)
+	dst = binary.AppendUvarint(dst, uint64(len(s.rec)))
+	dst = append(dst, s.rec...)
+	base := PacketRef{}
+	for _, t := range s.tails {
+		if len(t.refs) > 0 {
+			base = t.refs[0]
+			break
+		}
+	}
+	dst, err := appendTailBlock(dst, base, s.ptrs, s.tails)
+	if err != nil {
+		return dst, fmt.Errorf("flows %d-%d stored late: %w", group[0].f.ID, group[len(group)-1].f.ID, err)
+	}
+	return dst, nil
+}
+
+// decodeLate decodes a group of flows stored late of span span into ids
+// (appended to ids[:0]), rb and tb (by position in the group); want > 0
+// stops after the IDs when the group does not hold flow want.
+func decodeLate(v []byte, span, want uint64, ids []uint64, rb *recordBlock, tb *tailBlock) ([]uint64, bool, error) {
+	bad := func() ([]uint64, bool, error) {
+		return ids, false, fmt.Errorf("%w: a group of flows stored late", errCorrupt)
+	}
+	r := varint.Reader{B: v}
+	n := r.Count(1)
+	ids = ids[:0]
+	id, has := span, want == 0
+	for i := 0; i < n && !r.Bad; i++ {
+		id += r.Uvarint()
+		ids = append(ids, id)
+		has = has || id == want
+	}
+	if r.Bad || n == 0 || n > flowBlock || ids[0] < span || id >= span+lateSpan {
+		return bad()
+	}
+	if !has {
+		return ids, false, nil
+	}
+	l := r.Count(1)
+	rec := r.Bytes(l)
+	if r.Bad {
+		return bad()
+	}
+	if err := decodeRecordBlock(rec, lateVirtual, rb); err != nil || rb.present != 1<<n-1 {
+		return bad()
+	}
+	if _, err := decodeTailBlock(r.B, rb, tb, nil); err != nil {
+		return ids, false, err
+	}
+	real := func(id uint64) uint64 {
+		if id >= lateVirtual && id-lateVirtual < uint64(n) {
+			return ids[id-lateVirtual]
+		}
+		return id
+	}
+	for i := range n {
+		f := &rb.flows[i]
+		f.ID, f.Peer, f.Outer = ids[i], real(f.Peer), real(f.Outer)
+	}
+	return ids, true, nil
 }
 
 func (s *storeSink) inCapture(id uint64, ci int) {
@@ -455,6 +625,23 @@ type liveFlow struct {
 // provisional block (G and R), those live (in ID order). Other IDs are
 // holes: their flows are stored alone.
 func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte, live []liveFlow) error {
+	if err := s.gather(pb, live); err != nil {
+		return err
+	}
+	s.buf = appendRecordBlock(s.buf[:0], pb.first, s.ptrs)
+	if err := s.setBlock(w, recTag, pb.first, s.buf, pb.prevRecs); err != nil {
+		return err
+	}
+	var err error
+	if s.buf, err = appendTailBlock(s.buf[:0], pb.ref, s.ptrs, s.tails); err != nil {
+		return fmt.Errorf("block %d: %w", pb.first, err)
+	}
+	return s.setBlock(w, tailTag, pb.first, s.buf, pb.prevTails)
+}
+
+// gather decodes pb's entries and takes the live flows into s.ptrs and
+// s.tails, in ID order.
+func (s *storeSink) gather(pb *pendingBlock, live []liveFlow) error {
 	d := &s.dec
 	d.first, d.base, d.have = pb.first, pb.base, 0
 	s.ptrs, s.tails, s.arena = s.ptrs[:0], s.tails[:0], s.arena[:0]
@@ -490,15 +677,7 @@ func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte
 		s.ptrs = append(s.ptrs, f)
 		s.tails = append(s.tails, tailOf{chunks, s.arena[start:len(s.arena):len(s.arena)]})
 	}
-	s.buf = appendRecordBlock(s.buf[:0], pb.first, s.ptrs)
-	if err := s.setBlock(w, recTag, pb.first, s.buf, pb.prevRecs); err != nil {
-		return err
-	}
-	var err error
-	if s.buf, err = appendTailBlock(s.buf[:0], pb.ref, s.ptrs, s.tails); err != nil {
-		return fmt.Errorf("block %d: %w", pb.first, err)
-	}
-	return s.setBlock(w, tailTag, pb.first, s.buf, pb.prevTails)
+	return nil
 }
 
 // setBlock writes a block's value, unless it is a provisional one that
