@@ -32,8 +32,9 @@ var verifyUnchanged bool
 // every 128 records.
 //
 // Schema 6 (issue 16, twelfth session): flows that outlive their block
-// are stored in groups of a span of IDs (L keys, storeSink.flushLate),
-// not a key each.
+// are stored in groups of a span of IDs (L keys, storeSink.flushLate;
+// N keys for those live at the commit, storeSink.writeLive), not a key
+// each.
 const SchemaVersion = "pcapflow-index/6"
 
 // BuildResult reports what Build did.
@@ -456,9 +457,15 @@ type liveCursor struct {
 	rb     recordBlock
 	tb     tailBlock
 	haveRB bool
-	arena  []PacketRef // the refs of the block read last
-	alone  *pebble.Iterator
-	oneRB  recordBlock // the record of a flow stored alone, given last
+	arena  []PacketRef      // the refs of the block read last
+	alone  *pebble.Iterator // the groups of live flows stored alone (N)
+	span   uint64           // the span whose N groups are in spanFlows; 0: none
+	spanAt map[uint64]int   // those flows, by ID: index in spanFlows
+	spanFl []heldLate       // with their tails in spanRefs
+	spanRf []PacketRef
+	lateRB recordBlock
+	lateTB tailBlock
+	ids0   []uint64
 	post   postingBuf
 	pool   bufPool
 }
@@ -520,34 +527,71 @@ func (c *liveCursor) record(id uint64) (*flow.Flow, []PacketRef, error) {
 		i := id - c.rb.first
 		return &c.rb.flows[i], c.tb.tails[i].refs, nil
 	}
-	for ; c.alone.Valid(); c.passAlone() {
-		aid := binary.BigEndian.Uint64(c.alone.Key()[1:])
-		if aid < id {
-			continue
-		}
-		if aid > id {
-			break
-		}
-		f, _, refs, err := splitStandaloneIn(c.alone.Value(), id, &c.oneRB)
-		if err != nil {
+	if span := lateSpanOf(id); span != c.span {
+		if err := c.readSpan(span); err != nil {
 			return nil, nil, err
 		}
-		c.passAlone()
-		return f, refs, nil
 	}
-	if err := c.alone.Error(); err != nil {
-		return nil, nil, err
+	if i, ok := c.spanAt[id]; ok {
+		h := &c.spanFl[i]
+		return &h.f, c.spanRf[h.start:h.end], nil
 	}
 	return nil, nil, fmt.Errorf("live flow %d: %w: no record", id, errCorrupt)
 }
 
-// passAlone moves past the current key stored alone, which the sink
-// keeps as it was.
-func (c *liveCursor) passAlone() {
+// readSpan reads the N groups of span, passing those before it.
+func (c *liveCursor) readSpan(span uint64) error {
+	c.span = span
+	clear(c.spanAt)
+	if c.spanAt == nil {
+		c.spanAt = map[uint64]int{}
+	}
+	c.spanFl, c.spanRf = c.spanFl[:0], c.spanRf[:0]
+	for c.alone.Valid() {
+		k, err := decodeLateGroupKey(c.alone.Key())
+		if err != nil {
+			return err
+		}
+		if k.span > span {
+			break
+		}
+		if k.span == span {
+			ids, _, err := decodeLate(c.alone.Value(), span, 0, c.ids0, &c.lateRB, &c.lateTB)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			c.ids0 = ids
+			for i, id := range ids {
+				c.spanAt[id] = len(c.spanFl)
+				start := len(c.spanRf)
+				c.spanRf = append(c.spanRf, c.lateTB.tails[i].refs...)
+				c.spanFl = append(c.spanFl, heldLate{f: c.lateRB.flows[i], chunks: c.lateTB.tails[i].chunks, start: start, end: len(c.spanRf)})
+			}
+		}
+		if err := c.passAlone(); err != nil {
+			return err
+		}
+	}
+	return c.alone.Error()
+}
+
+// passAlone moves past the current N group, which the sink keeps as it
+// was.
+func (c *liveCursor) passAlone() error {
 	if c.sink != nil {
-		c.sink.restoredN[binary.BigEndian.Uint64(c.alone.Key()[1:])] = bytes.Clone(c.alone.Value())
+		k, err := decodeLateGroupKey(c.alone.Key())
+		if err != nil {
+			return err
+		}
+		v := bytes.Clone(c.alone.Value())
+		ids, _, err := decodeLate(v, k.span, ^uint64(0), nil, nil, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		c.sink.restoredN = append(c.sink.restoredN, restoredGroup{key: bytes.Clone(c.alone.Key()), value: v, ids: ids})
 	}
 	c.alone.Next()
+	return nil
 }
 
 // finish reads the blocks and keys stored alone past the last live flow.
@@ -561,7 +605,9 @@ func (c *liveCursor) finish() error {
 		}
 	}
 	for c.alone.Valid() {
-		c.passAlone()
+		if err := c.passAlone(); err != nil {
+			return err
+		}
 	}
 	return errors.Join(c.recs.Error(), c.tails.Error(), c.alone.Error())
 }
@@ -738,33 +784,10 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 		lf.chunks, lf.post = p.chunks, p.view(&g.ps.pool)
 		return lf
 	}
-	var provLate []uint64
-	alone := func(i int) {
-		id := liveIDs[i]
-		provLate = append(provLate, id)
-		prev, restored := sink.restoredN[id]
-		delete(sink.restoredN, id)
-		// Stored alone before, and no packet since: its value stands.
-		clean := restored && g.untouched(id)
-		if clean && !verifyUnchanged {
-			sink.kept++
-			return
-		}
-		lf := liveAt(i)
-		v, err := sink.standalone(&lf.f, lf.chunks, lf.post)
-		if err != nil {
-			cw.fail(err)
-			return
-		}
-		switch {
-		case restored && bytes.Equal(prev, v):
-			sink.kept++ // it has that value already
-		case clean:
-			cw.fail(fmt.Errorf("flow %d: taken as unchanged, but its value changed", id))
-		default:
-			cw.set(lateKey{tagLateProv, id}.encode(), v)
-		}
-	}
+	// The live flows not in pending blocks (they outlived theirs) are
+	// stored in groups, as the flows stored late are.
+	var lone []int // their indexes in liveIDs
+	alone := func(i int) { lone = append(lone, i) }
 	firsts := make([]uint64, 0, len(sink.pending))
 	for first := range sink.pending {
 		firsts = append(firsts, first)
@@ -804,6 +827,10 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 	for ; next < len(liveIDs); next++ {
 		alone(next)
 	}
+	provLate, err := sink.writeLive(cw, m.gen+1, liveIDs, lone, liveAt, g.untouched)
+	if err != nil {
+		return err
+	}
 	st := <-stateC
 	if st.err != nil {
 		return st.err
@@ -812,9 +839,6 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 	for first := range sink.restoredG { // provisional then, final now
 		cw.delete(blockKey{tagFlowsProv, first}.encode())
 		cw.delete(blockKey{tagTailsProv, first}.encode())
-	}
-	for id := range sink.restoredN {
-		cw.delete(lateKey{tagLateProv, id}.encode())
 	}
 	// The live state: the table's (the live flows' postings are in their
 	// provisional keys).
@@ -894,7 +918,7 @@ func (b *builder) recover() error {
 	// they may be (beside committed ones: the span of the first new ID,
 	// of blocks that were provisional, of flows stored alone while live).
 	lateSpans := map[uint64]bool{lateSpanOf(next): true}
-	w.deleteRange(lateBlock(lateSpanOf(next)+lateSpan), []byte{tagLate + 1})
+	w.deleteRange(lateBlock(tagLate, lateSpanOf(next)+lateSpan), []byte{tagLate + 1})
 	w.deleteRange(chunkKey{next, 0}.encode(), []byte{tagChunk + 1})
 	w.deleteRange(checkpointKey{uint32(len(m.captures)), 0}.encode(), []byte{tagCheckpoint + 1})
 	w.deleteRange(resumeKey{uint32(len(m.captures)), 0}.encode(), []byte{tagResume + 1})
@@ -923,7 +947,7 @@ func (b *builder) recover() error {
 		return err
 	}
 	for span := range lateSpans {
-		w.deleteRange(lateFrom(span, m.gen+1), lateBlock(span+1))
+		w.deleteRange(lateFrom(tagLate, span, m.gen+1), lateBlock(tagLate, span+1))
 	}
 	// Posting chunks of live flows beyond the committed count.
 	if err := b.dropLiveChunks(w); err != nil {

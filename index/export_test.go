@@ -36,8 +36,8 @@ func SetMappedFlush(o *Options, n int) { o.mapFlush = n }
 func SetLateFlush(o *Options, n int) { o.lateFlush = n }
 
 // StoredLate is how many flows s stores in groups of flows that outlived
-// their blocks (L keys), in how many groups, and how many flows it stores
-// alone while live (N keys).
+// their blocks (L keys), in how many groups, and how many such flows live
+// at the commit it stores (N keys).
 func StoredLate(s *Store) (flows, groups, alone int) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLate}, UpperBound: []byte{tagLateProv + 1}})
 	if err != nil {
@@ -45,11 +45,7 @@ func StoredLate(s *Store) (flows, groups, alone int) {
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
-		switch it.Key()[0] {
-		case tagLateProv:
-			alone++
-			continue
-		case tagMeta: // between L and N
+		if it.Key()[0] == tagMeta { // between L and N
 			continue
 		}
 		k, err := decodeLateGroupKey(it.Key())
@@ -58,6 +54,10 @@ func StoredLate(s *Store) (flows, groups, alone int) {
 		ids, _, derr := decodeLate(it.Value(), k.span, 0, nil, &rb, &tb)
 		if err != nil || derr != nil {
 			return -1, -1, -1
+		}
+		if k.tag == tagLateProv {
+			alone += len(ids)
+			continue
 		}
 		flows += len(ids)
 		groups++

@@ -21,7 +21,7 @@ import (
 //	G, R <first ID u64>                       provisional F and Q: the block still has live flows
 //	L <span u64> <gen u32> <n u32>            records and tails of flows of IDs span.. span+lateSpan-1
 //	                                          that outlived their blocks and ended in run gen (lateGroupKey)
-//	N <ID u64>                                a flow that outlived its block and is live (lateKey)
+//	N <span u64> <gen u32> <n u32>            the same for flows live at the commit of run gen
 //	P <ID u64> <chunk u32>                    a full posting chunk of one flow (chunkKey)
 //	A <field u8> <value> <first ID u64>       IDs of flows whose field has the value (listKey);
 //	                                          for values fixed when a flow starts
@@ -144,41 +144,33 @@ func decodeBlockKey(b []byte) (blockKey, error) {
 // blockOf is the first ID of the block that holds flow id.
 func blockOf(id uint64) uint64 { return (id-1)/flowBlock*flowBlock + 1 }
 
-// lateKey is the key of a live flow stored alone (N).
-type lateKey struct {
-	tag byte
-	id  uint64
-}
-
-func (k lateKey) encode() []byte { return be64([]byte{k.tag}, k.id) }
-func (k lateKey) String() string { return fmt.Sprintf("%c/%d", k.tag, k.id) }
-
 // lateGroupKey is the key of a group of flows of the span of IDs from
-// span on that outlived their blocks and ended in run gen (L): the nth
-// group that run wrote. A span's groups are the keys with its prefix
-// (lateBlock); those of a run that did not commit sort after the
-// committed runs' (lateFrom).
+// span on that outlived their blocks: flows that ended in run gen (L),
+// the nth group that run wrote, or flows live at the commit of run gen
+// (N). A span's groups are the keys with its prefix (lateBlock); those
+// of a run that did not commit sort after the committed runs' (lateFrom).
 type lateGroupKey struct {
+	tag    byte
 	span   uint64
 	gen, n uint32
 }
 
 func (k lateGroupKey) encode() []byte {
-	return be32(be32(be64([]byte{tagLate}, k.span), k.gen), k.n)
+	return be32(be32(be64([]byte{k.tag}, k.span), k.gen), k.n)
 }
-func (k lateGroupKey) String() string { return fmt.Sprintf("L/%d/%d/%d", k.span, k.gen, k.n) }
+func (k lateGroupKey) String() string { return fmt.Sprintf("%c/%d/%d/%d", k.tag, k.span, k.gen, k.n) }
 
 // lateBlock is the prefix of span's groups.
-func lateBlock(span uint64) []byte { return be64([]byte{tagLate}, span) }
+func lateBlock(tag byte, span uint64) []byte { return be64([]byte{tag}, span) }
 
 // lateFrom is where span's groups of runs gen and later begin.
-func lateFrom(span uint64, gen uint32) []byte { return be32(lateBlock(span), gen) }
+func lateFrom(tag byte, span uint64, gen uint32) []byte { return be32(lateBlock(tag, span), gen) }
 
 func decodeLateGroupKey(b []byte) (lateGroupKey, error) {
-	if len(b) != 17 || b[0] != tagLate {
+	if len(b) != 17 || b[0] != tagLate && b[0] != tagLateProv {
 		return lateGroupKey{}, fmt.Errorf("%w: late group key %x", errCorrupt, b)
 	}
-	return lateGroupKey{binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint32(b[9:]), binary.BigEndian.Uint32(b[13:])}, nil
+	return lateGroupKey{b[0], binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint32(b[9:]), binary.BigEndian.Uint32(b[13:])}, nil
 }
 
 // chunkKey is a full posting chunk of a flow.
@@ -347,12 +339,8 @@ func FormatKey(b []byte) string {
 		}
 	case tagFlows, tagTails, tagFlowsProv, tagTailsProv:
 		s, err = decodeBlockKey(b)
-	case tagLate:
+	case tagLate, tagLateProv:
 		s, err = decodeLateGroupKey(b)
-	case tagLateProv:
-		if len(b) == 9 {
-			s = lateKey{b[0], binary.BigEndian.Uint64(b[1:])}
-		}
 	case tagChunk:
 		s, err = decodeChunkKey(b)
 	case tagList, tagFinalList:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/pcapflow/pcapflow/index"
 	"github.com/pcapflow/pcapflow/internal/capgen"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // outliving is a capture whose flows mostly outlive their blocks, as an
@@ -190,3 +192,75 @@ func TestFlowsStoredLateWriteFaults(t *testing.T) {
 		t.Errorf("no fault made the run fail: %v", outcomes)
 	}
 }
+
+// An add that touches few of the flows live at the last commit leaves
+// their groups (N) as they were, and the archive answers what one run
+// over its files does; with the package's check that a group taken as
+// unchanged is, and without it, as users run.
+func TestLiveGroupsKept(t *testing.T) {
+	data := outliving(3)
+	// The next file: the first packet again (a UDP query of the first
+	// exchange) a second after the last.
+	r, err := pcapio.NewReader(bytes.NewReader(data), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, rec pcapio.Record
+	var last int64
+	for n := 0; r.Next(&rec) == nil; n++ {
+		if n == 0 {
+			first = rec
+			first.Data = slices.Clone(rec.Data)
+		}
+		last = rec.Timestamp
+	}
+	var b bytes.Buffer
+	w, _ := pcapio.NewPcapWriter(&b, first.LinkType, 65535, true)
+	w.WritePacket(last+int64(time.Second), first.Data, first.OrigLen)
+	dir := t.TempDir()
+	parts := []string{filepath.Join(dir, "x.pcap"), filepath.Join(dir, "x.pcap1")}
+	os.WriteFile(parts[0], data, 0o644)
+	os.WriteFile(parts[1], b.Bytes(), 0o644)
+	once := build(t, filepath.Join(t.TempDir(), "once"), parts...)
+	_, _, live := index.StoredLate(once)
+	for _, verify := range []bool{true, false} {
+		t.Run(fmt.Sprintf("verify=%v", verify), func(t *testing.T) {
+			index.SetVerifyUnchanged(verify)
+			defer index.SetVerifyUnchanged(true)
+			dir := filepath.Join(t.TempDir(), "runs")
+			if _, err := index.Build(context.Background(), dir, parts[:1], index.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			s, err := index.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, alone := index.StoredLate(s)
+			s.Close()
+			res, err := index.Build(context.Background(), dir, parts[1:], index.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs, err := index.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer runs.Close()
+			_, _, after := index.StoredLate(runs)
+			// The groups (of up to 64 flows) of the untouched flows stand:
+			// all but the one or two of the first exchange's block.
+			t.Logf("%d flows live and alone, %d after the add (%d in one run); %d values kept", alone, after, live, index.Kept(res))
+			if alone < 2000 || after != live {
+				t.Fatalf("%d flows live and alone, %d after the add, %d in one run", alone, after, live)
+			}
+			if min := alone/flowsPerGroup - 3; index.Kept(res) < min {
+				t.Errorf("%d values kept, want at least %d", index.Kept(res), min)
+			}
+			if got, want := string(jsonOf(t, runs))+fmt.Sprint(packets(t, runs)), string(jsonOf(t, once))+fmt.Sprint(packets(t, once)); got != want {
+				t.Fatal("the archive grown a file at a time does not answer what one run does")
+			}
+		})
+	}
+}
+
+const flowsPerGroup = 64

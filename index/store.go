@@ -148,23 +148,7 @@ func (s *Store) loadProvisional() error {
 			return ids, err
 		})
 	} else {
-		// An index committed before the lists were kept: walk the keys.
-		var late []uint64
-		for tag, set := range map[byte]*[]uint64{tagFlowsProv: &s.provBlocks, tagLateProv: &late} {
-			it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
-			if err != nil {
-				return err
-			}
-			for it.First(); it.Valid(); it.Next() {
-				if len(it.Key()) == 9 {
-					*set = append(*set, binary.BigEndian.Uint64(it.Key()[1:]))
-				}
-			}
-			if err := it.Close(); err != nil {
-				return err
-			}
-		}
-		s.provLate = func() ([]uint64, error) { return late, nil }
+		return fmt.Errorf("%s: %w: no list of provisional keys", s.dir, errCorrupt)
 	}
 	s.liveIDs = sync.OnceValues(func() ([]uint64, error) {
 		v, err := getMeta(s.db, metaLive)
@@ -328,16 +312,16 @@ func (s *Store) blockValue(first uint64, tails bool) (v []byte, prov bool, err e
 }
 
 // lateReader finds the flows missing from their blocks: those stored
-// late (L groups) or alone while live (N). It keeps the group it read
-// last: flows are asked for in ID order, and a group holds the late
+// late (L groups) or live at the commit (N groups). It keeps the group
+// it read last: flows are asked for in ID order, and a group holds such
 // flows of a span of IDs.
 type lateReader struct {
 	s    *Store
-	span uint64   // the span of the group held; 0: none
+	tag  byte     // of the group held
+	span uint64   // its span; 0: none
 	ids  []uint64 // its flows
 	rb   recordBlock
 	tb   tailBlock
-	one  recordBlock // a flow stored alone
 }
 
 // flow returns flow id's record, its full chunk count and the rest of
@@ -347,20 +331,14 @@ func (l *lateReader) flow(id uint64) (*flow.Flow, uint32, []PacketRef, error) {
 	if err != nil {
 		return nil, 0, nil, err
 	}
+	tag := byte(tagLate)
 	if _, ok := slices.BinarySearch(late, id); ok {
-		v, err := l.s.get(lateKey{tagLateProv, id}.encode())
-		if err == nil && v == nil {
-			err = fmt.Errorf("flow %d: %w: not stored", id, errCorrupt)
-		}
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		return splitStandaloneIn(v, id, &l.one)
+		tag = tagLateProv
 	}
 	span := lateSpanOf(id)
 	i, ok := slices.BinarySearch(l.ids, id)
-	if l.span != span || !ok {
-		if i, err = l.find(span, id); err != nil {
+	if l.tag != tag || l.span != span || !ok {
+		if i, err = l.find(tag, span, id); err != nil {
 			return nil, 0, nil, err
 		}
 	}
@@ -370,9 +348,9 @@ func (l *lateReader) flow(id uint64) (*flow.Flow, uint32, []PacketRef, error) {
 
 // find reads the group of span span that holds flow id, and returns its
 // position in the group.
-func (l *lateReader) find(span, id uint64) (int, error) {
+func (l *lateReader) find(tag byte, span, id uint64) (int, error) {
 	l.span, l.ids = 0, l.ids[:0]
-	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: lateBlock(span), UpperBound: lateBlock(span + 1)})
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: lateBlock(tag, span), UpperBound: lateBlock(tag, span+1)})
 	if err != nil {
 		return 0, err
 	}
@@ -384,7 +362,7 @@ func (l *lateReader) find(span, id uint64) (int, error) {
 		}
 		l.ids = ids
 		if ok {
-			l.span = span
+			l.tag, l.span = tag, span
 			i, _ := slices.BinarySearch(ids, id)
 			return i, nil
 		}

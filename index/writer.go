@@ -202,7 +202,7 @@ type storeSink struct {
 	near        [1 << 12]*pendingBlock // pending, by block number mod 4096: see look
 	queue       []uint64               // firsts of pending blocks, ascending (some may be done)
 	restoredG   map[uint64]bool        // blocks with provisional keys at the run's start
-	restoredN   map[uint64][]byte      // flows with an N key at the run's start, and its value
+	restoredN   []restoredGroup        // the N groups at the run's start
 	late        []heldLate             // flows that outlived their block, to be written (flushLate)
 	lateRefs    []PacketRef            // their tails
 	lateFlushAt int                    // lateFlush, or a test's
@@ -227,7 +227,7 @@ type storeSink struct {
 func newStoreSink(w *writer, gen uint32, base uint64, set Settings) *storeSink {
 	return &storeSink{
 		w: w, gen: gen, base: base, created: base, sealAfter: set.sealAfter(),
-		pending: map[uint64]*pendingBlock{}, restoredG: map[uint64]bool{}, restoredN: map[uint64][]byte{},
+		pending: map[uint64]*pendingBlock{}, restoredG: map[uint64]bool{},
 		lateFlushAt: lateFlush,
 		start:       newStartAttrs(w, base), end: newEndAttrs(w, gen),
 		inCap: map[int]*idSet{}, caps: map[int]*CaptureInfo{},
@@ -430,7 +430,7 @@ func (s *storeSink) writeLate(span uint64, group []heldLate) error {
 		return err
 	}
 	s.lateN++
-	return s.w.set(lateGroupKey{span, s.gen, s.lateN}.encode(), s.buf)
+	return s.w.set(lateGroupKey{tagLate, span, s.gen, s.lateN}.encode(), s.buf)
 }
 
 // appendLate encodes a group (see writeLate) whose tails are in refs.
@@ -475,6 +475,104 @@ func (s *storeSink) appendLate(dst []byte, span uint64, group []heldLate, refs [
 		return dst, fmt.Errorf("flows %d-%d stored late: %w", group[0].f.ID, group[len(group)-1].f.ID, err)
 	}
 	return dst, nil
+}
+
+// restoredGroup is a group of live flows stored alone (N) that a run
+// restored.
+type restoredGroup struct {
+	key, value []byte
+	ids        []uint64
+}
+
+// writeLive writes, at the commit of run gen, the groups (N) of the live
+// flows not in pending blocks: lone indexes liveIDs, and liveAt gives each
+// one as it stands. A restored group whose flows are all still among
+// them stands when none was touched since (untouched), or when it would
+// be written with the value it has; the others are deleted, and the
+// flows not in a group that stands are written in new ones. It returns
+// the IDs of the flows in N groups, ascending.
+func (s *storeSink) writeLive(w *writer, gen uint32, liveIDs []uint64, lone []int, liveAt func(int) liveFlow, untouched func(uint64) bool) ([]uint64, error) {
+	ids := make([]uint64, len(lone))
+	for i, li := range lone {
+		ids[i] = liveIDs[li]
+	}
+	at := func(id uint64) int { // index in lone
+		i, ok := slices.BinarySearch(ids, id)
+		if !ok {
+			return -1
+		}
+		return i
+	}
+	var group []heldLate
+	var refs []PacketRef
+	encode := func(span uint64, members []int) ([]byte, error) {
+		group, refs = group[:0], refs[:0]
+		for _, i := range members {
+			lf := liveAt(lone[i])
+			start := len(refs)
+			refs = lf.post.appendRefs(refs)
+			group = append(group, heldLate{f: lf.f, chunks: lf.chunks, start: start, end: len(refs)})
+		}
+		return s.appendLate(nil, span, group, refs)
+	}
+	done := make([]bool, len(ids)) // in a group that stands
+	var members []int
+	for _, rg := range s.restoredN {
+		members = members[:0]
+		clean := true
+		for _, id := range rg.ids {
+			i := at(id)
+			if i < 0 {
+				break
+			}
+			members = append(members, i)
+			clean = clean && untouched(id)
+		}
+		if len(members) == len(rg.ids) && !(clean && !verifyUnchanged) {
+			v, err := encode(lateSpanOf(rg.ids[0]), members)
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case bytes.Equal(v, rg.value):
+				clean = true
+			case clean:
+				return nil, fmt.Errorf("flows %d-%d: taken as unchanged, but their values changed", rg.ids[0], rg.ids[len(rg.ids)-1])
+			default:
+				clean = false
+			}
+		}
+		if len(members) == len(rg.ids) && clean {
+			s.kept++
+			for _, i := range members {
+				done[i] = true
+			}
+			continue
+		}
+		w.delete(rg.key)
+	}
+	s.restoredN = nil
+	var n uint32
+	for i := 0; i < len(ids); {
+		if done[i] {
+			i++
+			continue
+		}
+		span := lateSpanOf(ids[i])
+		members = members[:0]
+		for ; i < len(ids) && len(members) < flowBlock && lateSpanOf(ids[i]) == span; i++ {
+			if !done[i] {
+				members = append(members, i)
+			}
+		}
+		v, err := encode(span, members)
+		if err != nil {
+			return nil, err
+		}
+		n++
+		w.set(lateGroupKey{tagLateProv, span, gen, n}.encode(), v)
+	}
+	return ids, w.err
 }
 
 // decodeLate decodes a group of flows stored late of span span into ids
@@ -560,57 +658,6 @@ func (s *storeSink) capture(ci int, info *CaptureInfo) error {
 	return set.each(maxListIDs, func(ids []uint64) error {
 		return s.w.setIDs(inCaptureKey{uint32(ci), ids[0]}.encode(), ids[0], ids)
 	})
-}
-
-// standalone encodes a flow to be stored alone (L and N keys):
-//
-//	uvarint(len(record block)) record block (of one flow, recblock.go)
-//	the rest of its postings past its full chunks (a chunk, tailblock.go)
-//
-// How many full chunks it has follows from its record (tailSplit).
-func (s *storeSink) standalone(f *flow.Flow, chunks uint32, post postingView) ([]byte, error) {
-	refs, _ := decodeChunk(post.appendChunk(nil, PacketRef{}), PacketRef{}, nil)
-	return appendStandalone(f, chunks, refs)
-}
-
-func appendStandalone(f *flow.Flow, chunks uint32, refs []PacketRef) ([]byte, error) {
-	if err := checkSplit(f, chunks, len(refs)); err != nil {
-		return nil, err
-	}
-	rec := appendRecordBlock(nil, f.ID, []*flow.Flow{f})
-	b := binary.AppendUvarint(nil, uint64(len(rec)))
-	b = append(b, rec...)
-	return appendChunkBits(b, refs), nil
-}
-
-// splitStandalone decodes a flow stored alone.
-func splitStandalone(b []byte, id uint64) (f *flow.Flow, chunks uint32, refs []PacketRef, err error) {
-	var rb recordBlock
-	f, chunks, refs, err = splitStandaloneIn(b, id, &rb)
-	if f != nil {
-		f = new(flow.Flow)
-		*f = rb.flows[0]
-	}
-	return f, chunks, refs, err
-}
-
-// splitStandaloneIn is splitStandalone decoding into rb, whose first
-// record the flow it returns is: a caller that decodes many reuses one
-// rb rather than zero a new one (16 KiB) for each.
-func splitStandaloneIn(b []byte, id uint64, rb *recordBlock) (f *flow.Flow, chunks uint32, refs []PacketRef, err error) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
-	}
-	if err := decodeRecordBlock(b[k:k+int(n)], id, rb); err != nil || rb.present != 1 {
-		return nil, 0, nil, fmt.Errorf("%w: flow %d stored alone", errCorrupt, id)
-	}
-	f = &rb.flows[0]
-	chunks, tail := tailSplit(f.Packets)
-	if refs, err = decodeChunkBits(b[k+int(n):], nil); err == nil && uint64(len(refs)) != tail {
-		err = fmt.Errorf("%w: flow %d stored alone: %d packets in its tail, not %d", errCorrupt, id, len(refs), tail)
-	}
-	return f, chunks, refs, err
 }
 
 // liveFlow is a flow live at a commit: its record as it stands and its
