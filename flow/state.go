@@ -22,7 +22,7 @@ import (
 // the tunnel endpoints, the clock and the next ID. Restoring it and
 // adding packets gives the same flows as never having stopped.
 //
-//	"pcapflow-table/3"
+//	"pcapflow-table/4"
 //	uvarint nextID; varint clock; uvarint capture
 //	uvarint #flows, uvarint(ID - previous ID)*     (the live flows, ascending)
 //	uvarint #conns, conn*    (in the order of their first flow's ID)
@@ -36,7 +36,9 @@ import (
 //	uvarint(position of side 0 - previous connection's), uvarint(position
 //	of side 1 - side 0's, 0 for none), u8 endpoint states (3 bits each),
 //	u8 bits (sawData, hasBase, seenGiven), [uvarint seen[0], seen[1]]
-//	unless the record's history says them, [uvarint base[s]] per hasBase
+//	unless the record's history says them, [u32 base[s], big-endian] per
+//	hasBase (an initial sequence number: random, so 4 bytes, where a
+//	uvarint took 5 that zstd could not bring back to 4)
 //
 // and a flow
 //
@@ -48,7 +50,7 @@ import (
 // where the bracketed parts are there when the flags say so: most live
 // flows at the end of a capture are closed connections lingering for
 // their stragglers, whose state is a few bytes beyond its ISNs.
-const stateVersion = "pcapflow-table/3"
+const stateVersion = "pcapflow-table/4"
 
 // ErrState means a saved table state cannot be read.
 var ErrState = errors.New("unreadable flow table state")
@@ -219,7 +221,7 @@ func (t *Table) MarshalState(flows []int32) ([]byte, error) {
 		}
 		for s := 0; s < 2; s++ {
 			if c.hasBase[s] {
-				e.u(uint64(c.base[s]))
+				e.b = binary.BigEndian.AppendUint32(e.b, c.base[s])
 			}
 		}
 	}
@@ -433,7 +435,7 @@ func RestoreTable(opts Options, state []byte, records func(id uint64) (*Flow, er
 			c.sawData[s] = bits&(connSawData0<<s) != 0
 			c.hasBase[s] = bits&(connBase0<<s) != 0
 			if c.hasBase[s] {
-				c.base[s] = uint32(d.u())
+				c.base[s] = binary.BigEndian.Uint32(d.raw(4))
 			}
 		}
 		c.proto = f.Key.Proto

@@ -253,7 +253,7 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 		state []byte
 	}{
 		{"empty", nil},
-		{"other version", append([]byte("pcapflow-table/0"), state[len("pcapflow-table/3"):]...)},
+		{"other version", append([]byte("pcapflow-table/0"), state[len("pcapflow-table/4"):]...)},
 		{"truncated", state[:len(state)/2]},
 		{"one byte short", state[:len(state)-1]},
 		{"trailing bytes", append(slices.Clone(state), 0, 1, 2)},
