@@ -88,6 +88,26 @@ const (
 	bHistOwn   = 0x7f
 )
 
+// bSportNear: the source port is stored as varint(port - the port of the
+// last flow of the block with the same addresses whose key was stored),
+// a step of -64..63. Clients take ephemeral ports in sequence (Linux per
+// destination, Windows globally), so a client's next connection to a
+// server is a step of a few ports from its last: a byte where the port
+// took two that zstd could not shrink.
+const bSportNear = 1 << 35
+
+// nearPort finds the source port bSportNear steps from: that of the last
+// of keyed (the flows of the block whose key was stored, in ID order)
+// with k's IP version and addresses.
+func nearPort(keyed []*flow.Flow, k *flow.Key) (uint16, bool) {
+	for i := len(keyed) - 1; i >= 0; i-- {
+		if q := &keyed[i].Key; q.IPVersion == k.IPVersion && q.Src == k.Src && q.Dst == k.Dst {
+			return q.SrcPort, true
+		}
+	}
+	return 0, false
+}
+
 // Columns of a record block.
 const (
 	cFlags = iota
@@ -195,6 +215,8 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 	prev = base.time
 	var lastKey *flow.Flow // the previous flow whose key was stored
 	var lastMAC *flow.Flow // the previous flow whose MACs were stored
+	var keyedBuf [flowBlock]*flow.Flow
+	keyedFlows := keyedBuf[:0] // the flows whose key was stored
 	for _, f := range flows {
 		i := f.ID - first
 		k := &f.Key
@@ -236,6 +258,9 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 			_, dd := slices.BinarySearch(ports, k.DstPort)
 			set(bSportDict, sd)
 			set(bDportDict, dd)
+			if p, ok := nearPort(keyedFlows, k); ok && !sd {
+				set(bSportNear, int(k.SrcPort)-int(p) >= -64 && int(k.SrcPort)-int(p) < 64)
+			}
 		}
 		if !mirror[i] && (f.HasSrcMAC || f.HasDstMAC) {
 			set(bMACSame, lastMAC != nil && lastMAC.HasSrcMAC == f.HasSrcMAC && lastMAC.HasDstMAC == f.HasDstMAC &&
@@ -266,10 +291,15 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 				c = binary.AppendUvarint(c, addrIdx(k.Src[:alen]))
 				c = binary.AppendUvarint(c, addrIdx(k.Dst[:alen]))
 			}
-			for _, p := range [2]struct {
+			for pi, p := range [2]struct {
 				port uint16
 				dict bool
 			}{{k.SrcPort, fl&bSportDict != 0}, {k.DstPort, fl&bDportDict != 0}} {
+				if pi == 0 && fl&bSportNear != 0 {
+					near, _ := nearPort(keyedFlows, k)
+					c = binary.AppendVarint(c, int64(p.port)-int64(near))
+					continue
+				}
 				if p.dict {
 					j, _ := slices.BinarySearch(ports, p.port)
 					c = binary.AppendUvarint(c, uint64(j))
@@ -279,6 +309,7 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 			}
 			cols[cKey] = appendKeyContext(c, k)
 			lastKey = f
+			keyedFlows = append(keyedFlows, f)
 		}
 		if k.TunnelType != 0 {
 			cols[cOuter] = binary.AppendVarint(cols[cOuter], int64(f.Outer-f.ID))
@@ -564,6 +595,8 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 	}
 	prev := base.time
 	var lastKey, lastMAC *flow.Flow
+	var keyedBuf [flowBlock]*flow.Flow
+	keyedFlows := keyedBuf[:0]
 	var flags [flowBlock]uint64
 	for i := uint64(0); i < flowBlock; i++ {
 		if rb.present&(1<<i) == 0 {
@@ -618,7 +651,16 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 				addr(c, &k.Src, alen)
 				addr(c, &k.Dst, alen)
 			}
-			k.SrcPort = port(c, fl&bSportDict != 0)
+			if fl&bSportNear != 0 {
+				near, ok := nearPort(keyedFlows, k)
+				sp := int64(near) + c.varint()
+				if !ok || sp < 0 || sp > 0xffff {
+					return bad()
+				}
+				k.SrcPort = uint16(sp)
+			} else {
+				k.SrcPort = port(c, fl&bSportDict != 0)
+			}
 			k.DstPort = port(c, fl&bDportDict != 0)
 			k.NumVLAN = uint8(fl >> bVLANShift & 7)
 			if k.NumVLAN > flow.MaxVLAN {
@@ -633,6 +675,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 				k.Tunnel = uint32(c.uvarint())
 			}
 			lastKey = f
+			keyedFlows = append(keyedFlows, f)
 		}
 		if fl&bTunnel != 0 {
 			f.Outer = uint64(int64(f.ID) + cols[cOuter].varint())

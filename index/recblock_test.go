@@ -16,6 +16,7 @@ import (
 // flows of other captures, times before the block's base, odd counters.
 func randomFlows(r *rand.Rand, first uint64) []*flow.Flow {
 	var out []*flow.Flow
+	lastPort := map[[3]byte]uint16{}
 	for i := uint64(0); i < flowBlock; i++ {
 		if r.IntN(6) == 0 {
 			continue // a hole
@@ -30,6 +31,13 @@ func randomFlows(r *rand.Rand, first uint64) []*flow.Flow {
 		k.Src[3], k.Dst[3] = byte(r.IntN(4)), byte(r.IntN(4))
 		k.Proto = []uint8{pcapio.ProtoTCP, pcapio.ProtoUDP, pcapio.ProtoICMP, 47}[r.IntN(4)]
 		k.SrcPort, k.DstPort = uint16(r.IntN(65536)), []uint16{80, 443, uint16(r.IntN(65536))}[r.IntN(3)]
+		// A client's next port to the same server: a step from its last
+		// (bSportNear), in range or just out of it, or past 0 or 65535.
+		pair := [3]byte{k.IPVersion, k.Src[3], k.Dst[3]}
+		if p, ok := lastPort[pair]; ok && r.IntN(2) == 0 {
+			k.SrcPort = uint16(int(p) + []int{2, 1, -1, 63, -64, 64, -65, 7}[r.IntN(8)])
+		}
+		lastPort[pair] = k.SrcPort
 		if r.IntN(5) == 0 {
 			k.NumVLAN = uint8(r.IntN(4) + 1)
 			for j := 0; j < int(k.NumVLAN); j++ {
@@ -204,6 +212,58 @@ func TestSealAfterFollowsTimeouts(t *testing.T) {
 	} {
 		if got := time.Duration(tc.s.sealAfter()); got != tc.want {
 			t.Errorf("%+v: seal after %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
+
+// A client's successive connections to one server take ports a few apart:
+// each after the first is stored as a step of a byte (bSportNear), even
+// with other clients' connections between them, and a step out of range
+// as the port itself.
+func TestSourcePortSteps(t *testing.T) {
+	block := func(steps []int) []*flow.Flow {
+		var out []*flow.Flow
+		port := 40000
+		for i, s := range steps {
+			port += s
+			f := &flow.Flow{ID: uint64(2*i + 1), Packets: 1, Bytes: 60, First: 1e18 + int64(i)*1000, Last: 1e18 + int64(i)*1000}
+			f.Key.IPVersion, f.Key.Proto = 4, pcapio.ProtoUDP
+			f.Key.Src, f.Key.Dst = [16]byte{10, 0, 0, 1}, [16]byte{10, 0, 0, 2}
+			f.Key.SrcPort, f.Key.DstPort = uint16(port), 53
+			other := &flow.Flow{ID: uint64(2*i + 2), Packets: 1, Bytes: 60, First: f.First + 1, Last: f.First + 1}
+			other.Key = f.Key
+			other.Key.Src[3], other.Key.SrcPort = byte(i+3), uint16(7*i*i+1000)
+			out = append(out, f, other)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []int
+		saved int // bytes the steps save at least, against ports 200 apart
+	}{
+		// 31 steps of a byte instead of two, less a flag word more.
+		{"sequential", []int{0, 2, 2, 4, 2, 6, 2, 2, 10, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, 20},
+		{"edges", []int{0, 63, 63, -64, 63, -1, 63, -64}, 0},
+		{"out of range", []int{0, 64, -65, 300, -200}, 0},
+	} {
+		flows := block(tc.steps)
+		b := appendRecordBlock(nil, 1, flows)
+		var rb recordBlock
+		if err := decodeRecordBlock(b, 1, &rb); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, f := range flows {
+			if got := rb.flows[f.ID-1]; !reflect.DeepEqual(got, *f) {
+				t.Fatalf("%s flow %d:\n got  %+v\n want %+v", tc.name, f.ID, got, *f)
+			}
+		}
+		far := make([]int, len(tc.steps))
+		for i := range far {
+			far[i] = 200
+		}
+		if n := len(appendRecordBlock(nil, 1, block(far))); n-len(b) < tc.saved {
+			t.Errorf("%s: %d bytes, against %d with ports 200 apart: want %d saved", tc.name, len(b), n, tc.saved)
 		}
 	}
 }
