@@ -587,11 +587,15 @@ func decodeLate(v []byte, span, want uint64, ids []uint64, rb *recordBlock, tb *
 	ids = ids[:0]
 	id, has := span, want == 0
 	for i := 0; i < n && !r.Bad; i++ {
-		id += r.Uvarint()
+		d := r.Uvarint()
+		if d == 0 && i > 0 || d >= lateSpan || id+d >= span+lateSpan { // IDs ascend, in the span
+			return bad()
+		}
+		id += d
 		ids = append(ids, id)
 		has = has || id == want
 	}
-	if r.Bad || n == 0 || n > flowBlock || ids[0] < span || id >= span+lateSpan {
+	if r.Bad || n == 0 || n > flowBlock {
 		return bad()
 	}
 	if !has {
