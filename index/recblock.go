@@ -31,7 +31,8 @@ import (
 //	  peer     varint(peer - ID)                                 bPeer and not bPeerLater
 //	  key      [u8 protocol, unless bTCP] [uvarint address indexes, unless
 //	           bAddrSame] ports (uvarint dictionary index with bSportDict,
-//	           bDportDict; else u16), uvarint VLAN IDs, [u8 type, uvarint
+//	           bDportDict; the source port as varint(step) with bSportNear;
+//	           else u16), uvarint VLAN IDs, [u8 type, uvarint
 //	           ID, uvarint endpoints]                            unless mirrored
 //	  outer    varint(outer - ID), u8 depth                      bTunnel
 //	  MACs     uvarint indexes                                   unless mirrored or bMACSame
