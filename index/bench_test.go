@@ -1,12 +1,15 @@
 package index_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/index"
@@ -179,3 +182,61 @@ type countWriter struct{ n int64 }
 func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
 var _ io.Writer = (*countWriter)(nil)
+
+// BenchmarkFlowsStoredLate reads the records and postings of every flow
+// that outlived its block (L and N groups) of an archive of a capture
+// and its copy an hour later, in ID order: as a listing or an extract
+// of UDP flows does.
+func BenchmarkFlowsStoredLate(b *testing.B) {
+	dir := b.TempDir()
+	paths := make([]string, 2)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("late%d.pcap", i))
+	}
+	data := outliving(1)
+	r, err := pcapio.NewReader(bytes.NewReader(data), "late")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bufs [2]bytes.Buffer
+	var ws [2]*pcapio.PcapWriter
+	var rec pcapio.Record
+	for r.Next(&rec) == nil {
+		for i := range ws {
+			if ws[i] == nil {
+				ws[i], _ = pcapio.NewPcapWriter(&bufs[i], rec.LinkType, 65535, true)
+			}
+			ws[i].WritePacket(rec.Timestamp+int64(i)*int64(time.Hour), rec.Data, rec.OrigLen)
+		}
+	}
+	for i, p := range paths {
+		os.WriteFile(p, bufs[i].Bytes(), 0o644)
+	}
+	idx := filepath.Join(dir, "idx")
+	if _, err := index.Build(context.Background(), idx, paths, index.Options{}); err != nil {
+		b.Fatal(err)
+	}
+	s, err := index.Open(idx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var ids []uint64
+	s.Flows(context.Background(), nil, func(f *flow.Flow) error {
+		if f.Key.Proto == pcapio.ProtoUDP {
+			ids = append(ids, f.ID)
+		}
+		return nil
+	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Flows(context.Background(), ids, func(*flow.Flow) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.PacketsOf(context.Background(), ids, func(uint64, []index.PacketRef) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(ids)), "flows")
+}
