@@ -267,7 +267,7 @@ func diffLines(got, want []string) string {
 
 // shiftedCopies writes n copies of a pcap, copy i with its times moved
 // by i*shift.
-func shiftedCopies(t *testing.T, data []byte, n int, shift time.Duration) []string {
+func shiftedCopies(t testing.TB, data []byte, n int, shift time.Duration) []string {
 	t.Helper()
 	dir := t.TempDir()
 	var out []string

@@ -1,9 +1,7 @@
 package index_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -188,31 +186,8 @@ var _ io.Writer = (*countWriter)(nil)
 // and its copy an hour later, in ID order: as a listing or an extract
 // of UDP flows does.
 func BenchmarkFlowsStoredLate(b *testing.B) {
-	dir := b.TempDir()
-	paths := make([]string, 2)
-	for i := range paths {
-		paths[i] = filepath.Join(dir, fmt.Sprintf("late%d.pcap", i))
-	}
-	data := outliving(1)
-	r, err := pcapio.NewReader(bytes.NewReader(data), "late")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var bufs [2]bytes.Buffer
-	var ws [2]*pcapio.PcapWriter
-	var rec pcapio.Record
-	for r.Next(&rec) == nil {
-		for i := range ws {
-			if ws[i] == nil {
-				ws[i], _ = pcapio.NewPcapWriter(&bufs[i], rec.LinkType, 65535, true)
-			}
-			ws[i].WritePacket(rec.Timestamp+int64(i)*int64(time.Hour), rec.Data, rec.OrigLen)
-		}
-	}
-	for i, p := range paths {
-		os.WriteFile(p, bufs[i].Bytes(), 0o644)
-	}
-	idx := filepath.Join(dir, "idx")
+	paths := shiftedCopies(b, outliving(1), 2, time.Hour)
+	idx := filepath.Join(b.TempDir(), "idx")
 	if _, err := index.Build(context.Background(), idx, paths, index.Options{}); err != nil {
 		b.Fatal(err)
 	}

@@ -253,6 +253,7 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 			}
 		}
 		keyed := !mirror[i] && !keyRev[i]
+		var step int64 // the source port's, with bSportNear
 		if keyed {
 			set(bAddrSame, lastKey != nil && lastKey.Key.IPVersion == k.IPVersion && lastKey.Key.Src == k.Src && lastKey.Key.Dst == k.Dst)
 			_, sd := slices.BinarySearch(ports, k.SrcPort)
@@ -260,7 +261,8 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 			set(bSportDict, sd)
 			set(bDportDict, dd)
 			if p, ok := nearPort(keyedFlows, k); ok && !sd {
-				set(bSportNear, int(k.SrcPort)-int(p) >= -64 && int(k.SrcPort)-int(p) < 64)
+				step = int64(k.SrcPort) - int64(p)
+				set(bSportNear, step >= -64 && step < 64)
 			}
 		}
 		if !mirror[i] && (f.HasSrcMAC || f.HasDstMAC) {
@@ -297,8 +299,7 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 				dict bool
 			}{{k.SrcPort, fl&bSportDict != 0}, {k.DstPort, fl&bDportDict != 0}} {
 				if pi == 0 && fl&bSportNear != 0 {
-					near, _ := nearPort(keyedFlows, k)
-					c = binary.AppendVarint(c, int64(p.port)-int64(near))
+					c = binary.AppendVarint(c, step)
 					continue
 				}
 				if p.dict {
