@@ -555,9 +555,9 @@ func (c *liveCursor) readSpan(span uint64) error {
 		if k.span > span {
 			break
 		}
+		var ids []uint64
 		if k.span == span {
-			ids, _, err := decodeLate(c.alone.Value(), span, 0, c.ids0, &c.lateRB, &c.lateTB)
-			if err != nil {
+			if ids, _, err = decodeLate(c.alone.Value(), span, 0, c.ids0, &c.lateRB, &c.lateTB); err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
 			c.ids0 = ids
@@ -568,27 +568,25 @@ func (c *liveCursor) readSpan(span uint64) error {
 				c.spanFl = append(c.spanFl, heldLate{f: c.lateRB.flows[i], chunks: c.lateTB.tails[i].chunks, start: start, end: len(c.spanRf)})
 			}
 		}
-		if err := c.passAlone(); err != nil {
+		if err := c.passAlone(k, ids); err != nil {
 			return err
 		}
 	}
 	return c.alone.Error()
 }
 
-// passAlone moves past the current N group, which the sink keeps as it
-// was.
-func (c *liveCursor) passAlone() error {
+// passAlone moves past the current N group, of key k, which the sink
+// keeps as it was; ids are its flows when they were decoded (nil: not).
+func (c *liveCursor) passAlone(k lateGroupKey, ids []uint64) error {
 	if c.sink != nil {
-		k, err := decodeLateGroupKey(c.alone.Key())
-		if err != nil {
-			return err
-		}
 		v := bytes.Clone(c.alone.Value())
-		ids, _, err := decodeLate(v, k.span, ^uint64(0), nil, nil, nil)
-		if err != nil {
-			return fmt.Errorf("%s: %w", k, err)
+		if ids == nil {
+			var err error
+			if ids, _, err = decodeLate(v, k.span, ^uint64(0), nil, nil, nil); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
 		}
-		c.sink.restoredN = append(c.sink.restoredN, restoredGroup{key: bytes.Clone(c.alone.Key()), value: v, ids: ids})
+		c.sink.restoredN = append(c.sink.restoredN, restoredGroup{key: k.encode(), value: v, ids: slices.Clone(ids)})
 	}
 	c.alone.Next()
 	return nil
@@ -605,7 +603,11 @@ func (c *liveCursor) finish() error {
 		}
 	}
 	for c.alone.Valid() {
-		if err := c.passAlone(); err != nil {
+		k, err := decodeLateGroupKey(c.alone.Key())
+		if err != nil {
+			return err
+		}
+		if err := c.passAlone(k, nil); err != nil {
 			return err
 		}
 	}

@@ -528,28 +528,30 @@ func (s *storeSink) writeLive(w *writer, gen uint32, liveIDs []uint64, lone []in
 			members = append(members, i)
 			clean = clean && untouched(id)
 		}
-		if len(members) == len(rg.ids) && !(clean && !verifyUnchanged) {
+		if len(members) < len(rg.ids) { // a flow of it ended, or is in a block
+			w.delete(rg.key)
+			continue
+		}
+		// Untouched, it stands (encoded and compared only to test this);
+		// touched, it stands if it would be written the same.
+		keep := clean && !verifyUnchanged
+		if !keep {
 			v, err := encode(lateSpanOf(rg.ids[0]), members)
 			if err != nil {
 				return nil, err
 			}
-			switch {
-			case bytes.Equal(v, rg.value):
-				clean = true
-			case clean:
+			if keep = bytes.Equal(v, rg.value); !keep && clean {
 				return nil, fmt.Errorf("flows %d-%d: taken as unchanged, but their values changed", rg.ids[0], rg.ids[len(rg.ids)-1])
-			default:
-				clean = false
 			}
 		}
-		if len(members) == len(rg.ids) && clean {
-			s.kept++
-			for _, i := range members {
-				done[i] = true
-			}
+		if !keep {
+			w.delete(rg.key)
 			continue
 		}
-		w.delete(rg.key)
+		s.kept++
+		for _, i := range members {
+			done[i] = true
+		}
 	}
 	s.restoredN = nil
 	var n uint32
