@@ -118,6 +118,7 @@ type Writer struct {
 	db   *pebble.DB
 	lock *os.File
 	g    *guard
+	raw  *rawFlushes
 	opts Options
 	made bool // dir did not exist before OpenWriter
 	gen  uint32
@@ -129,15 +130,15 @@ type Writer struct {
 func OpenWriter(dir string, opts Options) (*Writer, error) {
 	_, statErr := os.Stat(dir)
 	made := errors.Is(statErr, os.ErrNotExist)
-	g := newGuard(dir)
-	db, lf, err := openLocked(dir, true, opts.fs, opts.memtable, g)
+	g, raw := newGuard(dir), new(rawFlushes)
+	db, lf, err := openLocked(dir, true, opts.fs, opts.memtable, g, raw)
 	if err != nil {
 		if made {
 			os.RemoveAll(dir)
 		}
 		return nil, err
 	}
-	return &Writer{dir: dir, db: db, lock: lf, g: g, opts: opts, made: made}, nil
+	return &Writer{dir: dir, db: db, lock: lf, g: g, raw: raw, opts: opts, made: made}, nil
 }
 
 // Add indexes the captures among paths the index does not hold yet, as
@@ -155,7 +156,7 @@ func (w *Writer) add(ctx context.Context, disc *Discovery) (*BuildResult, error)
 	if w.err != nil {
 		return res, w.err
 	}
-	b := &builder{dir: w.dir, db: w.db, g: w.g, opts: &w.opts, res: res}
+	b := &builder{dir: w.dir, db: w.db, g: w.g, raw: w.raw, opts: &w.opts, res: res}
 	err := b.run(ctx, disc.Captures)
 	w.mu.Lock()
 	w.gen = b.meta.gen
@@ -195,6 +196,7 @@ type builder struct {
 	dir       string
 	db        *pebble.DB
 	g         *guard
+	raw       *rawFlushes
 	opts      *Options
 	res       *BuildResult
 	meta      committed
@@ -346,6 +348,12 @@ func (b *builder) ingest(ctx context.Context, srcs []source) error {
 	}
 	if b.opts.mapFlush > 0 {
 		sink.start.mappedAt = b.opts.mapFlush
+	}
+	// A fresh store's first run is compacted at its commit: until then
+	// its level-0 tables are written raw (rawFlushes).
+	if m.gen == 0 && b.raw != nil {
+		b.raw.on.Store(true)
+		defer b.raw.on.Store(false)
 	}
 	// The store's side of the work runs in its own goroutine.
 	as := newAsyncSink(sink)
@@ -692,7 +700,8 @@ func restoredBlocks(db *pebble.DB) []uint64 {
 
 // compactsAtEnd reports whether the commit compacts the store, beside
 // the rest of its work: when the run made the store (no commit before
-// it) and wrote several level-0 tables, or when level 0 is l0Deep
+// it) and wrote several level-0 tables or any raw one (rawFlushes), or
+// when level 0 is l0Deep
 // sublevels deep. Left to Pebble, the compaction came after the commit's
 // last flush, and the index command waited for it in Close (0.38 s of
 // the 2 GB real capture's run, serial); or it did not come, short of
@@ -701,7 +710,8 @@ func restoredBlocks(db *pebble.DB) []uint64 {
 // 20.57 MB, and a one-flow extract opens 3 tables instead of 8.
 func (b *builder) compactsAtEnd() bool {
 	l0 := b.db.Metrics().Levels[0]
-	return b.meta.gen == 0 && l0.TablesCount >= 2 || l0.Sublevels >= l0Deep
+	raw := b.raw != nil && b.raw.wrote.Load()
+	return b.meta.gen == 0 && (l0.TablesCount >= 2 || raw) || l0.Sublevels >= l0Deep
 }
 
 // commitBatch is the size the commit's batch is made with.
@@ -749,6 +759,10 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 	}
 	if err := b.w.commit(); err != nil {
 		return err
+	}
+	// What is flushed from here on (the commit's batch) is not compacted.
+	if b.raw != nil {
+		b.raw.on.Store(false)
 	}
 	killPoint("data-flushed")
 	// Level 0 is compacted, when compactsAtEnd says so (a fresh store,

@@ -105,7 +105,7 @@ func (w *Writer) Levels() (tables [7]int64, compacting int64) {
 // SetStoredVersion overwrites the schema version a closed index records,
 // as another pcapflow wrote it.
 func SetStoredVersion(dir, v string) error {
-	db, err := pebble.Open(dir, pebbleOptions(false, vfs.Default))
+	db, err := pebble.Open(dir, pebbleOptions(false, vfs.Default, nil))
 	if err != nil {
 		return err
 	}
@@ -123,3 +123,20 @@ func SetStoredVersion(dir, v string) error {
 
 // IdentityBytes is how much of each end of a capture its identity hashes.
 const IdentityBytes = identityBytes
+
+// Compressions counts w's store's tables by the compression they were
+// written with ("NoCompression" for raw ones), and says whether the
+// writer ever wrote a level-0 table raw.
+func (w *Writer) Compressions() (map[string]int, bool, error) {
+	levels, err := w.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		return nil, false, err
+	}
+	out := map[string]int{}
+	for _, tables := range levels {
+		for _, t := range tables {
+			out[t.Properties.CompressionName]++
+		}
+	}
+	return out, w.raw.wrote.Load(), nil
+}

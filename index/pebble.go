@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -63,12 +64,29 @@ const l0Deep = 4
 // l0Deep, and only in runs long enough to pile up 32 sublevels.
 const l0Compaction = 64
 
+// rawFlushes lets a run write its level-0 tables uncompressed, while it
+// knows its commit compacts them (a fresh store's first run: see
+// builder.compactsAtEnd): they are read back once, by that compaction,
+// which writes them compressed into the lower levels. Compressing them
+// as well was the flushes' part of the pass's CPU, and the compaction's
+// decompressing them again was part of its own: on the 2 GB real
+// capture, 0.2 of 4.4 core-seconds (BENCHMARKS.md, thirteenth session).
+// Once a table has been written raw, the store keeps saying so, so that
+// the commit compacts even when the run failed before it and another
+// run of the same writer goes on.
+type rawFlushes struct {
+	on    atomic.Bool // level-0 tables are written raw
+	wrote atomic.Bool // one was
+}
+
 // noLockFS skips Pebble's directory lock; pcapflow.lock guards the index.
 type noLockFS struct{ vfs.FS }
 
 func (noLockFS) Lock(string) (io.Closer, error) { return io.NopCloser(nil), nil }
 
-func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
+// pebbleOptions are the store's options; raw, when not nil, may turn the
+// compression of level-0 tables off.
+func pebbleOptions(readOnly bool, fs vfs.FS, raw *rawFlushes) *pebble.Options {
 	if fs == nil {
 		fs = vfs.Default
 	}
@@ -107,6 +125,17 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 	o.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
 		return pebble.UniformDBCompressionSettings(&zstd)
 	})
+	if raw != nil {
+		// Pebble asks for a level's profile each time it writes a table.
+		zstdL0 := o.Levels[0].Compression
+		o.Levels[0].Compression = func() *block.CompressionProfile {
+			if raw.on.Load() {
+				raw.wrote.Store(true)
+				return block.NoCompression
+			}
+			return zstdL0()
+		}
+	}
 	// 16 KiB blocks instead of Pebble's 4 KiB: zstd finds more to share
 	// in a block of neighbouring flow records and ID lists. On the 2 GB
 	// real capture's index: 22.41 MB instead of 23.54 (-4.8%); 32 and 64
@@ -121,7 +150,7 @@ func pebbleOptions(readOnly bool, fs vfs.FS) *pebble.Options {
 
 // openLocked takes pcapflow.lock and opens the Pebble store; a writable
 // store reports its failures to g.
-func openLocked(dir string, write bool, fs vfs.FS, memtable int, g *guard) (*pebble.DB, *os.File, error) {
+func openLocked(dir string, write bool, fs vfs.FS, memtable int, g *guard, raw *rawFlushes) (*pebble.DB, *os.File, error) {
 	flag := os.O_RDONLY
 	if write {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -147,7 +176,7 @@ func openLocked(dir string, write bool, fs vfs.FS, memtable int, g *guard) (*peb
 	if write {
 		killPoint("lock-taken")
 	}
-	o := pebbleOptions(!write, fs)
+	o := pebbleOptions(!write, fs, raw)
 	if memtable > 0 {
 		o.MemTableSize = uint64(memtable)
 	}

@@ -76,7 +76,7 @@ func Open(dir string) (*Store, error) {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
 		return nil, fmt.Errorf("%s: %w (an empty directory)", dir, ErrNotIndex)
 	}
-	db, lf, err := openLocked(dir, false, nil, 0, nil)
+	db, lf, err := openLocked(dir, false, nil, 0, nil, nil)
 	if errors.Is(err, pebble.ErrDBDoesNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrIncomplete)
 	}
