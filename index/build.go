@@ -389,24 +389,75 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 	if err != nil {
 		return err
 	}
-	defer lc.close()
+	// The records are read and decoded on another core, batches ahead of
+	// the table, which takes them in order (restoring the live state was
+	// serial, before the first packet: on the archive of the 2 GB real
+	// capture rotated into 100 MB files, 0.26 s of a 0.65 s run adding a
+	// file, for 290 k live flows).
+	out, free := make(chan *restoredBatch, restoreAhead), make(chan *restoredBatch, restoreAhead+2)
+	for range cap(free) {
+		free <- new(restoredBatch)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		lc.produce(out, free, stop)
+	}()
+	defer func() {
+		close(stop)
+		for range out {
+		}
+		<-done
+		lc.close()
+	}()
+	var cur *restoredBatch
+	pos, n := 0, 0
 	// RestoreTable puts the live flows in slots 0, 1, ... in ID order,
 	// the order it asks for their records in: each one's postings go to
-	// its slot as its record is read.
+	// its slot as its record is taken.
 	t, err := flow.RestoreTable(g.t.Options(), tstate, func(id uint64) (*flow.Flow, error) {
-		f, refs, err := lc.record(id)
-		if err != nil {
-			return nil, err
+		for cur == nil || pos == len(cur.flows) {
+			if cur != nil {
+				if cur.last {
+					return nil, fmt.Errorf("live flow %d: %w: no record", id, errCorrupt)
+				}
+				free <- cur // never blocks: every batch fits
+			}
+			if cur = <-out; cur == nil {
+				return nil, errors.New("the live flows' records ended early")
+			}
+			if cur.err != nil {
+				return nil, cur.err
+			}
+			pos = 0
 		}
-		p := g.ps.slots.at(int32(lc.n - 1))
+		f := &cur.flows[pos]
+		if f.ID != id {
+			return nil, fmt.Errorf("live flow %d asked for, flow %d read", id, f.ID)
+		}
+		p := g.ps.slots.at(int32(n))
 		p.chunks, _ = tailSplit(f.Packets)
-		for _, ref := range refs {
+		for _, ref := range cur.refs[cur.from(pos):cur.ends[pos]] {
 			p.add(ref, &g.ps.pool)
 		}
+		pos++
+		n++
 		return f, nil
 	})
-	if err == nil {
-		err = lc.finish()
+	if err == nil && n != len(ids) {
+		err = fmt.Errorf("%d of %d live flows restored", n, len(ids))
+	}
+	// The producer ends with the blocks and groups past the last live
+	// flow (liveCursor.finish), in its last batch.
+	for err == nil && (cur == nil || !cur.last) {
+		if cur = <-out; cur == nil {
+			err = errors.New("the live flows' records ended early")
+		} else if cur.err != nil {
+			err = cur.err
+		} else if len(cur.flows) > 0 {
+			err = fmt.Errorf("%d live flows restored, more read", n)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", b.dir, err)
@@ -620,6 +671,73 @@ func (c *liveCursor) finish() error {
 		}
 	}
 	return errors.Join(c.recs.Error(), c.tails.Error(), c.alone.Error())
+}
+
+// restoredBatch is a run of live flows read back for the table, in ID
+// order, with their postings past their full chunks.
+type restoredBatch struct {
+	flows []flow.Flow
+	ends  []int // flow i's refs are refs[ends[i-1]:ends[i]]
+	refs  []PacketRef
+	err   error // reading failed after flows
+	last  bool  // the last batch: the cursor finished
+}
+
+func (b *restoredBatch) from(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return b.ends[i-1]
+}
+
+// restoreBatch is how many flows a restoredBatch carries, and
+// restoreAhead how many batches the reading may be ahead.
+const (
+	restoreBatch = 1024
+	restoreAhead = 4
+)
+
+// produce reads every live flow's record, in order, into batches sent on
+// out, then finishes the cursor (finish), until stop is closed. Batches
+// come from free.
+func (c *liveCursor) produce(out chan<- *restoredBatch, free <-chan *restoredBatch, stop <-chan struct{}) {
+	var bt *restoredBatch
+	get := func() bool {
+		select {
+		case bt = <-free:
+			bt.flows, bt.ends, bt.refs = bt.flows[:0], bt.ends[:0], bt.refs[:0]
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	send := func() bool {
+		select {
+		case out <- bt:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	if !get() {
+		return
+	}
+	for _, id := range c.ids {
+		f, refs, err := c.record(id)
+		if err != nil {
+			bt.err = err
+			send()
+			return
+		}
+		bt.flows = append(bt.flows, *f)
+		bt.refs = append(bt.refs, refs...)
+		bt.ends = append(bt.ends, len(bt.refs))
+		if len(bt.flows) == restoreBatch && !(send() && get()) {
+			return
+		}
+	}
+	bt.err, bt.last = c.finish(), true
+	send()
 }
 
 // readBlock decodes the next block with provisional keys, whose first ID

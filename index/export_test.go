@@ -2,6 +2,8 @@ package index
 
 import (
 	"context"
+	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -139,4 +141,56 @@ func (w *Writer) Compressions() (map[string]int, bool, error) {
 		}
 	}
 	return out, w.raw.wrote.Load(), nil
+}
+
+// DamageLive damages what a closed index's last commit holds of its live
+// flows, as a failing disk or a stray writer might: "records" deletes
+// every provisional record block (G) and group (N), "tails" the middle
+// provisional tail block (R), "state" halves the table's live state and
+// "state-end" cuts its last bytes (those after the flows' IDs).
+func DamageLive(dir, what string) error {
+	db, err := pebble.Open(dir, pebbleOptions(false, vfs.Default, nil))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	b := db.NewBatch()
+	switch what {
+	case "records":
+		b.DeleteRange([]byte{tagFlowsProv}, []byte{tagFlowsProv + 1}, nil)
+		b.DeleteRange([]byte{tagLateProv}, []byte{tagLateProv + 1}, nil)
+	case "tails":
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTailsProv}, UpperBound: []byte{tagTailsProv + 1}})
+		if err != nil {
+			return err
+		}
+		var keys [][]byte
+		for it.First(); it.Valid(); it.Next() {
+			keys = append(keys, slices.Clone(it.Key()))
+		}
+		it.Close()
+		if len(keys) > 0 {
+			b.Delete(keys[len(keys)/2], nil)
+		}
+	case "state", "state-end":
+		v, c, err := db.Get(stateKey(0).encode())
+		if err != nil {
+			return err
+		}
+		n := len(v) / 2
+		if what == "state-end" {
+			n = len(v) - 16
+		}
+		b.Set(stateKey(0).encode(), slices.Clone(v[:n]), nil)
+		c.Close()
+	default:
+		return fmt.Errorf("DamageLive: %q", what)
+	}
+	if b.Empty() {
+		return fmt.Errorf("DamageLive %q: nothing to damage", what)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	return db.Flush()
 }
