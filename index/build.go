@@ -565,9 +565,16 @@ func (c *liveCursor) nextBlock() (uint64, bool) {
 	return binary.BigEndian.Uint64(c.recs.Key()[1:]), true
 }
 
-func (c *liveCursor) live(id uint64) bool {
-	_, ok := slices.BinarySearch(c.ids, id)
-	return ok
+// liveIn is the set of live flows among first, first+1, ...
+// first+flowBlock-1, as bits: one search of the live IDs per block
+// instead of one per flow and peer (a sixth of the cursor's time).
+func (c *liveCursor) liveIn(first uint64) uint64 {
+	var m uint64
+	i, _ := slices.BinarySearch(c.ids, first)
+	for ; i < len(c.ids) && c.ids[i] < first+flowBlock; i++ {
+		m |= 1 << (c.ids[i] - first)
+	}
+	return m
 }
 
 // record returns live flow id's record and postings past its full
@@ -767,6 +774,7 @@ func (c *liveCursor) readBlock(first uint64) error {
 		return nil
 	}
 	pb := &pendingBlock{first: first, prevRecs: recs, prevTails: tails}
+	live := c.liveIn(first)
 	var baseSet bool
 	for i := uint64(0); i < flowBlock; i++ {
 		if rb.present&(1<<i) == 0 {
@@ -782,11 +790,11 @@ func (c *liveCursor) readBlock(first uint64) error {
 			}
 			baseSet = true
 		}
-		if c.live(f.ID) {
+		if live&(1<<i) != 0 {
 			continue
 		}
 		var peer *flow.Flow
-		if f.Peer < f.ID && rb.has(f.Peer) && !c.live(f.Peer) {
+		if f.Peer < f.ID && rb.has(f.Peer) && live&(1<<(f.Peer-first)) == 0 {
 			peer = &rb.flows[f.Peer-first]
 		}
 		c.post.reset()
