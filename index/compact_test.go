@@ -20,15 +20,9 @@ import (
 func TestFreshIndexCompacted(t *testing.T) {
 	c := capgen.Mix(capgen.MixOptions{Seed: 5, Bytes: 24 << 20, Active: 3000, MeanPackets: 6})
 	paths := writeParts(t, c, []int{len(c.Packets) * 9 / 10}, false)
-	var o index.Options
 	// Many flushes, as a large capture's run makes: Pebble compacts
 	// some of them during the run.
-	index.SetMemTable(&o, 8<<10)
-	w, err := index.OpenWriter(filepath.Join(t.TempDir(), "idx"), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := writerWith(t, filepath.Join(t.TempDir(), "idx"), 8<<10)
 	if _, err := w.Add(context.Background(), paths[:1]); err != nil {
 		t.Fatal(err)
 	}
@@ -82,13 +76,7 @@ func TestRawFlushesCompacted(t *testing.T) {
 	}
 	const memtable = 16 << 10 // many flushes in the pass
 	t.Run("committed", func(t *testing.T) {
-		var o index.Options
-		index.SetMemTable(&o, memtable)
-		w, err := index.OpenWriter(filepath.Join(t.TempDir(), "idx"), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
+		w := writerWith(t, filepath.Join(t.TempDir(), "idx"), memtable)
 		if _, err := w.Add(context.Background(), paths[:1]); err != nil {
 			t.Fatal(err)
 		}
@@ -121,13 +109,7 @@ func TestRawFlushesCompacted(t *testing.T) {
 		if err := buildWith(t, dir, paths[:1], f, memtable); err == nil {
 			t.Fatalf("%v: the run did not fail", f)
 		}
-		var o index.Options
-		index.SetMemTable(&o, memtable)
-		w, err := index.OpenWriter(dir, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
+		w := writerWith(t, dir, memtable)
 		if left, _, err := w.Compressions(); err != nil || left[block.NoCompression.Name] == 0 {
 			t.Fatalf("%v: the failed run left tables %v (%v), none raw: nothing to test", f, left, err)
 		}
@@ -144,4 +126,18 @@ func sum(m map[string]int) (n int) {
 		n += v
 	}
 	return n
+}
+
+// writerWith opens a writer of dir whose store flushes its memtable
+// every memtable bytes; the test closes it.
+func writerWith(t *testing.T, dir string, memtable int) *index.Writer {
+	t.Helper()
+	var o index.Options
+	index.SetMemTable(&o, memtable)
+	w, err := index.OpenWriter(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
 }
