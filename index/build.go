@@ -827,13 +827,13 @@ func restoredBlocks(db *pebble.DB) []uint64 {
 // compactsAtEnd reports whether the commit compacts the store, beside
 // the rest of its work: when the run made the store (no commit before
 // it) and wrote several level-0 tables or any raw one (rawFlushes), or
-// when level 0 is l0Deep
-// sublevels deep. Left to Pebble, the compaction came after the commit's
-// last flush, and the index command waited for it in Close (0.38 s of
-// the 2 GB real capture's run, serial); or it did not come, short of
-// Pebble's threshold: on the 2 GB real capture, 11 overlapping tables
-// left that way take 20.82 MB (1.007% of the capture), 6 compacted ones
-// 20.57 MB, and a one-flow extract opens 3 tables instead of 8.
+// when level 0 is l0Deep sublevels deep. Left to Pebble, the
+// compaction came after the commit's last flush, and the index command
+// waited for it in Close (0.38 s of the 2 GB real capture's run,
+// serial); or it did not come, short of Pebble's threshold: on the 2 GB
+// real capture, 11 overlapping tables left that way take 20.82 MB
+// (1.007% of the capture), 6 compacted ones 20.57 MB, and a one-flow
+// extract opens 3 tables instead of 8.
 func (b *builder) compactsAtEnd() bool {
 	l0 := b.db.Metrics().Levels[0]
 	raw := b.raw != nil && b.raw.wrote.Load()
