@@ -17,3 +17,20 @@ func ReverseHash(k *Key) (got, want uint64) {
 	r := k.Reverse()
 	return reverseHash(k, &r, hashKey(k)), hashKey(&r)
 }
+
+// SortIDSlots sorts (ID, slot) pairs by ID as LiveFlows does.
+func SortIDSlots(ids []uint64) []uint64 {
+	ls := make([]idSlot, len(ids))
+	for i, id := range ids {
+		ls[i] = idSlot{id, int32(i)}
+	}
+	ls = sortIDSlots(ls)
+	out := make([]uint64, len(ls))
+	for i, l := range ls {
+		if ids[l.fi] != l.id {
+			return nil // the slot no longer goes with its ID
+		}
+		out[i] = l.id
+	}
+	return out
+}

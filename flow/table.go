@@ -849,11 +849,7 @@ func (t *Table) LiveFlows() []int32 {
 	// Sorted as (ID, slot) pairs: a comparison that read each flow's ID
 	// through its slot missed the caches twice (0.14 s for the 290 k
 	// flows live at the end of the 2 GB real capture).
-	type live struct {
-		id uint64
-		fi int32
-	}
-	ls := make([]live, 0, t.live)
+	ls := make([]idSlot, 0, t.live)
 	for ci := int32(0); ci < t.nconns; ci++ {
 		c := t.conn(ci)
 		if c.serial == 0 {
@@ -861,14 +857,56 @@ func (t *Table) LiveFlows() []int32 {
 		}
 		for _, fi := range c.flows {
 			if fi >= 0 {
-				ls = append(ls, live{t.Flow(fi).ID, fi})
+				ls = append(ls, idSlot{t.Flow(fi).ID, fi})
 			}
 		}
 	}
-	slices.SortFunc(ls, func(a, b live) int { return cmp.Compare(a.id, b.id) })
+	ls = sortIDSlots(ls)
 	out := make([]int32, len(ls))
 	for i, l := range ls {
 		out[i] = l.fi
 	}
 	return out
+}
+
+// idSlot is a flow's ID and its slot.
+type idSlot struct {
+	id uint64
+	fi int32
+}
+
+// sortIDSlots sorts ls by ID, which are distinct, and returns the sorted
+// slice (ls or a slice of the same length): a radix sort, 11 bits of the
+// IDs' span at a time. With slices.SortFunc, LiveFlows took 76 ms for
+// the 276 k flows live at the end of the 2 GB real capture (in slot
+// order, random in ID), on the commit's second core beside the
+// compaction; with this, 40 ms (and 23 -> 17 ms for an add to its
+// rotated archive, where restored flows come nearly in order).
+func sortIDSlots(ls []idSlot) []idSlot {
+	if len(ls) < 256 {
+		slices.SortFunc(ls, func(a, b idSlot) int { return cmp.Compare(a.id, b.id) })
+		return ls
+	}
+	lo, hi := ls[0].id, ls[0].id
+	for _, l := range ls {
+		lo, hi = min(lo, l.id), max(hi, l.id)
+	}
+	const bits = 11
+	tmp := make([]idSlot, len(ls))
+	for shift := uint(0); shift < 64 && (hi-lo)>>shift != 0; shift += bits {
+		var count [1<<bits + 1]int
+		for _, l := range ls {
+			count[((l.id-lo)>>shift)&(1<<bits-1)+1]++
+		}
+		for i := 1; i < len(count); i++ {
+			count[i] += count[i-1]
+		}
+		for _, l := range ls {
+			d := ((l.id - lo) >> shift) & (1<<bits - 1)
+			tmp[count[d]] = l
+			count[d]++
+		}
+		ls, tmp = tmp, ls
+	}
+	return ls
 }

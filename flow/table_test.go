@@ -3,6 +3,7 @@ package flow_test
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -365,5 +366,35 @@ func TestWarmChangesNothing(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("with warming the table ends other flows, or in another order (%d against %d)", len(got), len(want))
+	}
+}
+
+// LiveFlows sorts the live flows' IDs with a radix sort over their span:
+// the same order as a comparison sort, whatever the span, with every
+// slot still beside its ID.
+func TestSortIDSlots(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		n    int
+		span uint64
+	}{{0, 1}, {1, 1}, {255, 1 << 10}, {256, 256}, {300, 1 << 9}, {5000, 1 << 20}, {5000, 1 << 40}, {5000, 1<<64 - 1}, {100000, 1 << 22}} {
+		seen := map[uint64]bool{}
+		base := r.Uint64N(1 << 50)
+		var ids []uint64
+		for len(ids) < tc.n {
+			id := base + r.Uint64N(tc.span)
+			if tc.span == 1<<64-1 {
+				id = r.Uint64()
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		got := flow.SortIDSlots(ids)
+		want := slices.Sorted(slices.Values(ids))
+		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("%d IDs over a span of %d: sorted wrong (or slots lost)", tc.n, tc.span)
+		}
 	}
 }
