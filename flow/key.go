@@ -42,14 +42,27 @@ type Key struct {
 
 // KeyOf builds the key of a decoded IP packet.
 func KeyOf(p *pcapio.Packet) Key {
-	k := Key{Src: p.Src, Dst: p.Dst, Proto: p.Proto, IPVersion: p.IPVersion}
+	var k Key
+	k.Set(p)
+	return k
+}
+
+// Set makes k the key of a decoded IP packet, as KeyOf does, in place:
+// the decoder does this for every packet, and a Key built and then
+// copied out took 14 ns against 5 (BenchmarkKeySet), 0.11 of the 2 GB
+// real capture's 4.4 core-seconds. Every field is set.
+func (k *Key) Set(p *pcapio.Packet) {
+	k.Src, k.Dst = p.Src, p.Dst
+	k.SrcPort, k.DstPort = 0, 0
 	if p.HasPorts {
 		k.SrcPort, k.DstPort = p.SrcPort, p.DstPort
 	}
 	n := min(p.NumVLAN, MaxVLAN)
-	k.NumVLAN = uint8(n)
+	k.VLAN = [MaxVLAN]uint16{}
 	copy(k.VLAN[:n], p.VLAN[:n])
-	return k
+	k.NumVLAN = uint8(n)
+	k.Proto, k.IPVersion = p.Proto, p.IPVersion
+	k.TunnelType, k.Tunnel, k.TunnelID = 0, 0, 0
 }
 
 // SrcAddr returns the source address.

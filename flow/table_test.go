@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/pcapflow/pcapflow/flow"
 	"github.com/pcapflow/pcapflow/internal/capgen"
+	"github.com/pcapflow/pcapflow/pcapio"
 )
 
 // shifted returns d repeated n times, copy i moved by i*shift in time,
@@ -395,6 +397,46 @@ func TestSortIDSlots(t *testing.T) {
 		want := slices.Sorted(slices.Values(ids))
 		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 			t.Errorf("%d IDs over a span of %d: sorted wrong (or slots lost)", tc.n, tc.span)
+		}
+	}
+}
+
+// Key.Set sets every field: over a key whose every field holds
+// something, it gives what KeyOf gives from a zero key.
+func TestKeySetEveryField(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for trial := 0; trial < 200; trial++ {
+		var p pcapio.Packet
+		p.IPVersion = []uint8{4, 6}[r.IntN(2)]
+		p.Proto = []uint8{pcapio.ProtoTCP, pcapio.ProtoUDP, pcapio.ProtoICMP, 47}[r.IntN(4)]
+		for i := range p.Src {
+			p.Src[i], p.Dst[i] = byte(r.IntN(256)), byte(r.IntN(256))
+		}
+		p.HasPorts = r.IntN(2) == 0
+		p.SrcPort, p.DstPort = uint16(r.IntN(65536)), uint16(r.IntN(65536))
+		p.NumVLAN = r.IntN(len(p.VLAN) + 1)
+		for i := range p.VLAN {
+			p.VLAN[i] = uint16(r.IntN(4096))
+		}
+		var dirty flow.Key
+		v := reflect.ValueOf(&dirty).Elem()
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Field(i)
+			switch f.Kind() {
+			case reflect.Array:
+				for j := 0; j < f.Len(); j++ {
+					f.Index(j).SetUint(0x55)
+				}
+			default:
+				f.SetUint(0x55)
+			}
+			if f.IsZero() {
+				t.Fatalf("field %s left zero", v.Type().Field(i).Name)
+			}
+		}
+		dirty.Set(&p)
+		if want := flow.KeyOf(&p); dirty != want {
+			t.Fatalf("Set over a used key: %+v, KeyOf: %+v", dirty, want)
 		}
 	}
 }

@@ -375,7 +375,7 @@ func (s *captureStream) decode(h *streamHead, b *decodedBatch) {
 	b.depth[b.n] = uint8(depth)
 	// The key and its hash are made here, on the decoding core.
 	k := &b.key[b.n]
-	*k = flow.KeyOf(p)
+	k.Set(p)
 	b.hash[b.n] = k.Hash()
 	m := &b.meta[b.n]
 	*m = *rec
