@@ -99,7 +99,16 @@ func PortProto(p uint8) bool {
 // takes the place of the source "port", so an echo request's reverse is
 // the matching echo reply.
 func (k Key) Reverse() Key {
-	r := k
+	var r Key
+	r.SetReverse(&k)
+	return r
+}
+
+// SetReverse makes r k's Reverse, in place (r and k must be two keys):
+// a Key passed and returned by value is copied twice, in lookups and
+// record encodings that run for every flow.
+func (r *Key) SetReverse(k *Key) {
+	*r = *k
 	r.Src, r.Dst = k.Dst, k.Src
 	switch k.Proto {
 	case pcapio.ProtoICMP, pcapio.ProtoICMPv6:
@@ -109,7 +118,13 @@ func (k Key) Reverse() Key {
 	default:
 		r.SrcPort, r.DstPort = k.DstPort, k.SrcPort
 	}
-	return r
+}
+
+// IsReverseOf reports whether k is o's Reverse.
+func (k *Key) IsReverseOf(o *Key) bool {
+	var r Key
+	r.SetReverse(o)
+	return r == *k
 }
 
 // icmpCounterpart maps an ICMP type to the type of the message answering

@@ -484,7 +484,8 @@ func (t *Table) lookup(k *Key, h uint64, p *pcapio.Packet, ts int64) int32 {
 // reverse finds the current flow of the opposite direction: the exact
 // reverse key, else the same reverse key with or without VLAN tags.
 func (t *Table) reverse(k *Key, h uint64) (int32, bool) {
-	r := k.Reverse()
+	var r Key
+	r.SetReverse(k)
 	if fi := t.getHashed(&r, reverseHash(k, &r, h)); fi >= 0 {
 		return fi, true
 	}

@@ -440,3 +440,32 @@ func TestKeySetEveryField(t *testing.T) {
 		}
 	}
 }
+
+// IsReverseOf and SetReverse agree with Reverse, ICMP's counterpart
+// types included, and a key differing in any field is not a reverse.
+func TestReverseInPlace(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for trial := 0; trial < 500; trial++ {
+		var k flow.Key
+		k.IPVersion = []uint8{4, 6}[r.IntN(2)]
+		k.Proto = []uint8{pcapio.ProtoTCP, pcapio.ProtoUDP, pcapio.ProtoICMP, pcapio.ProtoICMPv6}[r.IntN(4)]
+		k.Src[0], k.Dst[0] = byte(r.IntN(4)), byte(r.IntN(4))
+		k.SrcPort, k.DstPort = uint16(r.IntN(20)), uint16(r.IntN(20))
+		k.NumVLAN, k.VLAN[0] = uint8(r.IntN(2)), uint16(r.IntN(3))
+		k.Tunnel = uint32(r.IntN(2))
+		rev := k.Reverse()
+		var in flow.Key
+		in.SetReverse(&k)
+		if in != rev {
+			t.Fatalf("%+v: SetReverse %+v, Reverse %+v", k, in, rev)
+		}
+		if !rev.IsReverseOf(&k) {
+			t.Fatalf("%+v: its Reverse %+v is not its reverse", k, rev)
+		}
+		other := rev
+		other.TunnelID++
+		if other.IsReverseOf(&k) {
+			t.Fatalf("%+v: %+v, another tunnel, taken as its reverse", k, other)
+		}
+	}
+}

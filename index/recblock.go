@@ -154,7 +154,7 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 			if p := inBlock(f.Peer); p != nil && p.Peer == f.ID {
 				i := f.ID - first
 				mirror[i] = mirrors(f, p)
-				keyRev[i] = !mirror[i] && p.Key.Reverse() == f.Key
+				keyRev[i] = !mirror[i] && f.Key.IsReverseOf(&p.Key)
 				later[p.ID-first] = mirror[i] || keyRev[i]
 			}
 		}
@@ -632,7 +632,7 @@ func decodeRecordBlock(b []byte, first uint64, rb *recordBlock) error {
 		k := &f.Key
 		tcp := fl&bTCP != 0
 		if fl&(bMirror|bKeyRev) != 0 {
-			*k = p.Key.Reverse()
+			k.SetReverse(&p.Key)
 		} else {
 			c := &cols[cKey]
 			k.Proto = pcapio.ProtoTCP

@@ -106,7 +106,7 @@ type blockBase struct {
 
 // mirrors reports whether f may be written as the mirror of p.
 func mirrors(f, p *flow.Flow) bool {
-	return p.Key.Reverse() == f.Key && f.HasSrcMAC == p.HasDstMAC && f.HasDstMAC == p.HasSrcMAC &&
+	return f.Key.IsReverseOf(&p.Key) && f.HasSrcMAC == p.HasDstMAC && f.HasDstMAC == p.HasSrcMAC &&
 		f.SrcMAC == p.DstMAC && f.DstMAC == p.SrcMAC && f.State == p.State && f.History == p.History
 }
 
@@ -119,7 +119,7 @@ func appendEntry(b []byte, f *flow.Flow, base blockBase, peer *flow.Flow) []byte
 		fl |= recPeer
 	}
 	mirror := peer != nil && mirrors(f, peer)
-	keyRev := !mirror && peer != nil && peer.Key.Reverse() == *k
+	keyRev := !mirror && peer != nil && k.IsReverseOf(&peer.Key)
 	if mirror {
 		fl |= recMirror
 	}
@@ -268,7 +268,7 @@ func (d *entryDecoder) decodeEntry(f *flow.Flow) {
 	}
 	k := &f.Key
 	if p != nil {
-		*k = p.Key.Reverse()
+		k.SetReverse(&p.Key)
 	} else {
 		k.Proto = d.bytes(1)[0]
 		k.IPVersion = 4
