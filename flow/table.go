@@ -463,7 +463,7 @@ func (t *Table) lookup(k *Key, h uint64, p *pcapio.Packet, ts int64) int32 {
 			// SYN came first): then this packet belongs to that one.
 			if ri, rok := t.reverse(k, h); rok {
 				if rc := t.conn(t.Flow(ri).conn); rc.serial > c.serial {
-					return t.newFlow(*k, p, ts, t.Flow(ri).conn)
+					return t.newFlow(k, p, ts, t.Flow(ri).conn)
 				}
 			}
 			return fi
@@ -478,7 +478,7 @@ func (t *Table) lookup(k *Key, h uint64, p *pcapio.Packet, ts int64) int32 {
 			ci = t.Flow(ri).conn
 		}
 	}
-	return t.newFlow(*k, p, ts, ci)
+	return t.newFlow(k, p, ts, ci)
 }
 
 // reverse finds the current flow of the opposite direction: the exact
@@ -511,12 +511,16 @@ func (t *Table) sideOf(c *conn, fi int32) int {
 	return 1
 }
 
-// newFlow creates a flow for k, joining connection ci (or a new one).
-func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
+// newFlow creates a flow for k (not a key in the table), joining
+// connection ci (or a new one).
+func (t *Table) newFlow(k *Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 	fi := t.allocFlow()
 	f := t.Flow(fi)
-	*f = Flow{ID: t.nextID, Key: k, Capture: int(t.capture), First: ts, Last: ts, active: t.clock,
-		SrcMAC: p.SrcMAC, DstMAC: p.DstMAC, HasSrcMAC: p.HasSrcMAC, HasDstMAC: p.HasDstMAC, lastCap: -1}
+	// Field by field into the slot: a Flow literal that reads p, which
+	// could point into the slot, is built aside and copied (250 bytes).
+	*f = Flow{}
+	f.ID, f.Key, f.Capture, f.First, f.Last, f.active = t.nextID, *k, int(t.capture), ts, ts, t.clock
+	f.SrcMAC, f.DstMAC, f.HasSrcMAC, f.HasDstMAC, f.lastCap = p.SrcMAC, p.DstMAC, p.HasSrcMAC, p.HasDstMAC, -1
 	t.nextID++
 	t.live++
 	if c := t.ctx; c != nil {
@@ -544,7 +548,7 @@ func (t *Table) newFlow(k Key, p *pcapio.Packet, ts int64, ci int32) int32 {
 	f.conn = ci
 	t.put(fi)
 	if k.NumVLAN > 0 {
-		u := k
+		u := *k
 		u.NumVLAN, u.VLAN = 0, [MaxVLAN]uint16{}
 		t.tagged[u] = slotRef{fi, f.ID}
 	}
@@ -797,7 +801,7 @@ func (t *Table) EndCapture(ci int) {
 		fi := t.get(&k)
 		if fi < 0 {
 			var p pcapio.Packet
-			fi = t.newFlow(k, &p, hs[0].TS, -1)
+			fi = t.newFlow(&k, &p, hs[0].TS, -1)
 		}
 		t.stats.Orphans += uint64(len(hs))
 		t.attach(fi, hs)
