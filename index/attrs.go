@@ -668,8 +668,13 @@ type endAttrs struct {
 	// ending one after the other mostly share it.
 	lastMin  [2]int64
 	lastList [2]*finalList
-	bitmap   []uint64 // sortIDs's space
-	flushAt  int      // n at which the lists are written: endFlush
+	// spare is the space of the largest minute's list at the last flush,
+	// for the next new minute: a list grown from nothing after each
+	// flush, a large zeroed allocation at each doubling, was 0.07 s of
+	// the sink on the 2 GB real capture.
+	spare   [2][]uint64
+	bitmap  []uint64 // sortIDs's space
+	flushAt int      // n at which the lists are written: endFlush
 }
 
 // endFlush bounds the IDs held before the lists are written.
@@ -690,7 +695,8 @@ func (a *endAttrs) add(f *flow.Flow) error {
 		l := a.lastList[i]
 		if l == nil || a.lastMin[i] != m {
 			if l = a.times[i][m]; l == nil {
-				l = &finalList{key: listKey{final: true, field: timeFields[i], value: timeValue(ts), gen: a.gen}}
+				l = &finalList{key: listKey{final: true, field: timeFields[i], value: timeValue(ts), gen: a.gen}, ids: a.spare[i]}
+				a.spare[i] = nil
 				a.times[i][m] = l
 			}
 			a.lastMin[i], a.lastList[i] = m, l
@@ -718,6 +724,9 @@ func (a *endAttrs) flush() error {
 		for _, l := range a.times[i] {
 			if err := l.emit(a.w, &a.bitmap); err != nil {
 				return err
+			}
+			if cap(l.ids) > cap(a.spare[i]) {
+				a.spare[i] = l.ids[:0]
 			}
 		}
 		// The minutes' lists go, their space with them: kept for reuse,
