@@ -196,7 +196,7 @@ type builder struct {
 	dir       string
 	db        *pebble.DB
 	g         *guard
-	raw       *rawFlushes
+	raw       *rawFlushes // the writer's: never nil
 	opts      *Options
 	res       *BuildResult
 	meta      committed
@@ -351,7 +351,7 @@ func (b *builder) ingest(ctx context.Context, srcs []source) error {
 	}
 	// A fresh store's first run is compacted at its commit: until then
 	// its level-0 tables are written raw (rawFlushes).
-	if m.gen == 0 && b.raw != nil {
+	if m.gen == 0 {
 		b.raw.on.Store(true)
 		defer b.raw.on.Store(false)
 	}
@@ -836,8 +836,7 @@ func restoredBlocks(db *pebble.DB) []uint64 {
 // extract opens 3 tables instead of 8.
 func (b *builder) compactsAtEnd() bool {
 	l0 := b.db.Metrics().Levels[0]
-	raw := b.raw != nil && b.raw.wrote.Load()
-	return b.meta.gen == 0 && (l0.TablesCount >= 2 || raw) || l0.Sublevels >= l0Deep
+	return b.meta.gen == 0 && (l0.TablesCount >= 2 || b.raw.wrote.Load()) || l0.Sublevels >= l0Deep
 }
 
 // commitBatch is the size the commit's batch is made with.
@@ -887,9 +886,7 @@ func (b *builder) commit(g *ingest, sink *storeSink) (err error) {
 		return err
 	}
 	// What is flushed from here on (the commit's batch) is not compacted.
-	if b.raw != nil {
-		b.raw.on.Store(false)
-	}
+	b.raw.on.Store(false)
 	killPoint("data-flushed")
 	// Level 0 is compacted, when compactsAtEnd says so (a fresh store,
 	// or a deep level 0), beside the rest of the commit.
