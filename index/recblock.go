@@ -126,6 +126,23 @@ const (
 
 // appendRecordBlock encodes flows (of IDs first..first+63, ascending).
 func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
+	return new(blockScratch).appendRecordBlock(dst, first, flows)
+}
+
+// blockScratch is the space a record block's columns and dictionaries
+// are built in. A writer keeps one, so that each block reuses the space
+// of the blocks before it: built anew, growing ten columns from nothing
+// took 0.08 s of the sink's goroutine on the 2 GB real capture.
+type blockScratch struct {
+	cols  [numCols][]byte
+	addrs [][]byte
+	macs  [][6]byte
+	words []uint64
+	ports []uint16
+}
+
+// appendRecordBlock is the package's appendRecordBlock, in sc's space.
+func (sc *blockScratch) appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 	var present uint64
 	var pos [flowBlock]int // index in flows by ID - first, -1 for none
 	for i := range pos {
@@ -176,8 +193,7 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 		unit = 1
 	}
 	// Dictionaries: addresses, MACs, and the ports used more than once.
-	var addrs [][]byte
-	var macs [][6]byte
+	addrs, macs := sc.addrs[:0], sc.macs[:0]
 	addrIdx := func(a []byte) uint64 {
 		for i, x := range addrs {
 			if string(x) == string(a) {
@@ -204,15 +220,18 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 		}
 	}
 	slices.Sort(all)
-	var ports []uint16
+	ports := sc.ports[:0]
 	for j := 1; j < len(all); j++ {
 		if all[j] == all[j-1] && (len(ports) == 0 || ports[len(ports)-1] != all[j]) {
 			ports = append(ports, all[j])
 		}
 	}
 	headers := blockHeaders(flows)
-	var words []uint64
-	var cols [numCols][]byte
+	words := sc.words[:0]
+	cols := &sc.cols
+	for i := range cols {
+		cols[i] = cols[i][:0]
+	}
 	prev = base.time
 	var lastKey *flow.Flow // the previous flow whose key was stored
 	var lastMAC *flow.Flow // the previous flow whose MACs were stored
@@ -384,6 +403,7 @@ func appendRecordBlock(dst []byte, first uint64, flows []*flow.Flow) []byte {
 	for _, c := range cols {
 		dst = append(dst, c...)
 	}
+	sc.addrs, sc.macs, sc.words, sc.ports = addrs[:0], macs[:0], words[:0], ports[:0]
 	return dst
 }
 

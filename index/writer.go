@@ -200,6 +200,7 @@ type storeSink struct {
 	sealAfter   int64  // Settings.sealAfter
 	pending     map[uint64]*pendingBlock
 	near        [1 << 12]*pendingBlock // pending, by block number mod 4096: see look
+	blocks      blockScratch           // appendRecordBlock's space
 	queue       []uint64               // firsts of pending blocks, ascending (some may be done)
 	restoredG   map[uint64]bool        // blocks with provisional keys at the run's start
 	restoredN   []restoredGroup        // the N groups at the run's start
@@ -460,7 +461,7 @@ func (s *storeSink) appendLate(dst []byte, span uint64, group []heldLate, refs [
 		s.ptrs = append(s.ptrs, f)
 		s.tails = append(s.tails, tailOf{h.chunks, refs[h.start:h.end:h.end]})
 	}
-	s.rec = appendRecordBlock(s.rec[:0], lateVirtual, s.ptrs)
+	s.rec = s.blocks.appendRecordBlock(s.rec[:0], lateVirtual, s.ptrs)
 	dst = binary.AppendUvarint(dst, uint64(len(s.rec)))
 	dst = append(dst, s.rec...)
 	base := PacketRef{}
@@ -681,7 +682,7 @@ func (s *storeSink) writeBlock(w *writer, pb *pendingBlock, recTag, tailTag byte
 	if err := s.gather(pb, live); err != nil {
 		return err
 	}
-	s.buf = appendRecordBlock(s.buf[:0], pb.first, s.ptrs)
+	s.buf = s.blocks.appendRecordBlock(s.buf[:0], pb.first, s.ptrs)
 	if err := s.setBlock(w, recTag, pb.first, s.buf, pb.prevRecs); err != nil {
 		return err
 	}
