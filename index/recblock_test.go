@@ -104,6 +104,30 @@ func randomFlows(r *rand.Rand, first uint64) []*flow.Flow {
 	return out
 }
 
+// TestBlockScratchReuse encodes blocks one after the other in one
+// scratch, as the store sink does: each must be the bytes a fresh
+// scratch gives, whatever the blocks before it left in the columns and
+// dictionaries (an empty block and blocks of one flow included).
+func TestBlockScratchReuse(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	var sc blockScratch
+	for trial := 0; trial < 300; trial++ {
+		first := uint64(trial)*flowBlock + 1
+		flows := randomFlows(r, first)
+		switch trial % 7 {
+		case 3:
+			flows = nil
+		case 5:
+			flows = flows[:min(1, len(flows))]
+		}
+		got := sc.appendRecordBlock([]byte{0xee}, first, flows)
+		want := append([]byte{0xee}, new(blockScratch).appendRecordBlock(nil, first, flows)...)
+		if string(got) != string(want) {
+			t.Fatalf("trial %d: %d bytes in a used scratch, %d in a fresh one", trial, len(got), len(want))
+		}
+	}
+}
+
 func TestRecordBlockRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	for trial := 0; trial < 500; trial++ {
