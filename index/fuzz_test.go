@@ -61,12 +61,11 @@ func FuzzRecords(f *testing.F) {
 	f.Add(appendIDs(nil, 5, []uint64{5, 3000, 7000, 9000, 12000, 20000, 21000}))
 	f.Add(appendIDs(nil, 5, append(seq(5, 300), seq(302, 600)...)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var out flow.Flow
 		var rb recordBlock
 		decodeRecordBlock(b, 1, &rb)
 		var d entryDecoder
 		d.first = 1
-		d.decode(b, 1, &out)
+		d.decode(b, 1)
 		var tb tailBlock
 		decodeTailBlock(b, &trb, &tb, nil)
 		if refs, err := decodeChunkBits(b, nil); err == nil && len(refs) > 8*len(b) {

@@ -223,17 +223,20 @@ type entryDecoder struct {
 	flows [flowBlock]flow.Flow
 }
 
-// decode decodes the entry b of flow id into f; entries of lower IDs of
-// the block must have been decoded before (a mirror refers to its peer).
-func (d *entryDecoder) decode(b []byte, id uint64, f *flow.Flow) error {
+// decode decodes the entry b of flow id into the decoder's own record
+// of it, valid until the decoder starts another block; entries of lower
+// IDs of the block must have been decoded before (a mirror refers to its
+// peer). (Decoded elsewhere and copied in, each record was 248 bytes
+// written twice.)
+func (d *entryDecoder) decode(b []byte, id uint64) (*flow.Flow, error) {
 	d.Reader, d.pos = varint.Reader{B: b}, id-d.first
+	f := &d.flows[d.pos]
 	d.decodeEntry(f)
 	if d.Bad || len(d.B) != 0 {
-		return errCorrupt
+		return nil, errCorrupt
 	}
-	d.flows[d.pos] = *f
 	d.have |= 1 << d.pos
-	return nil
+	return f, nil
 }
 
 func (d *entryDecoder) fail()              { d.Fail() }

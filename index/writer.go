@@ -704,12 +704,13 @@ func (s *storeSink) gather(pb *pendingBlock, live []liveFlow) error {
 		if id >= s.created {
 			break
 		}
-		f := &s.flows[i]
+		var f *flow.Flow
 		start := len(s.arena)
 		var chunks uint32
 		switch {
 		case pb.has(i):
-			if err := d.decode(pb.rec(i), id, f); err != nil {
+			var err error
+			if f, err = d.decode(pb.rec(i), id); err != nil {
 				return fmt.Errorf("flow %d: %w", id, err)
 			}
 			c, tail, _, err := splitTail(pb.tail(i))
@@ -721,6 +722,7 @@ func (s *storeSink) gather(pb *pendingBlock, live []liveFlow) error {
 			}
 			chunks = c
 		case len(live) > 0 && live[0].f.ID == id:
+			f = &s.flows[i]
 			*f = live[0].f
 			chunks = live[0].chunks
 			s.arena = live[0].post.appendRefs(s.arena)
