@@ -403,6 +403,7 @@ func (sc *blockScratch) appendRecordBlock(dst []byte, first uint64, flows []*flo
 	for _, c := range cols {
 		dst = append(dst, c...)
 	}
+	clear(addrs) // they point into the flows' keys: hold none of them
 	sc.addrs, sc.macs, sc.words, sc.ports = addrs[:0], macs[:0], words[:0], ports[:0]
 	return dst
 }
