@@ -413,6 +413,14 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 	}()
 	var cur *restoredBatch
 	pos, n := 0, 0
+	// take receives the next batch; it fails with the batch's error, or
+	// when the producer ended without sending its last one.
+	take := func() error {
+		if cur = <-out; cur == nil {
+			return errors.New("the live flows' records ended early")
+		}
+		return cur.err
+	}
 	// RestoreTable puts the live flows in slots 0, 1, ... in ID order,
 	// the order it asks for their records in: each one's postings go to
 	// its slot as its record is taken.
@@ -424,11 +432,8 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 				}
 				free <- cur // never blocks: every batch fits
 			}
-			if cur = <-out; cur == nil {
-				return nil, errors.New("the live flows' records ended early")
-			}
-			if cur.err != nil {
-				return nil, cur.err
+			if err := take(); err != nil {
+				return nil, err
 			}
 			pos = 0
 		}
@@ -451,11 +456,7 @@ func (b *builder) restore(g *ingest, sink *storeSink) error {
 	// The producer ends with the blocks and groups past the last live
 	// flow (liveCursor.finish), in its last batch.
 	for err == nil && (cur == nil || !cur.last) {
-		if cur = <-out; cur == nil {
-			err = errors.New("the live flows' records ended early")
-		} else if cur.err != nil {
-			err = cur.err
-		} else if len(cur.flows) > 0 {
+		if err = take(); err == nil && len(cur.flows) > 0 {
 			err = fmt.Errorf("%d live flows restored, more read", n)
 		}
 	}
