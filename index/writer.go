@@ -219,7 +219,7 @@ type storeSink struct {
 	buf         []byte
 	refs        []PacketRef
 	dec         entryDecoder
-	flows       [flowBlock]flow.Flow
+	flows       [flowBlock]flow.Flow // appendLate's renumbered copies
 	ptrs        []*flow.Flow
 	tails       []tailOf
 	arena       []PacketRef
@@ -722,8 +722,7 @@ func (s *storeSink) gather(pb *pendingBlock, live []liveFlow) error {
 			}
 			chunks = c
 		case len(live) > 0 && live[0].f.ID == id:
-			f = &s.flows[i]
-			*f = live[0].f
+			f = &live[0].f
 			chunks = live[0].chunks
 			s.arena = live[0].post.appendRefs(s.arena)
 			live = live[1:]
